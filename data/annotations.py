@@ -1,0 +1,199 @@
+"""Annotation readers, all converted to one internal representation.
+
+Internal representation (one convention, used everywhere downstream):
+
+- ``VideoAnnotation``: ``name`` (``Class/video``), ``num_frames``, ``class_id`` and
+  a list of ``Tube``.
+- ``Tube``: ``class_id`` (0-based index into the dataset's class list; the model's
+  labels are ``class_id + 1`` with 0 for background), ``start`` (0-based first
+  frame), ``boxes`` (``[n, 4]`` float32 x1, y1, x2, y2 in 0-based pixels), and
+  ``end = start + n`` (exclusive).
+
+The released UCF101-24 ``pyannot.pkl`` stores boxes as x, y, w, h in 1-based pixels;
+the original AMTNet (``data/shared.py``, ``make_lists_ucf``: ``box -= 1`` on all
+four numbers, then ``box[2] += box[0]``) gives x1 = x - 1 and x2 = x + w - 2, the
+0-based index of the last pixel inside the box. We do the same so normalised
+targets equal the original's.
+"""
+import logging
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import layout
+
+log = logging.getLogger(__name__)
+
+UCF_FRAME_SIZE = (320, 240)  # width, height of UCF101-24 and J-HMDB-21 frames
+
+
+class AnnotationError(ValueError):
+    """Malformed annotation: the message names the file, the video and the field."""
+
+
+@dataclass
+class Tube:
+    class_id: int
+    start: int
+    boxes: np.ndarray
+
+    @property
+    def end(self):
+        return self.start + len(self.boxes)
+
+
+@dataclass
+class VideoAnnotation:
+    name: str
+    num_frames: int
+    class_id: int
+    tubes: list = field(default_factory=list)
+
+
+@dataclass
+class ClipStats:
+    """Counts of boxes repaired while loading, for one log line per file."""
+    clipped: int = 0
+    dropped: int = 0
+
+
+def load_pickle(path):
+    """Pickles written by Python 2 (the released ones) need latin1 decoding."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")
+
+
+def xywh1_to_xyxy0(boxes):
+    """x, y, w, h in 1-based pixels -> x1, y1, x2, y2 in 0-based pixels (see module doc)."""
+    b = np.asarray(boxes, dtype=np.float32) - 1.0
+    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+
+
+def xyxy0_to_xywh1(boxes):
+    """Inverse of ``xywh1_to_xyxy0``: the released annotation format."""
+    b = np.asarray(boxes, dtype=np.float64)
+    return np.concatenate([b[:, :2] + 1.0, b[:, 2:] - b[:, :2] + 1.0], axis=1)
+
+
+def _clip_tube(tube, frame_size, stats):
+    """Clip boxes to the frame; split the tube where a box has no area left."""
+    width, height = frame_size
+    boxes = tube.boxes.copy()
+    clipped = boxes.copy()
+    clipped[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width - 1)
+    clipped[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height - 1)
+    stats.clipped += int(np.any(clipped != boxes, axis=1).sum())
+    valid = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    stats.dropped += int((~valid).sum())
+    pieces, run_start = [], None
+    for i, ok in enumerate(list(valid) + [False]):
+        if ok and run_start is None:
+            run_start = i
+        elif not ok and run_start is not None:
+            pieces.append(Tube(tube.class_id, tube.start + run_start, clipped[run_start:i]))
+            run_start = None
+    return pieces
+
+
+def _field(entry, key, path, video):
+    try:
+        return entry[key]
+    except (KeyError, TypeError, IndexError):
+        raise AnnotationError(f"{path}: video {video!r} has no field {key!r}") from None
+
+
+def parse_ucf_database(database, path, num_classes=None, frame_size=UCF_FRAME_SIZE,
+                       numf_from_first_tube=False):
+    """Convert a ``pyannot.pkl`` dictionary to ``{name: VideoAnnotation}``.
+
+    ``numf_from_first_tube``: J-HMDB-21's file; the original
+    (``data/shared.py``, ``make_lists_jhmdb``) takes the number of frames from the
+    first tube's boxes because every tube spans the whole video.
+    """
+    stats = ClipStats()
+    videos = {}
+    for name in sorted(database):
+        entry = database[name]
+        label = int(_field(entry, "label", path, name))
+        tubes_in = _field(entry, "annotations", path, name)
+        if numf_from_first_tube:
+            if not tubes_in:
+                raise AnnotationError(f"{path}: video {name!r} field 'annotations' is empty")
+            num_frames = len(_field(tubes_in[0], "boxes", path, name))
+        else:
+            # numf is a numpy unsigned integer in the released file: cast before arithmetic.
+            num_frames = int(_field(entry, "numf", path, name))
+        if num_classes is not None and not 0 <= label < num_classes:
+            raise AnnotationError(f"{path}: video {name!r} field 'label' = {label} is outside 0..{num_classes - 1}")
+        tubes = []
+        for t, raw in enumerate(tubes_in):
+            tube_label = int(_field(raw, "label", path, name))
+            boxes = np.asarray(_field(raw, "boxes", path, name))
+            if numf_from_first_tube:
+                sf, ef = 0, len(boxes)
+            else:
+                sf, ef = int(_field(raw, "sf", path, name)), int(_field(raw, "ef", path, name))
+            where = f"{path}: video {name!r} tube {t}"
+            if tube_label != label:
+                raise AnnotationError(f"{where} field 'label' = {tube_label} differs from the video's label {label}")
+            if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) != ef - sf:
+                raise AnnotationError(f"{where} field 'boxes' has shape {boxes.shape}, expected ({ef - sf}, 4) for sf={sf}, ef={ef}")
+            if sf < 0 or ef > num_frames or ef <= sf:
+                raise AnnotationError(f"{where} fields 'sf'={sf}, 'ef'={ef} do not fit a video of {num_frames} frames")
+            tubes.extend(_clip_tube(Tube(label, sf, xywh1_to_xyxy0(boxes)), frame_size, stats))
+        videos[name] = VideoAnnotation(name, num_frames, label, tubes)
+    if stats.clipped or stats.dropped:
+        log.warning("%s: clipped %d boxes to the frame, dropped %d boxes with no area", path, stats.clipped, stats.dropped)
+    return videos
+
+
+def load_pyannot(path, num_classes=None, frame_size=UCF_FRAME_SIZE, numf_from_first_tube=False):
+    """Read a ``pyannot.pkl`` (UCF101-24 layout; J-HMDB-21 with ``numf_from_first_tube``).
+
+    Accepts both the plain dictionary and ``pyannot_with_class_names.pkl``'s
+    ``{'db': ..., 'classes': ..., 'trainvideos': ...}``.
+    """
+    database = load_pickle(path)
+    if isinstance(database, dict) and "db" in database and "classes" in database:
+        database = database["db"]
+    if not isinstance(database, dict):
+        raise AnnotationError(f"{path}: expected a dictionary of videos, found {type(database).__name__}")
+    return parse_ucf_database(database, path, num_classes, frame_size, numf_from_first_tube)
+
+
+def read_video_list(path):
+    """One video name per line; blank lines ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video list not found: {path}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_class_names(root):
+    """Class names of a dataset in the UCF24 layout.
+
+    ``classes`` of ``splitfiles/pyannot_with_class_names.pkl`` when present, else the
+    sorted class folder names under ``rgb-images/``.
+    """
+    named = layout.split_path(root, layout.ANNOT_WITH_NAMES_FILE)
+    if named.is_file():
+        return [str(c) for c in load_pickle(named)["classes"]]
+    rgb = layout.images_dir(root, "rgb")
+    if not rgb.is_dir():
+        raise FileNotFoundError(f"cannot find class names: neither {named} nor {rgb} exists")
+    names = sorted(p.name for p in rgb.iterdir() if p.is_dir())
+    if not names:
+        raise AnnotationError(f"{rgb}: no class folders")
+    return names
+
+
+def to_pyannot_entry(video):
+    """``VideoAnnotation`` -> the released ``pyannot.pkl`` entry (inverse of the reader)."""
+    tubes = [{"label": t.class_id, "sf": t.start, "ef": t.end,
+              "boxes": np.round(xyxy0_to_xywh1(t.boxes)).astype(np.uint16)} for t in video.tubes]
+    return {"numf": np.uint16(video.num_frames), "label": video.class_id, "annotations": tubes}

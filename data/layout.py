@@ -1,0 +1,38 @@
+"""On-disk layout shared by UCF101-24, J-HMDB-21, the toy set and users' own data.
+
+```
+<root>/rgb-images/<Class>/<video>/00001.jpg ...      frames, 1-based file numbers
+<root>/<flowtype>-images/<Class>/<video>/00001.jpg   flow images (brox, fastOF, ...)
+<root>/splitfiles/pyannot.pkl, trainlist01.txt, testlist01.txt
+```
+Frame numbers are 1-based in file names and 0-based in memory.
+"""
+from pathlib import Path
+
+FRAME_PATTERN = "{:05d}.jpg"
+SPLIT_DIR = "splitfiles"
+ANNOT_FILE = "pyannot.pkl"
+ANNOT_WITH_NAMES_FILE = "pyannot_with_class_names.pkl"
+
+
+def images_dir(root, input_type):
+    """Folder of one input type (``rgb``, ``brox``, ``fastOF``, ...)."""
+    return Path(root) / f"{input_type}-images"
+
+
+def video_dir(root, input_type, video):
+    return images_dir(root, input_type) / video
+
+
+def frame_path(root, input_type, video, frame_index):
+    """Path of the frame with 0-based index ``frame_index`` (file ``frame_index + 1``)."""
+    return video_dir(root, input_type, video) / FRAME_PATTERN.format(frame_index + 1)
+
+
+def split_path(root, name):
+    return Path(root) / SPLIT_DIR / name
+
+
+def split_list_name(kind, split):
+    """``trainlist01.txt`` / ``testlist01.txt`` for ``kind`` in {train, test}."""
+    return f"{kind}list{split:02d}.txt"
