@@ -1,0 +1,22 @@
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ucf24_dir():
+    """The real UCF101-24 annotations in the read-only ``shared/`` folder beside the repository."""
+    path = REPO_ROOT.parent / "shared" / "ucf24"
+    assert (path / "pyannot.pkl").is_file(), f"real annotations missing: expected {path}/pyannot.pkl"
+    return path
+
+
+@pytest.fixture(scope="session")
+def toy_root(tmp_path_factory):
+    """A small toy dataset shared by the tests that only read it."""
+    from data.toy import ToyConfig, make_toy_dataset
+    root = tmp_path_factory.mktemp("toy")
+    make_toy_dataset(root, ToyConfig(num_videos=8, seed=3, min_frames=24, max_frames=30), progress=False)
+    return root
