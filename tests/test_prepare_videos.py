@@ -42,8 +42,7 @@ def test_videos_to_frames_and_flow_with_a_bad_file_and_a_rerun(tmp_path):
     assert cv2.imread(str(frames[0])).shape == (120, 160, 3)
     assert len(list(layout.video_dir(out, "rgb", "videos/loose").iterdir())) == 5
     flow = cv2.imread(str(layout.frame_path(out, "fastOF", "Panning/v_pan_01", 4)))
-    assert np.median(decode_flow(flow)[20:-20, 20:-20, 0]) == np.float32(3.0) or \
-        abs(np.median(decode_flow(flow)[20:-20, 20:-20, 0]) - 3) < 0.3
+    assert abs(np.median(decode_flow(flow)[20:-20, 20:-20, 0]) - 3) < 0.3  # the scene pans 3 px right
     assert not list(out.rglob("*.tmp"))  # nothing half-written is left
 
     stamp = frames[0].stat().st_mtime_ns
