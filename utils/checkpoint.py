@@ -1,0 +1,61 @@
+"""Training checkpoints: everything needed to rebuild the model and continue exactly.
+
+A checkpoint is a dict: ``model`` (state dict), ``model_config`` (dict, rebuilds the
+model in test.py and demo.py), ``optimizer``, ``scheduler``, ``iteration``, ``rng``
+(Python, numpy, torch and CUDA generator states) and ``flags``. It is written to a
+temporary file and renamed, so a crash never leaves a truncated checkpoint.
+"""
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import atomic_path
+
+REQUIRED_KEYS = ("model", "model_config", "optimizer", "scheduler", "iteration", "rng", "flags")
+
+
+class CheckpointError(RuntimeError):
+    """A missing, unreadable or incomplete checkpoint; the message names the file."""
+
+
+def rng_state():
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state):
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path, *, model, model_config, optimizer, scheduler, iteration, flags, extra=None):
+    """Atomically write a training checkpoint to ``path``."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    state = {"model": model.state_dict(), "model_config": model_config, "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "iteration": int(iteration), "rng": rng_state(),
+             "flags": dict(flags), **(extra or {})}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path, required=REQUIRED_KEYS, map_location="cpu"):
+    """Read a checkpoint; a missing file, a corrupt file or missing keys raise ``CheckpointError``."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as error:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {error}") from error
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
+    return state
