@@ -1,0 +1,97 @@
+"""VGG16-SSD300 trunk of one stream (SSD_CORE in the original AMTNet.py, without its
+pooling): returns the six source maps, each divided by kd*kd."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# SSD300 v2 layouts (AMTNet.py basemodel['300'] / extras['300']); 'M' max-pool, 'C' ceil-mode
+# max-pool, 'S' next extra conv has stride 2.
+VGG_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512, "M", 512, 512, 512)
+EXTRAS_CFG = (256, "S", 512, 128, "S", 256, 128, 256, 128, 256)
+SOURCE_DEPTHS = (512, 1024, 512, 256, 256, 256)
+FEATURE_MAPS = (38, 19, 10, 5, 3, 1)
+CONV4_3_END = 23  # vgg[:23] ends with conv4_3's ReLU
+KD = 3  # side of the pooled neighbourhood; sources are divided by KD*KD (AMTNet.py SSD_CORE.scale)
+
+
+def scaled(width: int, width_mult: float) -> int:
+    return max(1, int(round(width * width_mult)))
+
+
+def make_vgg(in_channels: int, width_mult: float = 1.0) -> list:
+    """The SSD300 VGG16 layer list; indices match the original's (vgg.N keys)."""
+    layers, c = [], in_channels
+    for v in VGG_CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        elif v == "C":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
+        else:
+            w = scaled(v, width_mult)
+            layers += [nn.Conv2d(c, w, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            c = w
+    fc = scaled(1024, width_mult)
+    layers += [
+        nn.MaxPool2d(kernel_size=3, stride=1, padding=1),  # pool5
+        nn.Conv2d(c, fc, kernel_size=3, padding=6, dilation=6),  # conv6
+        nn.ReLU(inplace=True),
+        nn.Conv2d(fc, fc, kernel_size=1),  # conv7
+        nn.ReLU(inplace=True),
+    ]
+    return layers
+
+
+def make_extras(in_channels: int, width_mult: float = 1.0) -> list:
+    """Extra layers after conv7: alternating 1x1 and 3x3 convs; 'S' makes the 3x3 stride 2, padding 1."""
+    layers, c, kernel3 = [], in_channels, False
+    cfg = EXTRAS_CFG
+    for k, v in enumerate(cfg):
+        if c != "S":
+            if v == "S":
+                out = scaled(cfg[k + 1], width_mult)
+                layers.append(nn.Conv2d(c, out, kernel_size=3 if kernel3 else 1, stride=2, padding=1))
+            else:
+                out = scaled(v, width_mult)
+                layers.append(nn.Conv2d(c, out, kernel_size=3 if kernel3 else 1))
+            kernel3 = not kernel3
+        c = v if v == "S" else scaled(v, width_mult)
+    return layers
+
+
+class L2Norm(nn.Module):
+    """Channel-wise L2 normalisation with a learned per-channel scale (initialised to 20)."""
+
+    def __init__(self, channels: int, scale: float = 20.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), float(scale)))
+
+    def forward(self, x):
+        # The original AMTNet uses F.normalize (eps 1e-12), not ssd.pytorch's norm + 1e-10.
+        return F.normalize(x, p=2, dim=1) * self.weight.view(1, -1, 1, 1)
+
+
+class SSDCore(nn.Module):
+    """One stream's backbone. Input [N, 3*input_frames, 300, 300] -> six maps
+    [N, D_k, S_k, S_k], S = 38, 19, 10, 5, 3, 1, each divided by KD*KD as the original."""
+
+    def __init__(self, input_frames: int = 1, width_mult: float = 1.0):
+        super().__init__()
+        self.input_frames = input_frames
+        self.vgg = nn.ModuleList(make_vgg(3 * input_frames, width_mult))
+        self.L2Norm = L2Norm(scaled(512, width_mult), 20.0)
+        self.extras = nn.ModuleList(make_extras(scaled(1024, width_mult), width_mult))
+        self.source_depths = tuple(scaled(d, width_mult) for d in SOURCE_DEPTHS)
+
+    def forward(self, x):
+        sources = []
+        for layer in self.vgg[:CONV4_3_END]:
+            x = layer(x)
+        sources.append(self.L2Norm(x))
+        for layer in self.vgg[CONV4_3_END:]:
+            x = layer(x)
+        sources.append(x)
+        for k, conv in enumerate(self.extras):
+            x = F.relu(conv(x), inplace=True)
+            if k % 2 == 1:
+                sources.append(x)
+        return [s / (KD * KD) for s in sources]
