@@ -36,6 +36,13 @@ class MultiBoxLoss(nn.Module):
     def forward(self, loc: torch.Tensor, conf: torch.Tensor, targets):
         """loc [B, A, 4*T], conf [B, A, C]; targets: list of B dicts {'boxes': [N, T, 4]
         normalised x1y1x2y2, 'labels': [N] in 1..C-1}. Returns (loss_l, loss_c)."""
+        sum_l, sum_c, num_pos = self.sums(loc, conf, targets)
+        num_pos = num_pos.clamp(min=1)
+        return sum_l / num_pos, sum_c / num_pos
+
+    def sums(self, loc: torch.Tensor, conf: torch.Tensor, targets):
+        """The two losses summed over the batch, and the number of positive priors, before
+        the division: with several processes the divisor is the whole batch's positives."""
         b, a, c = conf.shape
         t = loc.shape[2] // 4
         if len(targets) != b:
@@ -51,7 +58,6 @@ class MultiBoxLoss(nn.Module):
             bg_loss = -F.log_softmax(conf, dim=2)[:, :, 0]
             mask = hard_negative_mask(bg_loss, labels, self.neg_pos_ratio)
         pos = labels > 0
-        num_pos = pos.sum().clamp(min=1)
         loss_c = F.cross_entropy(conf[mask], labels[mask], reduction="sum")
         loss_l = F.smooth_l1_loss(loc[pos], loc_t.reshape(b, a, 4 * t)[pos], reduction="sum")
-        return loss_l / num_pos, loss_c / num_pos
+        return loss_l, loss_c, pos.sum()
