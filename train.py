@@ -103,7 +103,7 @@ def run(args):
     if info.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[info.device] if info.device.type == "cuda" else None)
-    criterion = MultiBoxLoss(model_cfg_priors(model), args.jaccard_threshold).to(info.device)
+    criterion = MultiBoxLoss(getattr(model, "module", model).priors, args.jaccard_threshold).to(info.device)
     amp = info.device.type == "cuda" if args.amp is None else args.amp
     scaler = torch.amp.GradScaler(info.device.type, enabled=amp and info.device.type == "cuda")
 
@@ -159,10 +159,6 @@ def run(args):
                 tick = time.perf_counter()
             barrier(info)
     bar.close()
-
-
-def model_cfg_priors(model):
-    return getattr(model, "module", model).priors
 
 
 def worker(args):

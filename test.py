@@ -1,0 +1,118 @@
+"""Detect micro-tubes in every test video; write per-video detection files; report frame-mAP.
+
+  python test.py --data_root runs/toy_data --weights runs/exp/AMTNet_300.pth
+  python test.py --data_root ~/data/ucf24 --dataset ucf24 --save_root runs --exp_name NAME --eval_iters 70000,120000
+  python test.py ... --weights AMTNet_120000.pth --fusion_type CAT   (an original AMTNet checkpoint)
+
+Detections go to DET_DIR/<Class>/<video>.npz (the format build_tubes.py reads; --save_mat
+also writes the original per-frame .mat layout). Under torchrun each process takes a
+share of the videos.
+"""
+import argparse
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from data.annotations import load_class_names
+from data.dataset import ActionDetection, collate
+from models import ModelConfig
+from models.checkpoints import load_model
+from train import data_config
+from utils.args import data_args, detection_args, device_args, int_list, model_args, path
+from utils.distributed import cleanup, init_distributed
+from utils.evaluation import FrameAP
+from utils.inference import detect_videos
+from utils.io import atomic_path
+
+log = logging.getLogger("test")
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     parents=[data_args(), model_args(), detection_args(), device_args()])
+    parser.set_defaults(topk=20)  # evaluate.py's default
+    group = parser.add_argument_group("checkpoints and outputs")
+    group.add_argument("--weights", default=None, type=path, help="one checkpoint (this project's or the original's)")
+    group.add_argument("--save_root", default="runs", type=path)
+    group.add_argument("--exp_name", default=None, help="experiment folder under --save_root (with --eval_iters)")
+    group.add_argument("--eval_iters", default=None, type=int_list, help="iterations of AMTNet_<iter>.pth to test")
+    group.add_argument("--eval_gaps", default=[1], type=int_list, help="frames between test windows' starts")
+    group.add_argument("--det_dir", default=None, type=path, help="default: next to the checkpoint")
+    group.add_argument("--save_mat", action="store_true", help="also write the original per-frame .mat files")
+    return parser
+
+
+def checkpoints(args):
+    if args.weights:
+        return [Path(args.weights)]
+    if not (args.exp_name and args.eval_iters):
+        raise SystemExit("give --weights PATH, or --exp_name NAME with --eval_iters N[,M...]")
+    return [Path(args.save_root) / args.exp_name / f"AMTNet_{i}.pth" for i in args.eval_iters]
+
+
+def load(path, args, num_classes):
+    """This project's checkpoints carry their config; an original AMTNet checkpoint is described by the flags."""
+    if not path.is_file():
+        raise SystemExit(f"checkpoint not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = ModelConfig(num_classes=num_classes + 1, seq_len=args.seq_len, fusion_type=args.fusion_type,
+                      input_frames_base=args.input_frames_base, input_frames_extra=args.input_frames_extra,
+                      width_mult=args.width_mult)
+    return load_model(state, cfg)
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    if args.data_root is None:
+        raise SystemExit("--data_root is required")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    info = init_distributed(args.device)
+    try:
+        for weights in checkpoints(args):
+            for gap in args.eval_gaps:
+                run_one(args, info, weights, gap)
+    finally:
+        cleanup()
+    return 0
+
+
+def run_one(args, info, weights, gap):
+    model = load(weights, args, len(load_class_names(args.data_root))).to(info.device)
+    # The stream layout comes from the checkpoint's config, not the flags.
+    data_cfg = replace(data_config(args), eval_gap=gap, seq_len=model.cfg.seq_len, fusion=model.cfg.two_stream,
+                       input_frames_base=model.cfg.input_frames_base, input_frames_extra=model.cfg.input_frames_extra)
+    dataset = ActionDetection(data_cfg, "test", full_test=True)
+    mine = [i for i, w in enumerate(dataset.windows) if w.video_index % info.world_size == info.rank]
+    loader = DataLoader(Subset(dataset, mine), args.batch_size, shuffle=False, num_workers=args.num_workers,
+                        collate_fn=collate)
+    det_dir = Path(args.det_dir) if args.det_dir else weights.parent / f"detections-{weights.stem}-eg{gap:02d}"
+    bar = lambda it: tqdm(it, desc=f"{weights.name} eg{gap}", disable=not (info.is_main and sys.stderr.isatty()))
+    accumulator, stats = detect_videos(model, loader, dataset, info.device, det_dir, args.conf_thresh,
+                                       args.nms_thresh, args.topk, args.iou_thresh, args.save_mat, mine, bar)
+    if info.distributed:
+        gathered = [None] * info.world_size
+        torch.distributed.all_gather_object(gathered, (accumulator, stats))
+        accumulator = FrameAP.merge([a for a, _ in gathered])
+        stats = {k: sum(s[k] for _, s in gathered) for k in stats}
+    if not info.is_main:
+        return
+    mean_ap, aps, _ = accumulator.compute()
+    for name, ap in zip(dataset.classes, aps):
+        log.info("AP %6.2f %s", 100 * ap, name)
+    log.info("frame-mAP@%.2f %.4f over %d windows of %d videos; %.1f frames/s network, %.1f frames/s end to end",
+             args.iou_thresh, mean_ap, stats["windows"], stats["videos"], stats["frames"] / max(stats["network_seconds"], 1e-9),
+             stats["frames"] / max(stats["total_seconds"], 1e-9))
+    result = {"weights": str(weights), "eval_gap": gap, "iou": args.iou_thresh, "frame_map": mean_ap,
+              "ap": dict(zip(dataset.classes, map(float, aps))), "det_dir": str(det_dir), **stats}
+    with atomic_path(det_dir.parent / f"{det_dir.name}-frame_map.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
