@@ -15,7 +15,8 @@ import numpy as np
 
 from .linking import EPS, rect_iou, rectint
 
-VIDEO_IOU_THRESHOLDS = (0.2, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+# I01onlineTubes.m: [0.2, 0.5:0.05:0.95]; Matlab's range gives 0.5 + k * 0.05 (0.8500000000000001).
+VIDEO_IOU_THRESHOLDS = (0.2,) + tuple(0.5 + k * 0.05 for k in range(10))
 
 
 def voc_ap(recall, precision):
