@@ -1,0 +1,103 @@
+"""Benchmark of tube building at UCF101-24 test-split scale, stage by stage.
+
+Synthetic detections with the real frame counts of the test videos (../shared/ucf24),
+C classes, ``--boxes`` boxes per frame around the ground-truth actors and clutter
+(realistic overlap: several jittered boxes per actor), softmax-like scores peaked on
+the video's class. Writes them in the npz format (and road_mat for ``--road_mat_videos``
+videos, which are also timed), then times reading, linking + trimming, frame-AP
+filtering and the evaluation separately, and the whole run with ``--workers``.
+
+python bench/bench_tubes.py [--videos 910] [--workers 2] [--boxes 40] [--work DIR]
+"""
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data.annotations import load_pyannot, read_video_list  # noqa: E402
+from utils import tube_runner as tr  # noqa: E402
+from utils.detections import write_road_mat_frame, write_video_detections  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "ucf24"
+
+
+def synth_video(video, num_classes, boxes_per_frame, rng):
+    """One window per frame (T = 1): boxes near the GT boxes, clutter elsewhere."""
+    n = video.num_frames
+    actors = [t for t in video.tubes]
+    loc = np.zeros((n, boxes_per_frame, 4), np.float32)
+    for f in range(n):
+        anchors = [t.boxes[f - t.start] for t in actors if t.start <= f < t.end] or [np.array([100, 60, 180, 200])]
+        k_actor = boxes_per_frame // 2
+        centre = np.array([anchors[i % len(anchors)] for i in range(k_actor)], np.float64)
+        clutter = rng.uniform([0, 0, 0, 0], [240, 160, 80, 80], (boxes_per_frame - k_actor, 4))
+        clutter[:, 2:] += clutter[:, :2] + 20
+        b = np.concatenate([centre + rng.normal(0, 8, centre.shape), clutter])
+        loc[f] = b / [320, 240, 320, 240]
+    logits = rng.normal(0, 2.0, (n, boxes_per_frame, num_classes + 1))
+    logits[:, : boxes_per_frame // 2, video.class_id + 1] += 4.0
+    logits[:, boxes_per_frame // 2:, 0] += 3.0
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    scores = (e / e.sum(-1, keepdims=True)).astype(np.float32)
+    return loc, scores
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--videos", type=int, default=910)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--boxes", type=int, default=40)
+    p.add_argument("--road_mat_videos", type=int, default=20)
+    p.add_argument("--work", type=Path, default=None)
+    args = p.parse_args()
+    annots = load_pyannot(SHARED / "pyannot.pkl")
+    names = read_video_list(SHARED / "testlist01.txt")[:args.videos]
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_tubes_"))
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for i, name in enumerate(names):
+        loc, scores = synth_video(annots[name], 24, args.boxes, rng)
+        n = annots[name].num_frames
+        write_video_detections(work / "npz" / f"{name}.npz", np.arange(n)[:, None], loc.reshape(-1, 1, 4),
+                               scores.reshape(-1, 25), np.repeat(np.arange(n), args.boxes), n)
+        if i < args.road_mat_videos:
+            for f in range(n):
+                write_road_mat_frame(work / "road_mat" / name / f"{f + 1:05d}.mat", loc[f], scores[f])
+    frames = sum(annots[n].num_frames for n in names)
+    print(f"synthetic detections for {len(names)} videos, {frames} frames, {args.boxes} boxes/frame: "
+          f"{time.perf_counter() - t0:.1f}s (not timed below)")
+    rows = []
+    for fmt, vids in (("road_mat", names[:args.road_mat_videos]), ("npz", names)):
+        cfg = tr.TubeConfig(work / fmt, fmt, (3.0, 5.0), workers=1)
+        t = time.perf_counter()
+        for v in vids:
+            tr.read_frames(cfg, v)
+        nf = sum(annots[v].num_frames for v in vids)
+        rows.append((f"read {fmt}", time.perf_counter() - t, nf))
+    cfg = tr.TubeConfig(work / "npz", "npz", (3.0, 5.0), workers=args.workers)
+    t = time.perf_counter()
+    tubes, frame_dets, cpu = tr.build_all(cfg, names, 24)
+    wall = time.perf_counter() - t
+    for k, v in cpu.items():
+        rows.append((f"{k} (cpu, summed over workers)", v, frames))
+    rows.append((f"read+link+trim+filter wall, {args.workers} workers", wall, frames))
+    class_names = tr.class_names_from(annots, 24)
+    t = time.perf_counter()
+    by_alpha = {a: {v: tubes[v][a] for v in names} for a in cfg.alphas}
+    results, _ = tr.evaluate(annots, names, by_alpha, 24, class_names, frame_dets)
+    ev = time.perf_counter() - t
+    rows.append(("evaluation: video-mAP 2 alphas x 11 thresholds + frame-mAP", ev, frames))
+    rows.append(("total (detections -> results table)", wall + ev, frames))
+    print("| stage | seconds | frames | ms/frame |\n|---|---|---|---|")
+    for name, s, nf in rows:
+        print(f"| {name} | {s:.2f} | {nf} | {1000 * s / nf:.3f} |")
+    print(tr.table(results))
+
+
+if __name__ == "__main__":
+    main()

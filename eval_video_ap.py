@@ -1,0 +1,48 @@
+"""Tubes + ground truth -> video-mAP table (get_PR_curve.m) and precision/recall plots.
+
+python eval_video_ap.py --tubes OUT/tubes_alpha3.npz [OUT/tubes_alpha5.npz ...] --annot finalAnnots.mat|pyannot.pkl
+    [--video_list FILE] [--classes FILE] [--num_classes C] --out_dir DIR
+Evaluates the videos stored in the tube files (or --video_list); writes DIR/results.json
+and DIR/pr_alpha<a>_iou<t>.png for IoU 0.2, 0.5 and 0.75.
+"""
+import argparse
+from pathlib import Path
+
+from data.annotations import read_video_list
+from utils import tube_runner as tr
+
+PLOT_IOUS = (0.2, 0.5, 0.75)
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tubes", required=True, nargs="+", type=Path, help="tube files written by build_tubes.py")
+    p.add_argument("--annot", required=True, type=Path, help="finalAnnots.mat or pyannot.pkl")
+    p.add_argument("--out_dir", required=True, type=Path)
+    p.add_argument("--video_list", type=Path, default=None)
+    p.add_argument("--classes", type=Path, default=None, help="class names in label order, one per line")
+    p.add_argument("--num_classes", type=int, default=None, help="default: the classes of the annotations")
+    return p
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    annotations = tr.load_annotations(args.annot)
+    loaded = dict(tr.load_tubes(path) for path in args.tubes)
+    first = next(iter(loaded.values()))
+    videos = read_video_list(args.video_list) if args.video_list else list(first)
+    num_classes = args.num_classes or max(v.class_id for v in annotations.values()) + 1
+    names = tr.class_names_from(annotations, num_classes, args.classes)
+    results, curves = tr.evaluate(annotations, videos, loaded, num_classes, names)
+    tr.write_json(args.out_dir / "results.json", results)
+    for alpha, per_iou in curves.items():
+        for res in per_iou:
+            if any(abs(res.iou - t) < 1e-9 for t in PLOT_IOUS):
+                tr.plot_pr_curves(args.out_dir / f"pr_alpha{alpha:g}_iou{res.iou:g}.png", res, names,
+                                  f"alpha {alpha:g}, ST-IoU > {res.iou:g}")
+    print(tr.table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

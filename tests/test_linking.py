@@ -1,0 +1,79 @@
+"""Filtering and incremental linking on hand-built frames (rules of actionPaths.m / incremental_linking.m)."""
+import numpy as np
+
+from utils.linking import FilterConfig, OnlineLinker, filter_frame, link_iou, loc_to_link_boxes
+
+BOX_A = [10.0, 10.0, 50.0, 50.0]
+BOX_B = [200.0, 100.0, 260.0, 180.0]
+
+
+def frame(boxes, class_scores):
+    """Scores ``[N, C+1]`` with the background column first."""
+    s = np.asarray(class_scores, np.float64).reshape(len(boxes), 1)
+    return np.asarray(boxes, np.float64).reshape(-1, 4), np.concatenate([np.zeros((len(s), 1)), s], 1)
+
+
+def test_read_detections_clip_and_plus_one():
+    loc = np.array([[-0.1, -0.2, 1.2, 1.1], [0.5, 0.25, 0.75, 0.5]])
+    np.testing.assert_array_equal(loc_to_link_boxes(loc), [[1, 1, 320, 240], [161, 61, 241, 121]])
+
+
+def test_nms_ties_keep_the_later_box_and_touching_boxes_survive():
+    boxes = np.array([BOX_A, BOX_A, [50.0, 10.0, 90.0, 50.0]])  # the third only touches the first (w = 0)
+    scores = np.array([[0.5], [0.5], [0.4]])
+    # nms.m sorts ascending and takes the last: of two equal scores the later index wins
+    assert filter_frame(boxes, scores)[0].tolist() == [1, 2]
+
+
+def test_filter_threshold_and_topk():
+    boxes = np.array([[i * 30.0, 0, i * 30.0 + 20, 20] for i in range(15)])
+    scores = np.linspace(0.0005, 0.9, 15)[:, None]
+    pick = filter_frame(boxes, scores, FilterConfig(post_nms_topk=10))[0]
+    assert pick.tolist() == list(range(14, 4, -1))  # score order, index 0 (<= 0.001) never, top 10
+
+
+def test_link_iou_inclusive_pixels():
+    # widths x2 - x1 + 1: 10x10 boxes overlapping 5x10 -> 50 / 150
+    iou = link_iou(np.array([[1.0, 1, 10, 10]]), np.array([[6.0, 1, 15, 10]]))
+    assert iou[0, 0] == np.float64(50) / (150 + np.finfo(float).eps)
+
+
+def test_greedy_order_and_new_paths():
+    lk = OnlineLinker(1)
+    lk.update(*frame([BOX_A, [12.0, 12, 52, 52]], [[0.9], [0.3]]))
+    # NMS keeps only the .9 box (IoU > .45); one path
+    assert len(lk.live[0]) == 1
+    lk.update(*frame([BOX_A, BOX_B], [[0.6], [0.7]]))
+    # the path takes the overlapping box (.6), not the better-scored far one, which starts a new path after it
+    live = lk.paths(0)
+    assert [p.scores.tolist() for p in live] == [[0.9, 0.6], [0.7]]
+
+
+def test_path_death_gap_filling_and_final_order():
+    lk = OnlineLinker(1)
+    lk.update(*frame([BOX_A, BOX_B], [[0.9], [0.5]]))
+    for _ in range(3):  # both paths extended three times: 4 detections each
+        lk.update(*frame([BOX_A, BOX_B], [[0.9], [0.5]]))
+    # only A's box: path B misses
+    for t in range(3):
+        lk.update(*frame([BOX_A], [[0.8]]))
+    # B missed 3 frames: dead; A still live
+    assert len(lk.live[0]) == 1 and len(lk.dead[0]) == 1
+    lk.update(*frame(np.zeros((0, 4)), np.zeros((0, 1))))
+    lk.update(*frame([[12.0, 12, 52, 52]], [[0.7]]))  # A gap of one frame, then found again
+    paths = lk.finish()[0]
+    a, b = paths  # sorted by the mean of the top-20 scores: A (.9 ...) first
+    assert (a.start, a.end, b.start, b.end) == (0, 9, 0, 4)
+    # the gap at frame 7 repeats the next detection (frame 8)
+    np.testing.assert_array_equal(a.boxes[7], [12, 12, 52, 52])
+    assert a.scores[7] == a.scores[8] == 0.7
+    assert a.found.tolist() == [0, 1, 2, 3, 4, 5, 6, 8]
+
+
+def test_short_paths_dropped_and_contested_box():
+    lk = OnlineLinker(1)
+    lk.update(*frame([BOX_A, [30.0, 10, 70, 50]], [[0.9], [0.2]]))  # IoU (nms.m) 20*40/(2*1600-800) = 1/3: both kept
+    lk.update(*frame([[20.0, 10, 60, 50]], [[0.5]]))  # overlaps both; the .9 path is served first
+    live = lk.paths(0)
+    assert [p.scores.tolist() for p in live] == [[0.9, 0.5], [0.2]]
+    assert lk.finish()[0] == []  # no path has more than 3 detections

@@ -1,0 +1,134 @@
+"""Trimming (Viterbi), detection files, annotation readers, and build_tubes.py end to end on real annotations."""
+import json
+
+import numpy as np
+import pytest
+
+from data.annotations import load_pyannot, read_video_list, xyxy0_to_xywh1
+from data.matlab_annots import load_final_annots
+from utils.detections import (DetectionError, frame_detections, read_video_detections, write_road_mat_frame,
+                              write_video_detections)
+from utils.linking import ActionPath
+from utils.tubes import label_segments, trim_paths, viterbi_labels
+
+
+def viterbi_reference(m, alpha):
+    """dpEM_max.m written out literally: the full C x C comparison, first index on ties."""
+    length, c = m.shape
+    d = np.zeros(c)
+    phi = np.zeros((length, c), int)
+    for t in range(length):
+        new = np.empty(c)
+        for i in range(c):
+            cand = d - alpha * (np.arange(c) != i)
+            phi[t, i] = int(np.argmax(cand))
+            new[i] = m[t, i] + cand[phi[t, i]]
+        d = new
+    labels = [int(np.argmax(d))]
+    for t in range(length - 1, 0, -1):
+        labels.insert(0, phi[t, labels[0]])
+    return np.array(labels)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 3.0])
+def test_viterbi_equals_literal_dp(alpha):
+    rng = np.random.default_rng(int(alpha))
+    # integer-valued scores make many exact ties, where the first-index rule decides
+    unaries = [rng.integers(0, 4, (int(n), 5)).astype(float) + 20 for n in rng.integers(1, 30, 12)]
+    got = viterbi_labels(unaries, alpha)
+    for u, g in zip(unaries, got):
+        np.testing.assert_array_equal(g, viterbi_reference(u, alpha))
+
+
+def test_segments_and_trimming_rules():
+    assert label_segments(np.array([1, 1, 0, 1, 2, 1]), 1) == [(0, 1), (3, 3), (5, 5)]
+    n = 30
+    scores = np.zeros((n, 2))
+    scores[:, 0] = 0.9
+    scores[10:, 0], scores[10:, 1] = 0.0, 0.9  # class 1 from frame 10 on: with alpha 1, the path switches
+    boxes = np.tile([1.0, 1, 10, 10], (n, 1))
+    path = ActionPath(5, boxes, scores[:, 0].copy(), scores, np.arange(5, 5 + n))
+    tubes = trim_paths([[path], []], alpha=1.0)
+    # frames 0..9 labelled class 0: te - ts = 9 > 8 -> kept; score = mean of the top 40 class-0 scores
+    assert [(t.class_id, t.start, t.end) for t in tubes] == [(0, 5, 15)]
+    assert tubes[0].score == pytest.approx(0.9)
+    short = ActionPath(0, boxes[:9], scores[:9, 0].copy(), scores[:9], np.arange(9))
+    assert trim_paths([[short], []], alpha=1.0) == []  # 9 frames: te - ts = 8 is not > 8
+
+
+def test_npz_roundtrip_and_per_frame_detections(tmp_path):
+    frames = np.array([[0, 1], [1, 2], [3, 5]])
+    boxes = np.zeros((3, 2, 4), np.float32)
+    boxes[:, 0] = [[0.1, 0.1, 0.2, 0.2], [0.3, 0.3, 0.4, 0.4], [0.5, 0.5, 0.6, 0.6]]
+    boxes[:, 1] = [[0.11, 0.1, 0.2, 0.2], [0.31, 0.3, 0.4, 0.4], [0.7, 0.5, 0.6, 0.6]]
+    scores = np.array([[0.1, 0.9], [0.2, 0.8], [0.3, 0.7]])
+    write_video_detections(tmp_path / "v.npz", frames, boxes, scores, [0, 1, 2], 7)
+    det = read_video_detections(tmp_path / "v.npz")
+    per = frame_detections(det)
+    assert len(per) == 7
+    np.testing.assert_allclose(per[0][0], boxes[[0], 0])          # window 0 starts at frame 0
+    np.testing.assert_allclose(per[1][0], boxes[[1], 0])          # the latest window covering frame 1
+    np.testing.assert_allclose(per[2][0], boxes[[1], 1])          # window 1's second frame
+    np.testing.assert_allclose(per[4][0], [[0.6, 0.5, 0.6, 0.6]])  # halfway between frames 3 and 5
+    assert len(per[6][0]) == 0 and per[6][1].shape == (0, 2)      # no window covers frame 6
+    np.savez(tmp_path / "bad.npz", frames=frames, boxes=boxes[:2], scores=scores, window=[0, 1, 2], num_frames=7)
+    with pytest.raises(DetectionError, match="bad.npz.*'boxes'"):
+        read_video_detections(tmp_path / "bad.npz")
+
+
+def test_final_annots_equal_pyannot(ucf24_dir):
+    mat = load_final_annots(ucf24_dir / "finalAnnots.mat")
+    pkl = load_pyannot(ucf24_dir / "pyannot.pkl")
+    assert mat.keys() == pkl.keys()
+    for name in read_video_list(ucf24_dir / "testlist01.txt")[::20]:
+        a, b = mat[name], pkl[name]
+        assert (a.num_frames, a.class_id, len(a.tubes)) == (b.num_frames, b.class_id, len(b.tubes))
+        for ta, tb in zip(a.tubes, b.tubes):
+            assert (ta.start, ta.end, ta.class_id) == (tb.start, tb.end, tb.class_id)
+            np.testing.assert_array_equal(ta.boxes, tb.boxes)
+
+
+def _write_gt_detections(root, video, num_classes, rng, jitter):
+    """road_mat files from the GT boxes (+- jitter px) plus a low-scored clutter box per frame."""
+    for f in range(video.num_frames):
+        loc, scores = [], []
+        for t in video.tubes:
+            if t.start <= f < t.end:
+                # link boxes are loc * size + 1 and the evaluator compares them to x - 1, x + w - 2
+                x, y, w, h = xyxy0_to_xywh1(t.boxes[f - t.start:f - t.start + 1])[0]
+                box = np.array([x - 2, y - 2, x + w - 3, y + h - 3]) + rng.integers(-jitter, jitter + 1, 4)
+                loc.append(box / [320, 240, 320, 240])
+                s = np.full(num_classes + 1, 0.002)
+                s[video.class_id + 1] = 0.9
+                scores.append(s)
+        loc.append([0.0, 0.0, 0.1, 0.1])
+        scores.append(np.r_[0.9, np.full(num_classes, 0.0001)])
+        write_road_mat_frame(root / video.name / f"{f + 1:05d}.mat", np.array(loc), np.array(scores))
+
+
+def test_build_tubes_end_to_end_on_real_annotations(tmp_path, ucf24_dir):
+    import build_tubes
+    annots = load_pyannot(ucf24_dir / "pyannot.pkl")
+    names = [n for n in read_video_list(ucf24_dir / "testlist01.txt") if annots[n].num_frames < 90][:4]
+    rng = np.random.default_rng(0)
+    for name in names:
+        _write_gt_detections(tmp_path / "dets", annots[name], 24, rng, jitter=1)
+    missing = "Basketball/v_Basketball_g01_c01"  # listed, but without detections
+    (tmp_path / "list.txt").write_text("\n".join(names + [missing]) + "\n")
+    args = ["--det_dir", str(tmp_path / "dets"), "--video_list", str(tmp_path / "list.txt"), "--alphas", "3"]
+    res_mat = build_tubes.main(args + ["--annot", str(ucf24_dir / "finalAnnots.mat"), "--out_dir", str(tmp_path / "a")])
+    res_pkl = build_tubes.main(args + ["--annot", str(ucf24_dir / "pyannot.pkl"), "--out_dir", str(tmp_path / "b")])
+    assert json.loads((tmp_path / "a" / "results.json").read_text())["video_map"] == res_mat["video_map"]
+    assert [r["mAP"] for r in res_mat["video_map"]] == [r["mAP"] for r in res_pkl["video_map"]]
+    by_iou = {round(r["iou"], 2): r for r in res_mat["video_map"]}
+    # every found GT tube is detected once with jitter of 1 px: all of a class's tubes are found at 0.5,
+    # except the video without detections, whose class has AP (found / total) by hand
+    classes = {annots[n].class_id for n in names + [missing]}
+    expected = []
+    for c in classes:
+        total = sum(len(annots[n].tubes) for n in names + [missing] if annots[n].class_id == c)
+        found = sum(len(annots[n].tubes) for n in names if annots[n].class_id == c)
+        expected.append(found / total)
+    assert by_iou[0.5]["mAP"] == pytest.approx(sum(expected) / 24)
+    assert by_iou[0.2]["accuracy"] == pytest.approx(len(names) / (len(names) + 1))
+    assert (tmp_path / "a" / "tubes_alpha3.npz").is_file()

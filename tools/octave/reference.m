@@ -1,0 +1,47 @@
+% Our own driver (not part of the original code): runs the original ROAD
+% online-tubes functions on the inputs that make_fixtures.py wrote to WORK.
+% Usage: octave-cli --eval "reference('SRC', 'WORK')"
+function reference(src, work)
+  subdirs = {'gentube', 'actionpath', 'eval', 'utils'};
+  for k = 1:numel(subdirs)
+    addpath(genpath(fullfile(src, subdirs{k})));
+  end
+  save_default_options('-mat7-binary');
+  cfg = load(fullfile(work, 'config.mat'));
+  actions = cellstr(cfg.actions);
+  numActions = numel(actions);
+  opts = struct();
+  opts.costtype = 'score';
+  opts.gap = 3;
+  opts.iouThresh = double(cfg.iou_thresh);
+  opts.actions = actions;
+  opts.detDir = [work, '/dets/'];
+  opts.vidList = [work, '/videos.txt'];
+  opts.actPathDir = [work, '/paths/'];
+  createdires({opts.actPathDir}, actions);
+  actionPaths(opts);
+  paths = readALLactionPaths(opts.vidList, opts.actPathDir, 1);
+  a = load(fullfile(work, 'finalAnnots.mat'));
+  annot = a.annot;
+  fid = fopen(opts.vidList, 'r');
+  names = textscan(fid, '%s');
+  fclose(fid);
+  videos = names{1}';
+  thresholds = [0.2, 0.5:0.05:0.95];
+  alphas = double(cfg.alphas);
+  results = zeros(numel(alphas) * numel(thresholds), 5);
+  aps = zeros(numel(alphas) * numel(thresholds), numActions);
+  row = 1;
+  for alpha = alphas
+    smoothed = PARactionPathSmoother(paths, alpha * ones(numActions, 1), numActions);
+    xmld = convert2eval(smoothed, 8, zeros(numActions, 1), 40, videos);
+    save(fullfile(work, sprintf('xmld_alpha%g.mat', alpha)), 'xmld');
+    for th = thresholds
+      [mAP, mIoU, acc, AP] = get_PR_curve(annot, xmld, videos, actions, th);
+      results(row, :) = [alpha, th, mAP, mIoU, acc];
+      aps(row, :) = AP';
+      row = row + 1;
+    end
+  end
+  save(fullfile(work, 'results.mat'), 'results', 'aps');
+end

@@ -1,0 +1,149 @@
+"""Detection files: this project's per-video ``npz`` and the original per-frame ``road_mat``.
+
+``npz`` (one file per video, written by test.py, read by build_tubes.py):
+
+- ``frames``  int32 ``[W, T]``: the 0-based frame numbers of each micro-tube window's T frames
+  (T = 1 for a per-frame detector), increasing along T.
+- ``boxes``   float32 ``[K, T, 4]``: each detection's box in each frame of its window,
+  x1, y1, x2, y2 normalised to [0, 1] (the model's convention, and ``loc`` of road_mat).
+- ``scores``  float32 ``[K, C+1]``: per-class scores, background in column 0.
+- ``window``  int32 ``[K]``: the window (row of ``frames``) of each detection.
+- ``num_frames`` int32 scalar: frames in the video; ``frame_size`` int32 ``[2]``: width, height.
+
+Per-frame detections for linking (``frame_detections``): frame f takes the detections
+of the latest window that starts at or before f and ends at or after it, with that
+window's box at f (linearly interpolated between the window's frames when f falls
+between them). AMTNet's test.py writes, for each window, the micro-tube boxes of all
+its frames under the window's first frame; with windows at every frame (eval gap 1)
+each frame gets the first box of the micro-tubes starting there, and the last frame
+the last box of the final window. A frame that no window covers has no detections.
+
+``road_mat`` (ROAD's and AMTNet's layout, which the Matlab reads):
+``DIR/<Class>/<video>/00001.mat ...``, one file per frame, each holding ``loc``
+(N x 4, normalised x1 y1 x2 y2 of the 320x240 frame) and ``scores`` (N x (C+1),
+background first). As the Matlab (``readDetections``), the frame number is the
+position in the sorted file list.
+"""
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from .io import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+class DetectionError(ValueError):
+    """Malformed detection file: the message names the file and the field."""
+
+
+@dataclass
+class VideoDetections:
+    frames: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    window: np.ndarray
+    num_frames: int
+    frame_size: tuple = (320, 240)
+
+
+def write_video_detections(path, frames, boxes, scores, window, num_frames, frame_size=(320, 240)):
+    """Write one video's detections atomically (see the module doc for the arrays)."""
+    det = VideoDetections(np.asarray(frames, np.int32), np.asarray(boxes, np.float32),
+                          np.asarray(scores, np.float32), np.asarray(window, np.int32),
+                          int(num_frames), tuple(int(v) for v in frame_size))
+    _check(det, path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, frames=det.frames, boxes=det.boxes, scores=det.scores, window=det.window,
+                 num_frames=np.int32(det.num_frames), frame_size=np.asarray(det.frame_size, np.int32))
+
+
+def read_video_detections(path):
+    """Read and check one video's ``npz``; errors name the file and the field."""
+    path = Path(path)
+    try:
+        with np.load(path) as z:
+            missing = {"frames", "boxes", "scores", "window", "num_frames"} - set(z.files)
+            if missing:
+                raise DetectionError(f"{path}: missing field(s) {sorted(missing)}")
+            size = tuple(int(v) for v in z["frame_size"]) if "frame_size" in z.files else (320, 240)
+            det = VideoDetections(z["frames"], z["boxes"], z["scores"], z["window"], int(z["num_frames"]), size)
+    except (OSError, ValueError) as e:
+        if isinstance(e, DetectionError):
+            raise
+        raise DetectionError(f"{path}: cannot read detections ({e})") from e
+    _check(det, path)
+    return det
+
+
+def _check(det, path):
+    if det.frames.ndim != 2:
+        raise DetectionError(f"{path}: field 'frames' has shape {det.frames.shape}, expected [W, T]")
+    w, t = det.frames.shape
+    k = len(det.window)
+    if det.boxes.shape != (k, t, 4):
+        raise DetectionError(f"{path}: field 'boxes' has shape {det.boxes.shape}, expected ({k}, {t}, 4)")
+    if det.scores.ndim != 2 or len(det.scores) != k or det.scores.shape[1] < 2:
+        raise DetectionError(f"{path}: field 'scores' has shape {det.scores.shape}, expected ({k}, C+1)")
+    if k and (det.window.min() < 0 or det.window.max() >= w):
+        raise DetectionError(f"{path}: field 'window' has values outside 0..{w - 1}")
+    if w and (det.frames.min() < 0 or det.frames.max() >= det.num_frames or np.any(np.diff(det.frames, axis=1) <= 0)):
+        raise DetectionError(f"{path}: field 'frames' must increase along T and lie in 0..{det.num_frames - 1}")
+
+
+def frame_detections(det):
+    """Per-frame ``(loc [N, 4] normalised, scores [N, C+1])`` for frames 0..num_frames-1 (see module doc)."""
+    num_classes1 = det.scores.shape[1]
+    owner = np.full(det.num_frames, -1)
+    # Later-starting windows overwrite earlier ones: each frame keeps the latest covering window.
+    for w in np.argsort(det.frames[:, 0], kind="stable"):
+        owner[det.frames[w, 0]:det.frames[w, -1] + 1] = w
+    by_window = np.argsort(det.window, kind="stable")
+    bounds = np.searchsorted(det.window[by_window], np.arange(len(det.frames) + 1))
+    out = []
+    empty = (np.zeros((0, 4), det.boxes.dtype), np.zeros((0, num_classes1), det.scores.dtype))
+    for f in range(det.num_frames):
+        w = owner[f]
+        if w < 0:
+            out.append(empty)
+            continue
+        idx = by_window[bounds[w]:bounds[w + 1]]
+        fr = det.frames[w]
+        pos = np.searchsorted(fr, f)
+        if fr[pos] == f:
+            loc = det.boxes[idx, pos]
+        else:
+            a = (f - fr[pos - 1]) / (fr[pos] - fr[pos - 1])
+            loc = ((1 - a) * det.boxes[idx, pos - 1] + a * det.boxes[idx, pos]).astype(det.boxes.dtype)
+        out.append((loc, det.scores[idx]))
+    return out
+
+
+def read_road_mat_video(video_dir):
+    """Per-frame ``(loc, scores)`` of one video in the road_mat layout, frames in sorted-name order."""
+    video_dir = Path(video_dir)
+    files = sorted(video_dir.glob("*.mat"))
+    frames = []
+    for f in files:
+        try:
+            m = scipy.io.loadmat(f, variable_names=("loc", "scores"))
+        except Exception as e:
+            raise DetectionError(f"{f}: cannot read ({e})") from e
+        if "loc" not in m or "scores" not in m:
+            raise DetectionError(f"{f}: needs fields 'loc' and 'scores'")
+        loc, scores = m["loc"], m["scores"]
+        if loc.size == 0 and scores.size == 0:
+            loc, scores = loc.reshape(0, 4), scores.reshape(0, frames[0][1].shape[1] if frames else 0)
+        if loc.ndim != 2 or loc.shape[1] != 4 or scores.ndim != 2 or len(scores) != len(loc):
+            raise DetectionError(f"{f}: 'loc' {loc.shape} and 'scores' {scores.shape} must be N x 4 and N x (C+1)")
+        frames.append((loc, scores))
+    return frames
+
+
+def write_road_mat_frame(path, loc, scores):
+    """One frame of the road_mat layout (as ROAD's test script writes it)."""
+    with atomic_path(path) as tmp:
+        scipy.io.savemat(tmp, {"loc": np.asarray(loc), "scores": np.asarray(scores)})
