@@ -113,3 +113,26 @@ def test_frame_ap_by_hand():
     # class 0 in score order: TP .9, FP .8, TP .6; 3 GT -> precision 1, .5, 2/3 at recall 1/3, 1/3, 2/3
     assert ap[0] == pytest.approx(1 / 3 * 1 + 1 / 3 * 2 / 3)
     assert ap[1] == 0.0 and mAP == pytest.approx(ap[0] / 2)
+
+
+def test_frame_ap_continuous_iou_and_merge():
+    """AMTNet's Python frame evaluation: areas without +1. Boxes [0,0,10,10] and [0,0,10,5]
+    overlap 50/100 = 0.5 (continuous) but 66/121 = 0.545 with inclusive pixels."""
+    from utils.evaluation import FrameAP
+    det, gt = np.array([[0, 0, 10, 5.0]]), np.array([[0, 0, 10, 10.0]])
+    strict = FrameAP(1, iou_thresh=0.52, inclusive=False)
+    strict.add_frame(det, [0.9], [0], gt, [0])
+    assert strict.compute()[0] == 0.0  # 0.5 < 0.52
+    loose = FrameAP(1, iou_thresh=0.52)
+    loose.add_frame(det, [0.9], [0], gt, [0])
+    assert loose.compute()[0] == 1.0  # 0.545 >= 0.52
+    # two halves of the frames give the same AP as all frames in one accumulator
+    whole, parts = FrameAP(1, 0.5, inclusive=False), [FrameAP(1, 0.5, inclusive=False) for _ in range(2)]
+    frames = [(np.array([[0, 0, 10, 10.0]]), [0.8], [0], gt, [0]),
+              (np.array([[20, 20, 30, 30.0]]), [0.9], [0], gt, [0])]
+    for i, frame in enumerate(frames):
+        whole.add_frame(*frame)
+        parts[i].add_frame(*frame)
+    merged = FrameAP.merge(parts)
+    # ranked: the false positive (0.9) then the hit (0.8): recall 1/2 reached at precision 1/2 -> AP 0.25
+    assert merged.compute()[0] == whole.compute()[0] == 0.25

@@ -181,6 +181,19 @@ def spatial_iou_inclusive(det_boxes, gt_boxes):
         return inter / ((gt[:, 2] * gt[:, 3])[None] + (dt[:, 2] * dt[:, 3])[:, None] - inter)
 
 
+def box_iou_np(det_boxes, gt_boxes):
+    """IoU of x1 y1 x2 y2 boxes with continuous areas (no +1), ``[K, N]``."""
+    x1 = np.maximum(det_boxes[:, None, 0], gt_boxes[None, :, 0])
+    y1 = np.maximum(det_boxes[:, None, 1], gt_boxes[None, :, 1])
+    x2 = np.minimum(det_boxes[:, None, 2], gt_boxes[None, :, 2])
+    y2 = np.minimum(det_boxes[:, None, 3], gt_boxes[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_d = (det_boxes[:, 2] - det_boxes[:, 0]) * (det_boxes[:, 3] - det_boxes[:, 1])
+    area_g = (gt_boxes[:, 2] - gt_boxes[:, 0]) * (gt_boxes[:, 3] - gt_boxes[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inter / (area_d[:, None] + area_g[None] - inter)
+
+
 class FrameAP:
     """Frame-mAP (``frameAp.m``), accumulated frame by frame.
 
@@ -193,9 +206,13 @@ class FrameAP:
     UCF101-24, where a video has one class, the two are the same.
     """
 
-    def __init__(self, num_classes, iou_thresh=0.5):
+    def __init__(self, num_classes, iou_thresh=0.5, inclusive=True):
         self.num_classes = num_classes
         self.iou_thresh = iou_thresh
+        # inclusive: frameAp.m's pixel areas (x2 - x1 + 1); otherwise the continuous areas
+        # of the original Python evaluation (AMTNet utils/evaluation.py compute_iou), which
+        # train.py's validation and evaluate.py use.
+        self.inclusive = inclusive
         self.scores = [[] for _ in range(num_classes)]
         self.tp = [[] for _ in range(num_classes)]
         self.num_gt = np.zeros(num_classes)
@@ -210,7 +227,7 @@ class FrameAP:
         hits = np.zeros(len(det_boxes), bool)
         matchable = np.isin(det_labels, gt_labels)
         if matchable.any():
-            iou = spatial_iou_inclusive(det_boxes, gt_boxes)
+            iou = spatial_iou_inclusive(det_boxes, gt_boxes) if self.inclusive else box_iou_np(det_boxes, gt_boxes)
             iou[det_labels[:, None] != gt_labels[None]] = -np.inf
             covered = np.zeros(len(gt_boxes), bool)
             for d in np.flatnonzero(matchable):
@@ -223,6 +240,17 @@ class FrameAP:
             m = det_labels == c
             self.scores[c].extend(det_scores[m].tolist())
             self.tp[c].extend(hits[m].tolist())
+
+    @classmethod
+    def merge(cls, parts):
+        """One accumulator from several (e.g. one per process, each over its share of videos)."""
+        merged = cls(parts[0].num_classes, parts[0].iou_thresh, parts[0].inclusive)
+        for part in parts:
+            for c in range(merged.num_classes):
+                merged.scores[c].extend(part.scores[c])
+                merged.tp[c].extend(part.tp[c])
+            merged.num_gt += part.num_gt
+        return merged
 
     def compute(self):
         """Returns ``(mAP, ap [C], curves)``; a class without GT has AP 0 (NaN -> 0)."""
