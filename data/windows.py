@@ -83,30 +83,20 @@ def valid_mask(present, frames):
     return valid, full
 
 
-def _tube_boxes(video, tube_index, frames):
-    tube = video.tubes[tube_index]
-    return tube.boxes[frames - tube.start]
-
-
 def video_windows(video, video_index, seq_len, seq_gap, step, full_test=False):
     """Windows of one video (list of ``Window``)."""
     starts = candidate_starts(video.num_frames, seq_len, seq_gap, step, full_test)
     frames = starts[:, None] + window_offsets(seq_len, seq_gap)[None, :]
-    frames = frames[frames[:, -1] < video.num_frames] if len(frames) else frames.reshape(0, seq_len)
-    present = presence_matrix(video)
-    valid, full = valid_mask(present, frames)
-    windows = []
-    for w in range(len(frames)):
-        if valid[w]:
-            keep = np.flatnonzero(full[w])
-            boxes = np.stack([_tube_boxes(video, t, frames[w]) for t in keep]).astype(np.float32)
-            class_ids = np.array([video.tubes[t].class_id for t in keep], dtype=np.int64)
-        elif full_test:
-            boxes, class_ids = np.zeros((0, seq_len, 4), np.float32), np.zeros(0, np.int64)
-        else:
-            continue
-        windows.append(Window(video_index, frames[w].copy(), boxes, class_ids))
-    return windows
+    frames = frames[frames[:, -1] < video.num_frames]
+    valid, full = valid_mask(presence_matrix(video), frames)
+    # Boxes of every tube at every window frame ([W, tubes, T, 4]); only fully present ones are kept.
+    boxes = np.zeros((len(frames), len(video.tubes), seq_len, 4), np.float32)
+    for t, tube in enumerate(video.tubes):
+        boxes[:, t] = tube.boxes[np.clip(frames - tube.start, 0, len(tube.boxes) - 1)]
+    class_ids = np.array([tube.class_id for tube in video.tubes], dtype=np.int64)
+    keep = full & valid[:, None]  # test windows failing the rule get no targets, as the original's
+    return [Window(video_index, frames[w], boxes[w, keep[w]], class_ids[keep[w]])
+            for w in range(len(frames)) if valid[w] or full_test]
 
 
 def valid_window_counts(videos, names, num_classes, seq_len, seq_gap):
