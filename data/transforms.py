@@ -14,8 +14,9 @@ subtraction. Each random decision is drawn once per window. Differences on purpo
 - mirror negates the flow's x component (``255 - x``); the original only flipped the
   pixels, so mirrored flow pointed the wrong way. ``mirror_flow_pixels_only=True``
   restores the original;
-- expand and crop are cut in one step from the virtual expanded canvas (same pixels,
-  no 4x canvas in memory), and all frames of a stream are resized in one call.
+- expand, crop and resize are one bilinear warp per frame from the original pixels (the
+  4x canvas is never built), and mirror acts on the resized frames; both are equal to the
+  original order up to float rounding (``tests/test_transforms.py``).
 
 As in the original (``data/dataset.py``: ``aug_imgs[:, :, :, (2, 1, 0)]`` after the BGR
 mean subtraction), the output channel order is the reverse of the file's: R, G, B for RGB
@@ -178,12 +179,11 @@ def draw_crop(rng, boxes, width, height):
 
 def expanded_crop(frames, canvas, offset, rect, fill):
     """Pixels of ``rect`` (x1, y1, x2, y2) in a canvas of size ``canvas`` (w, h) filled with
-    ``fill`` and holding ``frames`` [F, H, W, 3] at ``offset`` (left, top)."""
+    ``fill`` and holding ``frames`` [F, H, W, 3] at ``offset`` (left, top): the original's
+    ``Expand`` followed by the crop, materialised (the reference for ``crop_resize``)."""
     num, height, width, channels = frames.shape
     x1, y1, x2, y2 = (int(v) for v in rect)
     left, top = offset
-    if (x1, y1, x2, y2) == (left, top, left + width, top + height):
-        return frames
     out = np.empty((num, y2 - y1, x2 - x1, channels), dtype=frames.dtype)
     out[:] = np.asarray(fill, dtype=frames.dtype)
     ix1, iy1 = max(x1, left), max(y1, top)
@@ -191,6 +191,44 @@ def expanded_crop(frames, canvas, offset, rect, fill):
     if ix2 > ix1 and iy2 > iy1:
         out[:, iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = frames[:, iy1 - top:iy2 - top, ix1 - left:ix2 - left]
     return out
+
+
+def crop_resize(frames, offset, rect, size, fill):
+    """``resize(expanded_crop(...), size)`` without building the canvas.
+
+    One bilinear ``warpAffine`` per frame from the part of the image inside the crop,
+    padded by one pixel: with the edge pixels where the crop cuts the image (as
+    ``cv2.resize`` clamps at the crop's border) and with ``fill`` where the image ends
+    inside the crop (the expand canvas). Equal to the reference up to float rounding.
+    """
+    num, height, width, channels = frames.shape
+    left, top = offset
+    x1, y1, x2, y2 = (int(v) for v in rect)
+    x1, x2, y1, y2 = x1 - left, x2 - left, y1 - top, y2 - top  # crop in image pixels
+    if (x1, y1, x2, y2) == (0, 0, width, height):
+        return resize_frames(frames, size)
+    ix1, iy1, ix2, iy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+    fill = np.asarray(fill, np.float32)
+    if ix2 <= ix1 or iy2 <= iy1:
+        return np.broadcast_to(fill, (num, size, size, channels)).astype(frames.dtype)
+    src = np.empty((num, iy2 - iy1 + 2, ix2 - ix1 + 2, channels), frames.dtype)
+    src[:] = fill
+    src[:, 1:-1, 1:-1] = frames[:, iy1:iy2, ix1:ix2]
+    if x1 >= 0:
+        src[:, 1:-1, 0] = src[:, 1:-1, 1]
+    if x2 <= width:
+        src[:, 1:-1, -1] = src[:, 1:-1, -2]
+    if y1 >= 0:
+        src[:, 0] = src[:, 1]
+    if y2 <= height:
+        src[:, -1] = src[:, -2]
+    scale_x, scale_y = (x2 - x1) / size, (y2 - y1) / size
+    # Destination pixel centre (u + 0.5) * scale - 0.5 in crop pixels, as cv2.resize; +1 for the pad.
+    matrix = np.array([[scale_x, 0, 0.5 * scale_x - 0.5 + x1 - ix1 + 1],
+                       [0, scale_y, 0.5 * scale_y - 0.5 + y1 - iy1 + 1]])
+    border = tuple(float(v) for v in fill)
+    return np.stack([cv2.warpAffine(f, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=border) for f in src])
 
 
 @dataclass
@@ -239,19 +277,20 @@ class TrainTransform:
             boxes, class_ids = boxes[keep], class_ids[keep]
             boxes[..., :2] = np.maximum(boxes[..., :2], rect[:2]) - rect[:2]
             boxes[..., 2:] = np.minimum(boxes[..., 2:], rect[2:]) - rect[:2]
-        frames = {name: expanded_crop(x, (canvas_w, canvas_h), (left, top), rect, self.means) for name, x in frames.items()}
         width, height = int(rect[2] - rect[0]), int(rect[3] - rect[1])
+        out = {name: crop_resize(x, (left, top), rect, self.size, self.means) for name, x in frames.items()}
 
         if aug.mirror:
-            frames = {name: self._mirror(x, is_flow[name]) for name, x in frames.items()}
+            # Mirroring after the resize equals the original's mirror-then-resize (the sampling is symmetric).
+            out = {name: self._mirror(x, is_flow[name]) for name, x in out.items()}
             # RandomMirror: boxes[:, 0::2] = width - boxes[:, 2::-2]
             boxes[..., 0], boxes[..., 2] = width - boxes[..., 2], width - boxes[..., 0]
 
-        out = {name: finish(x, self.size, self.means) for name, x in frames.items()}
+        out = {name: np.ascontiguousarray((x - np.asarray(self.means, np.float32))[..., ::-1]) for name, x in out.items()}
         return out, normalise_boxes(boxes, width, height), class_ids
 
     def _mirror(self, frames, flow):
-        flipped = frames[:, :, ::-1].copy()
+        flipped = np.ascontiguousarray(frames[:, :, ::-1])
         if flow and not self.mirror_flow_pixels_only:
             x = self.flow_channels.x
             flipped[..., x] = 255.0 - flipped[..., x]

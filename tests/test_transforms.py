@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from data.flow import FlowChannels, decode_flow, encode_flow
-from data.transforms import MEANS, Augmentation, Photometric, TrainTransform, draw_crop, expanded_crop, resize_frames
+from data.transforms import (MEANS, Augmentation, Photometric, TrainTransform, crop_resize, draw_crop, expanded_crop,
+                             resize_frames)
 from data.transforms import TestTransform as BaseTransform
 
 H, W, S = 240, 320, 300
@@ -142,6 +143,43 @@ def test_expanded_crop_equals_building_the_canvas():
     for rect in ([0, 0, 90, 60], [25, 15, 70, 50], [40, 30, 50, 40], [0, 0, 20, 10], [30, 20, 62, 44]):
         got = expanded_crop(frames, (90, 60), (30, 20), np.array(rect), MEANS)
         assert np.array_equal(got, canvas[:, rect[1]:rect[3], rect[0]:rect[2]])
+
+
+def _original_order(frames, aug, size, flow_x=None):
+    """Expand canvas -> crop -> mirror -> resize -> mean -> reverse, step by step as the original."""
+    num, height, width = frames.shape[:3]
+    canvas_w, canvas_h, left, top = aug.expand or (width, height, 0, 0)
+    rect = aug.crop[0] if aug.crop is not None else np.array([0, 0, canvas_w, canvas_h])
+    x = expanded_crop(frames.astype(np.float32), (canvas_w, canvas_h), (left, top), rect, MEANS)
+    if aug.mirror:
+        x = x[:, :, ::-1].copy()
+        if flow_x is not None:
+            x[..., flow_x] = 255 - x[..., flow_x]
+    x = np.stack([cv2.resize(f, (size, size)) for f in x])
+    return (x - MEANS)[..., ::-1]
+
+
+@pytest.mark.parametrize("aug", [
+    Augmentation(expand=(800, 500, 130, 70)),
+    Augmentation(expand=(800, 500, 130, 70), crop=(np.array([100, 60, 300, 200]), np.array([True, True])), mirror=True),
+    Augmentation(crop=(np.array([30, 10, 230, 200]), np.array([True, True]))),
+    Augmentation(crop=(np.array([0, 0, 320, 100]), np.array([True, True])), mirror=True),
+    Augmentation(expand=(1000, 900, 600, 10), crop=(np.array([550, 0, 1000, 400]), np.array([True, True]))),
+    Augmentation(expand=(1000, 900, 600, 10), crop=(np.array([0, 300, 500, 800]), np.array([True, True]))),
+])
+@pytest.mark.parametrize("flow", [False, True])
+def test_one_warp_per_frame_equals_the_original_order(aug, flow):
+    rng = np.random.default_rng(0)
+    frames = cv2.GaussianBlur(rng.integers(0, 256, (2 * H, W, 3)).astype(np.uint8), (0, 0), 1.5).reshape(2, H, W, 3)
+    out, _, _ = TrainTransform(S).apply({"x": frames}, {"x": flow}, BOXES[:, :2], np.array([0, 1]), aug)
+    expected = _original_order(frames, aug, S, flow_x=2 if flow else None)
+    assert np.allclose(out["x"], expected, atol=0.01)
+
+
+def test_crop_resize_of_an_empty_intersection_is_the_fill():
+    frames = np.zeros((1, 24, 32, 3), np.float32)
+    out = crop_resize(frames, (40, 40), np.array([0, 0, 30, 30]), 16, MEANS)
+    assert out.shape == (1, 16, 16, 3) and np.all(out == MEANS)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
