@@ -266,12 +266,9 @@ class ActionDetection(Dataset):
         height, width = next(iter(streams.values())).shape[1:3]
         images, boxes, class_ids = self.transform(streams, self.is_flow, window.boxes, window.class_ids,
                                                   self._generator())
-        stacked = {}
-        for stream, frames in images.items():
-            steps = frames[gather[stream]]  # [T, count, S, S, 3]
-            t, count, s = steps.shape[:3]
-            stacked[stream] = torch.from_numpy(
-                np.ascontiguousarray(steps.transpose(0, 1, 4, 2, 3)).reshape(t, count * 3, s, s))
+        # [F, 3, S, S] distinct frames -> [T, count, 3, S, S] stacks -> [T, 3 * count, S, S]
+        stacked = {stream: torch.from_numpy(frames[gather[stream]].reshape(len(window.frames), -1, *frames.shape[2:]))
+                   for stream, frames in images.items()}
         return {
             "images": stacked,
             "boxes": torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)).reshape(-1, len(window.frames), 4),

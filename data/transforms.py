@@ -4,7 +4,7 @@ and to both input streams.
 Input: ``streams`` ``{name: uint8 [F, H, W, 3]}`` (the distinct frames of each stream as
 ``cv2.imread`` returns them, BGR for RGB frames), ``is_flow`` ``{name: bool}``, ``boxes``
 [N, T, 4] pixels x1, y1, x2, y2 and ``class_ids`` [N]. Output: ``streams`` as float32
-[F, S, S, 3] and ``boxes`` normalised to [0, 1] (tubes dropped by the crop removed).
+[F, 3, S, S] and ``boxes`` normalised to [0, 1] (tubes dropped by the crop removed).
 
 The training chain is the original's ``SSDAugmentation`` (``utils/augmentations.py``):
 photometric distortion, expand with the mean, random crop, mirror, resize, mean
@@ -48,10 +48,15 @@ def resize_frames(frames, size):
     return out.reshape(size, size, num, channels).transpose(2, 0, 1, 3)
 
 
-def finish(frames, size, means):
-    """Resize, subtract the BGR means and reverse the channel order (the network's input)."""
-    out = resize_frames(frames, size).astype(np.float32) - np.asarray(means, np.float32)
-    return np.ascontiguousarray(out[..., ::-1])
+def to_network(frames, means):
+    """[F, H, W, 3] in the file's channel order -> float32 [F, 3, H, W]: BGR means subtracted,
+    channels reversed (the original's ``aug_imgs[:, :, :, (2, 1, 0)]``)."""
+    num, height, width, _ = frames.shape
+    out = np.empty((num, 3, height, width), np.float32)
+    for f in range(num):
+        for c, plane in enumerate(cv2.split(np.ascontiguousarray(frames[f]))):
+            np.subtract(plane, np.float32(means[c]), out=out[f, 2 - c], casting="unsafe")
+    return out
 
 
 def normalise_boxes(boxes, width, height):
@@ -68,7 +73,7 @@ class TestTransform:
     def __call__(self, streams, is_flow, boxes, class_ids, rng=None):
         height, width = next(iter(streams.values())).shape[1:3]
         # BaseTransform resizes the uint8 frames, then converts to float.
-        out = {name: finish(frames, self.size, self.means) for name, frames in streams.items()}
+        out = {name: to_network(resize_frames(frames, self.size), self.means) for name, frames in streams.items()}
         return out, normalise_boxes(boxes, width, height), class_ids
 
 
@@ -286,11 +291,11 @@ class TrainTransform:
             # RandomMirror: boxes[:, 0::2] = width - boxes[:, 2::-2]
             boxes[..., 0], boxes[..., 2] = width - boxes[..., 2], width - boxes[..., 0]
 
-        out = {name: np.ascontiguousarray((x - np.asarray(self.means, np.float32))[..., ::-1]) for name, x in out.items()}
+        out = {name: to_network(x, self.means) for name, x in out.items()}
         return out, normalise_boxes(boxes, width, height), class_ids
 
     def _mirror(self, frames, flow):
-        flipped = np.ascontiguousarray(frames[:, :, ::-1])
+        flipped = np.stack([cv2.flip(f, 1) for f in frames])
         if flow and not self.mirror_flow_pixels_only:
             x = self.flow_channels.x
             flipped[..., x] = 255.0 - flipped[..., x]

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from data.flow import FlowChannels, decode_flow, encode_flow
-from data.transforms import (MEANS, Augmentation, Photometric, TrainTransform, crop_resize, draw_crop, expanded_crop,
+from data.transforms import (MEANS as BGR_MEANS, Augmentation, Photometric, TrainTransform, crop_resize, draw_crop, expanded_crop,
                              resize_frames)
 from data.transforms import TestTransform as BaseTransform
 
 H, W, S = 240, 320, 300
+MEANS = np.array(BGR_MEANS, np.float32)
 Y = 1  # cv2 channel of the flow's y component: stays at index 1 after the channel reversal
 
 
@@ -23,9 +24,14 @@ def flow_frames_with_objects(boxes):
     return frames
 
 
+def file_order(image):
+    """Network input [3, S, S] back to the file's channel order and values, [S, S, 3]."""
+    return image[::-1].transpose(1, 2, 0) + MEANS
+
+
 def object_box(image):
-    """Normalised box around the drawn object in a network input [S, S, 3]."""
-    mask = image[..., Y] + MEANS[Y] > (255 + MEANS[Y]) / 2
+    """Normalised box around the drawn object in a network input [3, S, S]."""
+    mask = image[Y] + MEANS[Y] > (255 + MEANS[Y]) / 2
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]) / S
 
@@ -57,7 +63,7 @@ def test_each_augmentation_keeps_boxes_on_the_object(aug):
     # One stream per tube, so each tube's pixels can be found alone.
     streams = {str(k): flow_frames_with_objects(BOXES[k:k + 1]) for k in range(2)}
     out, boxes, kept = transform.apply(streams, {"0": True, "1": True}, BOXES, class_ids, aug)
-    assert out["0"].shape == (3, S, S, 3) and out["0"].dtype == np.float32
+    assert out["0"].shape == (3, 3, S, S) and out["0"].dtype == np.float32
     assert_boxes_frame_objects(out, boxes, {0: out["0"], 1: out["1"]}, kept)
 
 
@@ -90,19 +96,18 @@ def test_mirror_negates_flow_x_and_flag_restores_the_original():
     flow[..., 0], flow[..., 1] = 2.0, -1.0
     frames = encode_flow(flow)[None]  # x = 160, y = 112
     out, _, _ = TrainTransform(S).apply({"f": frames}, {"f": True}, BOXES[:1, :1], np.array([0]), Augmentation(mirror=True))
-    restored = (out["f"][0][..., ::-1] + MEANS)  # back to the file's channel order
-    decoded = decode_flow(restored)
+    decoded = decode_flow(file_order(out["f"][0]))
     assert np.allclose(decoded[..., 0], -2.0, atol=1 / 16 + 1e-4)  # 255 - x: -2 - 1/16
     assert np.allclose(decoded[..., 1], -1.0, atol=1e-4)
     original = TrainTransform(S, mirror_flow_pixels_only=True)
     out, _, _ = original.apply({"f": frames}, {"f": True}, BOXES[:1, :1], np.array([0]), Augmentation(mirror=True))
-    assert np.allclose(decode_flow(out["f"][0][..., ::-1] + MEANS)[..., 0], 2.0, atol=1e-4)
+    assert np.allclose(decode_flow(file_order(out["f"][0]))[..., 0], 2.0, atol=1e-4)
     # Flow made elsewhere with x in the G plane: the flag moves the negation there.
     yx = FlowChannels.parse("yxm")
     swapped = encode_flow(flow, yx)[None]
     out, _, _ = TrainTransform(S, flow_channels=yx).apply({"f": swapped}, {"f": True}, BOXES[:1, :1], np.array([0]),
                                                           Augmentation(mirror=True))
-    assert np.allclose(decode_flow(out["f"][0][..., ::-1] + MEANS, yx)[..., 0], -2.0, atol=1 / 16 + 1e-4)
+    assert np.allclose(decode_flow(file_order(out["f"][0]), yx)[..., 0], -2.0, atol=1 / 16 + 1e-4)
 
 
 def test_mirror_of_rgb_does_not_touch_values():
@@ -110,7 +115,7 @@ def test_mirror_of_rgb_does_not_touch_values():
     out, _, _ = TrainTransform(64).apply({"r": frames}, {"r": False}, BOXES[:1, :2] / 5, np.array([0]),
                                          Augmentation(mirror=True))
     # Square frames of the output size: the resize is the identity, output = flipped - mean, reversed.
-    expected = (frames[:, :, ::-1].astype(np.float32) - MEANS)[..., ::-1]
+    expected = (frames[:, :, ::-1].astype(np.float32) - MEANS)[..., ::-1].transpose(0, 3, 1, 2)
     assert np.allclose(out["r"], expected)
 
 
@@ -121,9 +126,9 @@ def test_photometric_distortion_is_shared_by_frames_and_rgb_streams_and_skips_fl
     out, _, _ = TrainTransform(S).apply(streams, {"a": False, "b": False, "flow": True}, BOXES[:1, :2],
                                         np.array([0]), aug)
     # Grey survives the HSV round trip: (100 + 20) * 1.25 = 150.
-    assert np.allclose(out["a"] + MEANS[::-1], 150, atol=0.01)
+    assert np.allclose(out["a"] + MEANS[::-1, None, None], 150, atol=0.01)
     assert np.array_equal(out["a"], out["b"])
-    assert np.allclose(out["flow"] + MEANS[::-1], 100)
+    assert np.allclose(out["flow"] + MEANS[::-1, None, None], 100)
     drawn = [Photometric.draw(np.random.default_rng(s)) for s in range(200)]
     for name in ("brightness", "contrast", "saturation", "hue", "swap"):
         assert 70 < sum(getattr(p, name) is None for p in drawn) < 130, name  # each step with probability 1/2
@@ -156,7 +161,7 @@ def _original_order(frames, aug, size, flow_x=None):
         if flow_x is not None:
             x[..., flow_x] = 255 - x[..., flow_x]
     x = np.stack([cv2.resize(f, (size, size)) for f in x])
-    return (x - MEANS)[..., ::-1]
+    return (x - MEANS)[..., ::-1].transpose(0, 3, 1, 2)
 
 
 @pytest.mark.parametrize("aug", [
@@ -193,6 +198,6 @@ def test_resizing_all_frames_at_once_equals_one_by_one(dtype):
 def test_test_transform_resizes_and_subtracts_the_mean_only():
     frames = np.full((2, H, W, 3), (10, 20, 30), np.uint8)
     out, boxes, ids = BaseTransform(S)({"r": frames}, {"r": False}, BOXES[:, :2], np.array([0, 1]))
-    assert out["r"].shape == (2, S, S, 3)
-    assert np.allclose(out["r"], np.array([30 - 123, 20 - 117, 10 - 104], np.float32))
+    assert out["r"].shape == (2, 3, S, S)
+    assert np.allclose(out["r"], np.array([30 - 123, 20 - 117, 10 - 104], np.float32)[None, :, None, None])
     assert np.allclose(boxes, BOXES[:, :2] / np.array([W, H, W, H])) and ids.tolist() == [0, 1]
