@@ -72,7 +72,7 @@ def main():
         if root is None:
             root = tmp
             make_toy_dataset(root, ToyConfig(num_videos=8, seed=0, min_frames=40, max_frames=48), progress=False)
-        print(f"| pipeline | workers | samples/s | decode ms/sample | augment ms/sample |")
+        print("| pipeline | workers | samples/s | decode ms/sample | augment ms/sample |")
         print("| --- | --- | --- | --- | --- |")
         for name, setup in SETUPS.items():
             cfg = DataConfig(dataset="toy", data_root=str(root), **setup)
