@@ -197,3 +197,69 @@ def to_pyannot_entry(video):
     tubes = [{"label": t.class_id, "sf": t.start, "ef": t.end,
               "boxes": np.round(xyxy0_to_xywh1(t.boxes)).astype(np.uint16)} for t in video.tubes]
     return {"numf": np.uint16(video.num_frames), "label": video.class_id, "annotations": tubes}
+
+
+@dataclass
+class DatasetAnnotations:
+    """Everything a dataset needs from its annotation files, in the internal representation.
+
+    ``videos``: ``{name: VideoAnnotation}`` for every annotated video; ``train_videos`` and
+    ``test_videos``: the split's names (annotated videos only), sorted; ``frame_sizes``:
+    ``{name: (width, height)}`` where the file gives it (ACT format), else empty.
+    """
+    classes: list
+    videos: dict
+    train_videos: list
+    test_videos: list
+    frame_sizes: dict = field(default_factory=dict)
+
+    def split_videos(self, split):
+        """Names of the ``'train'`` or ``'test'`` videos."""
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        return self.train_videos if split == "train" else self.test_videos
+
+
+def _annotated_subset(names, videos, source):
+    missing = [n for n in names if n not in videos]
+    if missing:
+        # The released pyannot_with_class_names.pkl lists 6 training videos whose annotations were dropped.
+        log.info("%s: %d listed videos have no annotation and are skipped (first: %s)", source, len(missing), missing[0])
+    return sorted(n for n in set(names) if n in videos)
+
+
+def resolve_split(root, split, videos):
+    """Training and test video names of split ``split`` for a dataset in the UCF101-24 layout.
+
+    The original (``data/shared.py``) reads ``splitfiles/trainlistNN.txt`` and treats every
+    other annotated video as a test video. Where that file is absent (the released
+    UCF101-24 annotations ship ``testlist01.txt`` only) the training videos are the annotated
+    videos not in ``testlistNN.txt``; failing that, ``trainvideos`` of
+    ``pyannot_with_class_names.pkl`` (split 1 only).
+    """
+    train_file = layout.split_path(root, layout.split_list_name("train", split))
+    test_file = layout.split_path(root, layout.split_list_name("test", split))
+    named = layout.split_path(root, layout.ANNOT_WITH_NAMES_FILE)
+    if train_file.is_file():
+        train = _annotated_subset(read_video_list(train_file), videos, train_file)
+    elif test_file.is_file():
+        test = set(_annotated_subset(read_video_list(test_file), videos, test_file))
+        train = sorted(set(videos) - test)
+    elif split == 1 and named.is_file():
+        train = _annotated_subset(load_pickle(named).get("trainvideos", []), videos, named)
+    else:
+        raise FileNotFoundError(f"no split {split} for {root}: neither {train_file} nor {test_file} exists")
+    test = sorted(set(videos) - set(train))
+    return train, test
+
+
+def load_ucf_layout(root, split=1, jhmdb=False, annot_file=None):
+    """``DatasetAnnotations`` of a dataset in the UCF101-24 layout (``splitfiles/pyannot.pkl``).
+
+    ``jhmdb``: J-HMDB-21's file, whose ``numf`` is taken from the first tube's boxes.
+    """
+    classes = load_class_names(root)
+    path = Path(annot_file) if annot_file else layout.split_path(root, layout.ANNOT_FILE)
+    videos = load_pyannot(path, num_classes=len(classes), numf_from_first_tube=jhmdb)
+    train, test = resolve_split(root, split, videos)
+    return DatasetAnnotations(classes, videos, train, test)

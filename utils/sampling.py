@@ -70,4 +70,6 @@ class SeededDataset(Dataset):
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
+        if hasattr(self.dataset, "sample"):  # ActionDetection draws from an explicit generator
+            return self.dataset.sample(index, np.random.default_rng(seed))
         return self.dataset[index]
