@@ -43,9 +43,9 @@ class VisdomPlots:
         import visdom  # optional at import time: only needed with --visdom
         self.viz = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True)
         self.env = env
-        self.loss_win = self.viz.line(X=np.zeros(1), Y=np.zeros((1, 6)), opts=dict(
+        self.loss_win = self.viz.line(X=np.zeros(1), Y=np.zeros((1, 6)), win="loss", opts=dict(
             xlabel="Iteration", ylabel="Loss", title="Training loss", legend=self.LOSS_LEGEND))
-        self.map_win = self.viz.line(X=np.zeros(1), Y=np.zeros((1, len(class_names) + 1)), opts=dict(
+        self.map_win = self.viz.line(X=np.zeros(1), Y=np.zeros((1, len(class_names) + 1)), win="map", opts=dict(
             xlabel="Iteration", ylabel="AP", title="Validation frame-mAP", legend=["meanAP"] + list(class_names)))
 
     def loss(self, iteration, values):

@@ -1,0 +1,153 @@
+"""train.py and test.py end to end on the toy dataset (CPU, tiny model)."""
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from data.annotations import read_video_list
+from data import layout
+from tests.conftest import REPO_ROOT
+from utils.checkpoint import REQUIRED_KEYS, load_checkpoint
+from utils.detections import read_video_detections
+
+TINY = ["--width_mult", "0.0625", "--batch_size", "2", "--num_workers", "0", "--val_samples", "4",
+        "--print_step", "1", "--device", "cpu", "--dataset", "toy"]
+
+
+def run_script(script, *args, timeout=600):
+    result = subprocess.run([sys.executable, script, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=timeout)
+    return result
+
+
+def train(toy_root, save_root, *args, exp="exp"):
+    result = run_script("train.py", "--data_root", str(toy_root), "--save_root", str(save_root), "--exp_name", exp,
+                        *TINY, *args)
+    return result, save_root / exp
+
+
+def test_train_then_test_single_stream(toy_root, tmp_path):
+    result, exp = train(toy_root, tmp_path, "--max_iter", "4", "--val_step", "2")
+    assert result.returncode == 0, result.stderr
+    state = load_checkpoint(exp / "AMTNet_4.pth")
+    assert set(REQUIRED_KEYS) <= set(state)
+    assert state["iteration"] == 4 and state["flags"]["max_iter"] == 4
+    assert state["model_config"]["num_classes"] == 5 and state["model_config"]["width_mult"] == 0.0625
+    assert state["optimizer"]["param_groups"][0]["lr"] > 0 and state["scheduler"]["last_epoch"] == 4
+    assert (exp / "AMTNet_2.pth").is_file()
+    log = (exp / "training.log").read_text()
+    assert log.count("frame-mAP@0.50") == 2 and "iteration 4/4 loc-loss" in log and "ETA" in log
+
+    result = run_script("test.py", "--data_root", str(toy_root), "--weights", str(exp / "AMTNet_4.pth"),
+                        "--device", "cpu", "--num_workers", "0", "--batch_size", "4", "--save_mat")
+    assert result.returncode == 0, result.stderr
+    det_dir = exp / "detections-AMTNet_4-eg01"
+    test_videos = read_video_list(layout.split_path(toy_root, "testlist01.txt"))
+    assert sorted(str(p.relative_to(det_dir))[:-4] for p in det_dir.rglob("*.npz")) == sorted(test_videos)
+    det = read_video_detections(det_dir / f"{test_videos[0]}.npz")
+    assert det.frames.shape[1] == 2 and det.scores.shape[1] == 5 and det.boxes.shape[1:] == (2, 4)
+    assert det.frames[:, 0].tolist() == sorted(set(det.frames[:, 0].tolist()))  # every start once
+    assert (det.boxes >= 0).all() and (det.boxes <= 1).all()
+    np.testing.assert_allclose(det.scores.sum(1), 1, atol=1e-4)  # full softmax rows
+    mats = sorted((exp / "detections-AMTNet_4-eg01-mat" / test_videos[0]).iterdir())
+    assert len(mats) == det.num_frames
+    summary = json.loads((exp / "detections-AMTNet_4-eg01-frame_map.json").read_text())
+    assert 0 <= summary["frame_map"] <= 1 and summary["videos"] == len(test_videos)
+    assert "frames/s network" in result.stderr
+
+
+def test_two_stream_sum_fusion(toy_root, tmp_path):
+    result, exp = train(toy_root, tmp_path, "--max_iter", "2", "--val_step", "2", "--fusion_type", "sum",
+                        "--input_type_extra", "fastOF", "--input_frames_extra", "2")
+    assert result.returncode == 0, result.stderr
+    state = load_checkpoint(exp / "AMTNet_2.pth")
+    assert state["model_config"]["fusion_type"] == "SUM" and state["model_config"]["input_frames_extra"] == 2
+    assert any(k.startswith("core_extra.") for k in state["model"])
+    result = run_script("test.py", "--data_root", str(toy_root), "--weights", str(exp / "AMTNet_2.pth"),
+                        "--input_type_extra", "fastOF", "--device", "cpu", "--num_workers", "0")
+    assert result.returncode == 0, result.stderr
+    test_videos = read_video_list(layout.split_path(toy_root, "testlist01.txt"))
+    assert len(list((exp / "detections-AMTNet_2-eg01").rglob("*.npz"))) == len(test_videos) == 4
+
+
+def test_resume_reaches_the_same_weights(toy_root, tmp_path):
+    result, full = train(toy_root, tmp_path, "--max_iter", "4", "--val_step", "2", "--num_workers", "1", exp="full")
+    assert result.returncode == 0, result.stderr
+    result, resumed = train(toy_root, tmp_path, "--max_iter", "4", "--val_step", "2",
+                            "--resume", str(full / "AMTNet_2.pth"), exp="resumed")
+    assert result.returncode == 0, result.stderr
+    assert "resumed from" in result.stderr
+    a, b = load_checkpoint(full / "AMTNet_4.pth"), load_checkpoint(resumed / "AMTNet_4.pth")
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    # and resuming really continued: the weights moved between iterations 2 and 4
+    assert not torch.equal(load_checkpoint(full / "AMTNet_2.pth")["model"]["conf.0.weight"], a["model"]["conf.0.weight"])
+
+
+def test_two_gloo_processes_equal_one_process(toy_root, tmp_path):
+    args = ("--max_iter", "2", "--val_step", "2", "--batch_size", "4")
+    result, one = train(toy_root, tmp_path, *args, exp="one")
+    assert result.returncode == 0, result.stderr
+    result, two = train(toy_root, tmp_path, *args, "--ngpu", "2", exp="two")
+    assert result.returncode == 0, result.stderr
+    a, b = load_checkpoint(one / "AMTNet_2.pth")["model"], load_checkpoint(two / "AMTNet_2.pth")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(toy_root, tmp_path):
+    result, exp = train(toy_root, tmp_path, "--max_iter", "30", "--val_step", "1", "--lr", "1e12", "--val_samples", "1")
+    assert result.returncode != 0
+    assert "loss is nan" in result.stderr or "loss is inf" in result.stderr
+    assert "stopping (the last checkpoint is kept)" in result.stderr
+    saved = sorted(int(p.stem.split("_")[1]) for p in exp.glob("AMTNet_*.pth"))
+    assert saved and saved == list(range(1, saved[-1] + 1))
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(exp / f"AMTNet_{saved[-1]}.pth")["model"].values())
+
+
+def test_resume_errors(toy_root, tmp_path):
+    result, _ = train(toy_root, tmp_path, "--max_iter", "2", "--resume", str(tmp_path / "nope.pth"))
+    assert result.returncode != 0 and "checkpoint not found" in result.stderr and "nope.pth" in result.stderr
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_visdom_windows_on_a_real_server(toy_root, tmp_path):
+    visdom = pytest.importorskip("visdom")
+    port = _free_port()
+    # start_server directly: `python -m visdom.server` first downloads web assets from the internet
+    server = subprocess.Popen([sys.executable, "-c", "from visdom.server.run_server import start_server; "
+                               f"start_server(port={port}, hostname='127.0.0.1', base_url='', env_path={str(tmp_path / 'env')!r})"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = None
+        for _ in range(60):
+            try:
+                client = visdom.Visdom(server="http://127.0.0.1", port=port, raise_exceptions=True)
+                break
+            except Exception:
+                time.sleep(0.5)
+        assert client is not None and client.check_connection()
+        result, exp = train(toy_root, tmp_path, "--max_iter", "4", "--val_step", "2", "--visdom", "True",
+                            "--vis_port", str(port), exp="visexp")
+        assert result.returncode == 0, result.stderr
+        env = json.loads(client.get_window_data(env="visexp"))
+        loss = json.loads(client.get_window_data("loss", env="visexp"))
+        maps = json.loads(client.get_window_data("map", env="visexp"))
+        assert {"loss", "map"} <= set(env)
+        assert [t["name"] for t in loss["content"]["data"]][:3] == ["REG", "CLS", "AVG"]
+        assert loss["content"]["data"][0]["x"][-1] == 4  # one point per printed iteration
+        assert maps["content"]["data"][0]["name"] == "meanAP" and maps["content"]["data"][0]["x"][-2:] == [2, 4]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
