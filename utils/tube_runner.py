@@ -20,8 +20,8 @@ from data.matlab_annots import load_final_annots
 from .detections import frame_detections, read_road_mat_video, read_video_detections
 from .evaluation import VIDEO_IOU_THRESHOLDS, FrameAP, gt_from_annotation, video_ap
 from .io import atomic_path
-from .linking import FRAME_AP_FILTER, filter_frame, loc_to_link_boxes
-from .tubes import ActionTube, link_and_trim
+from .linking import FRAME_AP_FILTER
+from .tubes import ActionTube, link_frames, trim_paths
 
 log = logging.getLogger(__name__)
 
@@ -89,33 +89,19 @@ def read_frames(cfg, video):
     return read_road_mat_video(path), cfg.frame_size
 
 
-def _frame_ap_detections(frames, frame_size):
-    """frameAp.m ``dofilter`` per frame: ``(frame, label, score, box)`` rows, class then pick order."""
-    rows = []
-    for f, (loc, scores) in enumerate(frames):
-        if len(loc) == 0:
-            continue
-        boxes = loc_to_link_boxes(loc, frame_size)
-        cls = np.asarray(scores, np.float64)[:, 1:]
-        for c, pick in enumerate(filter_frame(boxes, cls, FRAME_AP_FILTER)):
-            for b in pick:
-                rows.append((f, c, cls[b, c], *boxes[b]))
-    return np.asarray(rows, np.float64).reshape(-1, 7)
-
-
 def process_video(cfg, video, num_classes):
-    """Worker: read, link + trim, frame-AP filtering of one video; times per stage."""
-    t0 = time.perf_counter()
+    """Worker: read, link + trim, frame-AP filtering of one video; CPU seconds per stage."""
+    t0 = time.process_time()
     frames, frame_size = read_frames(cfg, video)
-    for f, (_, scores) in enumerate(frames):
-        if scores.shape[1] != num_classes + 1:
-            raise ValueError(f"{video} frame {f + 1}: {scores.shape[1]} score columns, expected {num_classes + 1}")
-    t1 = time.perf_counter()
-    _, tubes = link_and_trim(frames, num_classes, cfg.alphas, frame_size, cfg.iou_thresh, cfg.jumpgap)
-    t2 = time.perf_counter()
-    frame_dets = _frame_ap_detections(frames, frame_size)
-    t3 = time.perf_counter()
-    return video, tubes, frame_dets, {"read": t1 - t0, "link_trim": t2 - t1, "frame_filter": t3 - t2}
+    t1 = time.process_time()
+    try:
+        paths, frame_dets = link_frames(frames, num_classes, frame_size, cfg.iou_thresh, cfg.jumpgap, FRAME_AP_FILTER)
+    except ValueError as e:
+        raise ValueError(f"{video}: {e}") from e
+    t2 = time.process_time()
+    tubes = {alpha: trim_paths(paths, alpha) for alpha in cfg.alphas}
+    t3 = time.process_time()
+    return video, tubes, frame_dets, {"read": t1 - t0, "link+filter": t2 - t1, "trim": t3 - t2}
 
 
 def num_classes_of(cfg, videos):
