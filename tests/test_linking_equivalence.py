@@ -133,3 +133,19 @@ def test_linking_equals_reference(quantise):
             np.testing.assert_array_equal(path.boxes, boxes)
             np.testing.assert_array_equal(path.scores, scores)
             np.testing.assert_array_equal(path.all_scores, all_scores)
+
+
+def test_frame_ap_rows_from_the_shared_pass():
+    """link_frames' frame-AP rows equal frameAp.m's dofilter run on its own, frame by frame."""
+    from utils.tubes import link_frames
+    rng = np.random.default_rng(7)
+    frames = cluttered_frames(rng, 20, 40, 3, True)
+    locs = [((b - 1) / [320, 240, 320, 240]).astype(np.float32) for b, _ in frames]
+    _, rows = link_frames([(loc, s) for loc, (_, s) in zip(locs, frames)], 3, extra_filter=FRAME_AP_FILTER)
+    want = []
+    for f, (loc, (_, scores)) in enumerate(zip(locs, frames)):
+        boxes = loc_to_link_boxes(loc)
+        for c, pick in enumerate(ref_filter(boxes, scores[:, 1:], FRAME_AP_FILTER)):
+            want += [(f, c, scores[b, c + 1], *boxes[b]) for b in pick]
+    assert len(want) > 100
+    np.testing.assert_array_equal(rows, np.array(want))

@@ -134,20 +134,24 @@ def build_all(cfg, videos, num_classes):
 
 
 def frame_map_of(gts, frame_dets, num_classes, iou_thresh=0.5):
-    """frameAp.m over the listed videos, frames 1..num_frames of the annotation."""
+    """frameAp.m over the listed videos, frames 1..num_frames of the annotation (all frames at once)."""
     acc = FrameAP(num_classes, iou_thresh)
+    det, gt, offset = [], [], 0
     for video in gts:
         rows = frame_dets.get(video.name, np.zeros((0, 7)))
-        bounds = np.searchsorted(rows[:, 0], np.arange(video.num_frames + 1))
-        for f in range(video.num_frames):
-            gb, gl = [], []
-            for t in video.tubes:
-                if t.sf <= f + 1 <= t.ef:
-                    x, y, w, h = t.boxes[f + 1 - t.sf]
-                    gb.append((x, y, x + w - 1, y + h - 1))
-                    gl.append(t.class_id)
-            r = rows[bounds[f]:bounds[f + 1]]
-            acc.add_frame(r[:, 3:], r[:, 2], r[:, 1].astype(np.int64), gb, gl)
+        rows = rows[rows[:, 0] < video.num_frames]
+        det.append((offset + rows[:, 0].astype(np.int64), rows[:, 3:], rows[:, 2], rows[:, 1].astype(np.int64)))
+        for t in video.tubes:
+            f = np.arange(t.sf - 1, min(t.ef, video.num_frames))
+            if len(f) == 0:
+                continue
+            x, y, w, h = t.boxes[f + 1 - t.sf].T
+            gt.append((offset + f, np.stack([x, y, x + w - 1, y + h - 1], 1), np.full(len(f), t.class_id)))
+        offset += video.num_frames
+    det_frame, det_boxes, det_scores, det_labels = (np.concatenate(a) for a in zip(*det)) if det else [np.zeros(0)] * 4
+    gt_frame, gt_boxes, gt_labels = (np.concatenate(a) for a in zip(*gt)) if gt else (np.zeros(0), np.zeros((0, 4)), np.zeros(0))
+    order = np.argsort(gt_frame, kind="stable")  # per frame, GT boxes in tube order
+    acc.add_frames(det_frame, det_boxes, det_scores, det_labels, gt_frame[order], gt_boxes[order], gt_labels[order])
     return acc.compute()
 
 
