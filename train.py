@@ -101,8 +101,9 @@ def run(args):
         initialise(model, args)
     model.to(info.device)
     if info.distributed:
+        # The priors are constant buffers: no broadcast, so rank 0 can validate alone.
         model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.device] if info.device.type == "cuda" else None)
+            model, device_ids=[info.device] if info.device.type == "cuda" else None, broadcast_buffers=False)
     criterion = MultiBoxLoss(getattr(model, "module", model).priors, args.jaccard_threshold).to(info.device)
     amp = info.device.type == "cuda" if args.amp is None else args.amp
     scaler = torch.amp.GradScaler(info.device.type, enabled=amp and info.device.type == "cuda")
@@ -148,7 +149,7 @@ def run(args):
                                        optimizer=optimizer, scheduler=scheduler, iteration=iteration, flags=flags)
                 log.info("saved %s", path)
                 started = time.perf_counter()
-                mean_ap, aps = validate(model, val_loader, info.device, train_set.num_classes, args.conf_thresh,
+                mean_ap, aps = validate(getattr(model, "module", model), val_loader, info.device, train_set.num_classes, args.conf_thresh,
                                         args.nms_thresh, args.topk, args.iou_thresh)
                 for name, ap in zip(train_set.classes, aps):
                     log.info("AP %6.2f %s", 100 * ap, name)

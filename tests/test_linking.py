@@ -42,7 +42,7 @@ def test_greedy_order_and_new_paths():
     lk = OnlineLinker(1)
     lk.update(*frame([BOX_A, [12.0, 12, 52, 52]], [[0.9], [0.3]]))
     # NMS keeps only the .9 box (IoU > .45); one path
-    assert len(lk.live[0]) == 1
+    assert lk.num_live(0) == 1
     lk.update(*frame([BOX_A, BOX_B], [[0.6], [0.7]]))
     # the path takes the overlapping box (.6), not the better-scored far one, which starts a new path after it
     live = lk.paths(0)
@@ -58,7 +58,7 @@ def test_path_death_gap_filling_and_final_order():
     for t in range(3):
         lk.update(*frame([BOX_A], [[0.8]]))
     # B missed 3 frames: dead; A still live
-    assert len(lk.live[0]) == 1 and len(lk.dead[0]) == 1
+    assert lk.num_live(0) == 1 and lk.num_dead(0) == 1
     lk.update(*frame(np.zeros((0, 4)), np.zeros((0, 1))))
     lk.update(*frame([[12.0, 12, 52, 52]], [[0.7]]))  # A gap of one frame, then found again
     paths = lk.finish()[0]

@@ -132,3 +132,28 @@ def test_build_tubes_end_to_end_on_real_annotations(tmp_path, ucf24_dir):
     assert by_iou[0.5]["mAP"] == pytest.approx(sum(expected) / 24)
     assert by_iou[0.2]["accuracy"] == pytest.approx(len(names) / (len(names) + 1))
     assert (tmp_path / "a" / "tubes_alpha3.npz").is_file()
+
+
+def test_trim_paths_equals_per_path_reference():
+    """Vectorised segments and scores against label_segments + a left-to-right mean, path by path."""
+    rng = np.random.default_rng(5)
+    paths = [[], [], []]
+    for _ in range(30):
+        c, n = int(rng.integers(0, 3)), int(rng.integers(1, 60))
+        all_scores = np.round(rng.random((n, 3)) * 0.6, 1)
+        all_scores[rng.random(n) < 0.7, c] += 0.4  # mostly the path's class, with switches
+        paths[c].append(ActionPath(int(rng.integers(0, 50)), rng.random((n, 4)), all_scores[:, c].copy(), all_scores, None))
+    for alpha in (0.0, 0.5, 3.0):
+        want = []  # alpha 0: every frame takes its best label
+        for c, ps in enumerate(paths):
+            for p in ps:
+                for ts, te in label_segments(viterbi_reference(p.all_scores + 20, alpha), c):
+                    top = np.sort(p.scores[ts:te + 1])[::-1][:40]
+                    score = sum(top.tolist(), 0.0) / len(top)
+                    if score > 0 and te - ts > 8:
+                        want.append((c, score, p.start + ts, p.boxes[ts:te + 1]))
+        got = trim_paths(paths, alpha)
+        assert len(got) == len(want) > (0 if alpha == 0 else 3)
+        for t, (c, score, start, boxes) in zip(got, want):
+            assert (t.class_id, t.score, t.start) == (c, score, start)
+            np.testing.assert_array_equal(t.boxes, boxes)

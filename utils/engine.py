@@ -91,13 +91,15 @@ def validate(model, loader, device, num_classes, conf_thresh=0.01, nms_thresh=0.
              progress=None):
     """Frame-mAP of the first frame of each micro-tube, as the original's ``validate``.
 
+    ``model`` is the plain module (not the DDP wrapper): only the main process validates.
+
     Detections and ground truth are in pixels of the original frame. Returns
     ``(mAP, per-class AP [C])`` with classes 0-based.
     """
     was_training = model.training
     model.eval()
     accumulator = FrameAP(num_classes, iou_thresh, inclusive=False)
-    priors = getattr(model, "module", model).priors
+    priors = model.priors
     for batch in (progress(loader) if progress else loader):
         base, extra, targets = batch_inputs(batch, device)
         loc, conf = model(base, extra)

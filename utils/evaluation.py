@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .linking import EPS, rect_iou, rectint
+from .linking import EPS, rect_iou, rectint, segment_starts
 
 # I01onlineTubes.m: [0.2, 0.5:0.05:0.95]; Matlab's range gives 0.5 + k * 0.05 (0.8500000000000001).
 VIDEO_IOU_THRESHOLDS = (0.2,) + tuple(0.5 + k * 0.05 for k in range(10))
@@ -115,16 +115,62 @@ class VideoAPResult:
     curves: list  # per class (recall, precision)
 
 
+def _video_st_iou(video, tubes):
+    """``[K, N]`` ``compute_spatio_temporal_iou.m`` of every tube against every GT tube of its class (else -inf).
+
+    Vectorised over the pairs; the per-frame IoU mean is a left-to-right sum (a row-wise
+    cumsum over a zero-padded table) over the count, as ``spatio_temporal_iou``.
+    """
+    iou = np.full((len(tubes), len(video.tubes)), -np.inf)
+    if not len(tubes) or not video.tubes:
+        return iou
+    tcls = np.array([t.class_id for t in tubes])
+    gcls = np.array([g.class_id for g in video.tubes])
+    ti, gi = np.nonzero(tcls[:, None] == gcls[None])
+    if not len(ti):
+        return iou
+    tdb = np.array([t.start + 1 for t in tubes])[ti]
+    tde = tdb + np.array([len(t.boxes) for t in tubes])[ti] - 1
+    tgb, tge = np.array([g.sf for g in video.tubes])[gi], np.array([g.ef for g in video.tubes])[gi]
+    t_i = np.maximum(0, np.minimum(tge, tde) - np.maximum(tgb, tdb))
+    iou[ti, gi] = 0.0
+    ok = t_i > 0  # compute_spatio_temporal_iou.m: one common frame counts as no overlap
+    ti, gi, tdb, tde, tgb, tge, t_i = (x[ok] for x in (ti, gi, tdb, tde, tgb, tge, t_i))
+    if not len(ti):
+        return iou
+    t_iou = (t_i + 1) / (np.maximum(tge, tde) - np.minimum(tgb, tdb) + 1)
+    lo, n = np.maximum(tgb, tdb), t_i + 1
+    pair = np.repeat(np.arange(len(ti)), n)
+    off = np.arange(n.sum()) - np.repeat(segment_starts(n), n)
+    det_boxes = np.concatenate([t.boxes for t in tubes])
+    det_rows = np.repeat(segment_starts(np.array([len(t.boxes) for t in tubes]))[ti] + lo - tdb, n) + off
+    gt_boxes = np.concatenate([g.boxes for g in video.tubes]).astype(np.float64)
+    gt_rows = np.repeat(segment_starts(np.array([len(g.boxes) for g in video.tubes]))[gi] + lo - tgb, n) + off
+    g = gt_boxes[gt_rows]
+    b = det_boxes[det_rows]
+    d = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], 1) + 1  # convert2eval.m, then +1
+    inter = np.minimum(g[:, :2] + g[:, 2:], d[:, :2] + d[:, 2:]) - np.maximum(g[:, :2], d[:, :2])
+    inter[inter < 0] = 0
+    inter = inter[:, 0] * inter[:, 1]
+    frame_iou = inter / ((g[:, 2] * g[:, 3] + d[:, 2] * d[:, 3]) - inter + EPS)
+    table = np.zeros((len(ti), int(n.max())))
+    table[pair, off] = frame_iou
+    iou[ti, gi] = t_iou * (np.cumsum(table, 1)[:, -1] / n)
+    return iou
+
+
 def video_ap(gts, detections, num_classes, iou_thresholds=VIDEO_IOU_THRESHOLDS):
     """``get_PR_curve.m`` at several thresholds; one ``VideoAPResult`` per threshold.
 
     gts: list of ``VideoGT`` in the test list's order; detections: ``{name: [ActionTube]}``
     (a missing video has no detections). Per video, tubes in descending score (stable),
     each to the best uncovered GT tube of its class; a match needs IoU > threshold.
-    The ST-IoUs do not depend on the threshold and are computed once.
+    The ST-IoUs do not depend on the threshold and are computed once; at each threshold
+    only the tubes with some IoU above it can match, and only those are walked in order.
     """
     total_gt = np.zeros(num_classes)
     preds, labels, per_video = [], [], []
+    all_scores, all_classes = [], []
     for video in gts:
         tubes = detections.get(video.name, [])
         scores = np.array([t.score for t in tubes], np.float64)
@@ -135,37 +181,37 @@ def video_ap(gts, detections, num_classes, iou_thresholds=VIDEO_IOU_THRESHOLDS):
         # get_PR_curve.m: gts(vid) is the class of the last GT tube (the video's class without tubes).
         labels.append(video.tubes[-1].class_id if video.tubes else video.class_id)
         preds.append(tubes[0].class_id if tubes else -1)
-        iou = np.full((len(tubes), len(video.tubes)), -np.inf)
-        for i, tube in enumerate(tubes):
-            ebox = eval_boxes(tube)
-            for j, g in enumerate(video.tubes):
-                if g.class_id == tube.class_id:
-                    iou[i, j] = spatio_temporal_iou(g, tube.start + 1, ebox)
-        per_video.append((tubes, iou))
+        per_video.append(_video_st_iou(video, tubes))
+        all_scores.append(scores[order])
+        all_classes.append(np.array([t.class_id for t in tubes], np.int64))
     accuracy = float(np.mean(np.asarray(preds) == np.asarray(labels))) if gts else 0.0
+    offsets = segment_starts(np.array([len(s) for s in all_scores], np.int64))
+    scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
+    classes = np.concatenate(all_classes) if all_classes else np.zeros(0, np.int64)
+    best = np.concatenate([iou.max(1) if iou.shape[1] else np.full(len(iou), -np.inf) for iou in per_video]) \
+        if per_video else np.zeros(0)
     results = []
     for th in iou_thresholds:
-        cls_scores = [[] for _ in range(num_classes)]
-        cls_tp = [[] for _ in range(num_classes)]
+        hit = np.zeros(len(scores), bool)
         iou_sum = np.zeros(num_classes)
-        for tubes, iou in per_video:
+        for k in np.unique(np.searchsorted(offsets, np.flatnonzero(best > th), side="right") - 1):
+            iou = per_video[k]
             covered = np.zeros(iou.shape[1], bool)
-            for i, tube in enumerate(tubes):
+            for i in np.flatnonzero(best[offsets[k]:offsets[k] + len(iou)] > th):
                 row = np.where(covered, -np.inf, iou[i])
-                j = int(row.argmax()) if len(row) else -1
-                hit = j >= 0 and row[j] > th
-                if hit:
+                j = int(row.argmax())
+                if row[j] > th:
                     covered[j] = True
-                    iou_sum[tube.class_id] += row[j]
-                cls_scores[tube.class_id].append(tube.score)
-                cls_tp[tube.class_id].append(hit)
+                    hit[offsets[k] + i] = True
+                    iou_sum[classes[offsets[k] + i]] += row[j]
         ap, class_iou, curves = np.zeros(num_classes), np.zeros(num_classes), []
         for c in range(num_classes):
-            recall, precision = pr_curve(cls_scores[c], cls_tp[c], total_gt[c])
+            m = classes == c
+            recall, precision = pr_curve(scores[m], hit[m], total_gt[c])
             a = voc_ap(recall, precision)
             ap[c] = 0.0 if np.isnan(a) else a
-            if cls_tp[c]:
-                class_iou[c] = (iou_sum[c] + 0.000001) / (sum(cls_tp[c]) + 0.00001)
+            if m.any():
+                class_iou[c] = (iou_sum[c] + 0.000001) / (hit[m].sum() + 0.00001)
             curves.append((recall, precision))
         results.append(VideoAPResult(th, float(ap.mean()), float(class_iou.mean()), accuracy, ap, class_iou, curves))
     return results
@@ -236,6 +282,59 @@ class FrameAP:
                 if row[j] >= self.iou_thresh:
                     covered[j] = True
                     hits[d] = True
+        for c in np.unique(det_labels):
+            m = det_labels == c
+            self.scores[c].extend(det_scores[m].tolist())
+            self.tp[c].extend(hits[m].tolist())
+
+    def add_frames(self, det_frame, det_boxes, det_scores, det_labels, gt_frame, gt_boxes, gt_labels):
+        """Many frames at once: the same as ``add_frame`` per frame in increasing frame id.
+
+        det_frame ``[K]`` and gt_frame ``[N]`` are integer frame ids, non-decreasing; within
+        a frame, rows are in the order ``add_frame`` would get them. The greedy matching
+        walks the k-th matchable detection of every frame together.
+        """
+        det_frame, gt_frame = np.asarray(det_frame, np.int64), np.asarray(gt_frame, np.int64)
+        det_boxes = np.asarray(det_boxes, np.float64).reshape(-1, 4)
+        gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+        det_labels, gt_labels = np.asarray(det_labels, np.int64), np.asarray(gt_labels, np.int64)
+        det_scores = np.asarray(det_scores).reshape(-1)
+        self.num_gt += np.bincount(gt_labels, minlength=self.num_classes)[:self.num_classes]
+        hits = np.zeros(len(det_boxes), bool)
+        if len(gt_frame) and len(det_frame):
+            key = self.num_classes
+            matchable = np.flatnonzero(np.isin(det_frame * key + det_labels, gt_frame * key + gt_labels))
+            frames, gt_start, gt_count = np.unique(gt_frame, return_index=True, return_counts=True)
+            slot = np.searchsorted(frames, det_frame[matchable])
+            width = int(gt_count.max())
+            gt_idx = gt_start[slot, None] + np.arange(width)[None]  # [M, G]
+            present = np.arange(width)[None] < gt_count[slot, None]
+            gt_idx = np.where(present, gt_idx, 0)
+            d = det_boxes[matchable][:, None]
+            g = gt_boxes[gt_idx]
+            if self.inclusive:  # spatial_iou_inclusive, elementwise
+                dw, gw = d[..., 2:] - d[..., :2] + 1, g[..., 2:] - g[..., :2] + 1
+                wh = np.minimum(d[..., :2] + dw, g[..., :2] + gw) - np.maximum(d[..., :2], g[..., :2])
+                wh[wh < 0] = 0
+                inter = wh[..., 0] * wh[..., 1]
+                union = gw[..., 0] * gw[..., 1] + dw[..., 0] * dw[..., 1] - inter
+            else:  # box_iou_np, elementwise
+                x1, y1 = np.maximum(d[..., 0], g[..., 0]), np.maximum(d[..., 1], g[..., 1])
+                x2, y2 = np.minimum(d[..., 2], g[..., 2]), np.minimum(d[..., 3], g[..., 3])
+                inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+                union = (d[..., 2] - d[..., 0]) * (d[..., 3] - d[..., 1]) + (g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1]) - inter
+            with np.errstate(divide="ignore", invalid="ignore"):
+                iou = inter / union
+            iou[~present | (gt_labels[gt_idx] != det_labels[matchable][:, None])] = -np.inf
+            rank = np.arange(len(matchable)) - segment_starts(np.bincount(slot, minlength=len(frames)))[slot]
+            covered = np.zeros((len(frames), width), bool)
+            for r in range(int(rank.max()) + 1 if len(rank) else 0):
+                m = np.flatnonzero(rank == r)
+                row = np.where(covered[slot[m]], -np.inf, iou[m])
+                j = row.argmax(1)
+                ok = row[np.arange(len(m)), j] >= self.iou_thresh
+                covered[slot[m[ok]], j[ok]] = True
+                hits[matchable[m[ok]]] = True
         for c in np.unique(det_labels):
             m = det_labels == c
             self.scores[c].extend(det_scores[m].tolist())

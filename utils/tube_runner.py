@@ -20,8 +20,8 @@ from data.matlab_annots import load_final_annots
 from .detections import frame_detections, read_road_mat_video, read_video_detections
 from .evaluation import VIDEO_IOU_THRESHOLDS, FrameAP, gt_from_annotation, video_ap
 from .io import atomic_path
-from .linking import FRAME_AP_FILTER, filter_frame, loc_to_link_boxes
-from .tubes import ActionTube, link_and_trim
+from .linking import FRAME_AP_FILTER
+from .tubes import ActionTube, link_frames, trim_paths
 
 log = logging.getLogger(__name__)
 
@@ -89,33 +89,19 @@ def read_frames(cfg, video):
     return read_road_mat_video(path), cfg.frame_size
 
 
-def _frame_ap_detections(frames, frame_size):
-    """frameAp.m ``dofilter`` per frame: ``(frame, label, score, box)`` rows, class then pick order."""
-    rows = []
-    for f, (loc, scores) in enumerate(frames):
-        if len(loc) == 0:
-            continue
-        boxes = loc_to_link_boxes(loc, frame_size)
-        cls = np.asarray(scores, np.float64)[:, 1:]
-        for c, pick in enumerate(filter_frame(boxes, cls, FRAME_AP_FILTER)):
-            for b in pick:
-                rows.append((f, c, cls[b, c], *boxes[b]))
-    return np.asarray(rows, np.float64).reshape(-1, 7)
-
-
 def process_video(cfg, video, num_classes):
-    """Worker: read, link + trim, frame-AP filtering of one video; times per stage."""
-    t0 = time.perf_counter()
+    """Worker: read, link + trim, frame-AP filtering of one video; CPU seconds per stage."""
+    t0 = time.process_time()
     frames, frame_size = read_frames(cfg, video)
-    for f, (_, scores) in enumerate(frames):
-        if scores.shape[1] != num_classes + 1:
-            raise ValueError(f"{video} frame {f + 1}: {scores.shape[1]} score columns, expected {num_classes + 1}")
-    t1 = time.perf_counter()
-    _, tubes = link_and_trim(frames, num_classes, cfg.alphas, frame_size, cfg.iou_thresh, cfg.jumpgap)
-    t2 = time.perf_counter()
-    frame_dets = _frame_ap_detections(frames, frame_size)
-    t3 = time.perf_counter()
-    return video, tubes, frame_dets, {"read": t1 - t0, "link_trim": t2 - t1, "frame_filter": t3 - t2}
+    t1 = time.process_time()
+    try:
+        paths, frame_dets = link_frames(frames, num_classes, frame_size, cfg.iou_thresh, cfg.jumpgap, FRAME_AP_FILTER)
+    except ValueError as e:
+        raise ValueError(f"{video}: {e}") from e
+    t2 = time.process_time()
+    tubes = {alpha: trim_paths(paths, alpha) for alpha in cfg.alphas}
+    t3 = time.process_time()
+    return video, tubes, frame_dets, {"read": t1 - t0, "link+filter": t2 - t1, "trim": t3 - t2}
 
 
 def num_classes_of(cfg, videos):
@@ -148,20 +134,24 @@ def build_all(cfg, videos, num_classes):
 
 
 def frame_map_of(gts, frame_dets, num_classes, iou_thresh=0.5):
-    """frameAp.m over the listed videos, frames 1..num_frames of the annotation."""
+    """frameAp.m over the listed videos, frames 1..num_frames of the annotation (all frames at once)."""
     acc = FrameAP(num_classes, iou_thresh)
+    det, gt, offset = [], [], 0
     for video in gts:
         rows = frame_dets.get(video.name, np.zeros((0, 7)))
-        bounds = np.searchsorted(rows[:, 0], np.arange(video.num_frames + 1))
-        for f in range(video.num_frames):
-            gb, gl = [], []
-            for t in video.tubes:
-                if t.sf <= f + 1 <= t.ef:
-                    x, y, w, h = t.boxes[f + 1 - t.sf]
-                    gb.append((x, y, x + w - 1, y + h - 1))
-                    gl.append(t.class_id)
-            r = rows[bounds[f]:bounds[f + 1]]
-            acc.add_frame(r[:, 3:], r[:, 2], r[:, 1].astype(np.int64), gb, gl)
+        rows = rows[rows[:, 0] < video.num_frames]
+        det.append((offset + rows[:, 0].astype(np.int64), rows[:, 3:], rows[:, 2], rows[:, 1].astype(np.int64)))
+        for t in video.tubes:
+            f = np.arange(t.sf - 1, min(t.ef, video.num_frames))
+            if len(f) == 0:
+                continue
+            x, y, w, h = t.boxes[f + 1 - t.sf].T
+            gt.append((offset + f, np.stack([x, y, x + w - 1, y + h - 1], 1), np.full(len(f), t.class_id)))
+        offset += video.num_frames
+    det_frame, det_boxes, det_scores, det_labels = (np.concatenate(a) for a in zip(*det)) if det else [np.zeros(0)] * 4
+    gt_frame, gt_boxes, gt_labels = (np.concatenate(a) for a in zip(*gt)) if gt else (np.zeros(0), np.zeros((0, 4)), np.zeros(0))
+    order = np.argsort(gt_frame, kind="stable")  # per frame, GT boxes in tube order
+    acc.add_frames(det_frame, det_boxes, det_scores, det_labels, gt_frame[order], gt_boxes[order], gt_labels[order])
     return acc.compute()
 
 

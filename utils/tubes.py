@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .linking import seq_mean
+from .linking import OnlineLinker, filter_frame_padded, loc_to_link_boxes, segment_starts, topk_means
 
 SCORE_OFFSET = 20.0  # PARactionPathSmoother.m: M = M + 20
 MIN_NUM_FRAMES = 8   # I01onlineTubes.m: min_num_frames = 8 (kept when te - ts > 8)
@@ -33,53 +33,50 @@ class ActionTube:
 def viterbi_labels(unaries, alpha):
     """``dpEM_max.m`` for many paths at once; returns one label array per path.
 
-    unaries: list of ``[L, C]`` arrays (the Matlab's ``M'``). Each frame's label score
-    is ``M + max_k(D_k - alpha * (k != i))`` with the first ``k`` on ties; the traceback
-    starts from the first best label of the last frame. Paths are batched by length;
-    the max over ``k`` is taken as ``max(D_i, best of D_k - alpha, k != i)`` with the
-    same tie rule, which gives exactly the numbers of the full ``C x C`` comparison.
+    unaries: list of ``[L, C]`` arrays (the Matlab's ``M'``); alpha >= 0. Each frame's label
+    score is ``M + max_k(D_k - alpha * (k != i))`` with the first ``k`` on ties; the
+    traceback starts from the first best label of the last frame. Paths are batched by
+    length. With ``a = D - alpha`` and ``j`` its first argmax, the max over ``k`` is
+    ``max(D_i, a_j)``: label i keeps itself when ``D_i > a_j``, or ``D_i == a_j`` and
+    ``i <= j`` (i = j always keeps itself, since ``a_k <= D_j`` for every k), else comes
+    from j. These are exactly the numbers and choices of the full ``C x C`` comparison.
     """
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
     if not unaries:
         return []
     lengths = np.array([len(u) for u in unaries])
     order = np.argsort(-lengths, kind="stable")
     num, lmax, num_classes = len(unaries), int(lengths.max()), unaries[0].shape[1]
-    u = np.zeros((num, lmax, num_classes))
+    u = np.zeros((lmax, num, num_classes))
     for k, p in enumerate(order):
-        u[k, :lengths[p]] = unaries[p]
+        u[:lengths[p], k] = unaries[p]
     active = (lengths[order][None, :] > np.arange(lmax)[:, None]).sum(1)
-    phi = np.zeros((num, lmax, num_classes), np.int16)
+    before = np.zeros((lmax, num, num_classes))  # D entering each frame
+    best = np.zeros((lmax, num))
+    best_idx = np.zeros((lmax, num), np.int64)
     d = np.zeros((num, num_classes))
-    cols = np.arange(num_classes)
     for t in range(lmax):
         n = active[t]
         dn = d[:n]
-        rows = np.arange(n)
+        before[t, :n] = dn
         a = dn - alpha
-        j1 = a.argmax(1)
-        a1 = a[rows, j1]
-        if num_classes > 1:
-            a[rows, j1] = -np.inf
-            j2 = a.argmax(1)
-            a2 = a[rows, j2]
-        else:
-            j2, a2 = j1, np.full(n, -np.inf)
-        other = np.repeat(a1[:, None], num_classes, 1)
-        other_idx = np.repeat(j1[:, None], num_classes, 1)
-        other[rows, j1] = a2
-        other_idx[rows, j1] = j2
-        own = (dn > other) | ((dn == other) & (cols < other_idx))
-        phi[:n, t] = np.where(own, cols, other_idx)
-        d[:n] = u[:n, t] + np.where(own, dn, other)
-    labels = np.zeros((num, lmax), np.int64)
-    ends = lengths[order] - 1
-    labels[np.arange(num), ends] = d.argmax(1)
+        j = a.argmax(1)
+        best_idx[t, :n] = j
+        a = a[np.arange(n), j]
+        best[t, :n] = a
+        d[:n] = u[t, :n] + np.maximum(dn, a[:, None])
+    labels = np.zeros((lmax, num), np.int64)
+    labels[lengths[order] - 1, np.arange(num)] = d.argmax(1)
     for t in range(lmax - 1, 0, -1):
         n = active[t]
-        labels[:n, t - 1] = phi[np.arange(n), t, labels[:n, t]]
+        i = labels[t, :n]
+        di = before[t, np.arange(n), i]
+        keep = (di > best[t, :n]) | ((di == best[t, :n]) & (i <= best_idx[t, :n]))
+        labels[t - 1, :n] = np.where(keep, i, best_idx[t, :n])
     out = [None] * num
     for k, p in enumerate(order):
-        out[p] = labels[k, :lengths[p]]
+        out[p] = labels[:lengths[p], k]
     return out
 
 
@@ -97,26 +94,87 @@ def trim_paths(paths_per_class, alpha, min_num_frames=MIN_NUM_FRAMES, topk=TOPK,
     only segments labelled with the path's own class become tubes.
     ``convert2eval.m``: the score is the mean of the ``topk`` highest class scores of
     the path inside the segment; kept if score > kthresh and ``te - ts > min_num_frames``.
+    A path of ``min_num_frames + 1`` frames or fewer has no such segment and is skipped.
     """
-    flat = [(c, p) for c, paths in enumerate(paths_per_class) for p in paths]
-    labels = viterbi_labels([p.all_scores + SCORE_OFFSET for _, p in flat], alpha)
+    flat = [(c, p) for c, paths in enumerate(paths_per_class) for p in paths if len(p.boxes) > min_num_frames + 1]
+    if not flat:
+        return []
+    labels = np.concatenate(viterbi_labels([p.all_scores + SCORE_OFFSET for _, p in flat], alpha))
+    lengths = np.array([len(p.boxes) for _, p in flat])
+    path_of = np.repeat(np.arange(len(flat)), lengths)
+    own = labels == np.repeat([c for c, _ in flat], lengths)
+    first = np.zeros(len(own), bool)
+    first[segment_starts(lengths)] = True
+    last = np.roll(first, -1)
+    starts = np.flatnonzero(own & (first | ~np.roll(own, 1)))
+    ends = np.flatnonzero(own & (last | ~np.roll(own, -1)))
+    keep = ends - starts > min_num_frames
+    starts, ends = starts[keep], ends[keep]
+    if len(starts) == 0:
+        return []
+    scores = np.concatenate([p.scores for _, p in flat])
+    seg_len = ends - starts + 1
+    rows = np.repeat(starts - segment_starts(seg_len), seg_len) + np.arange(seg_len.sum())
+    seg_scores = topk_means(scores[rows], seg_len, topk)
+    path_start = segment_starts(lengths)
     tubes = []
-    for (c, path), lab in zip(flat, labels):
-        for ts, te in label_segments(lab, c):
-            score = seq_mean(np.sort(path.scores[ts:te + 1])[::-1][:topk])
-            if score > kthresh and te - ts > min_num_frames:
-                tubes.append(ActionTube(c, score, path.start + ts, path.boxes[ts:te + 1]))
+    for s, e, sc in zip(starts.tolist(), ends.tolist(), seg_scores.tolist()):
+        k = path_of[s]
+        c, path = flat[k]
+        ts, te = s - path_start[k], e - path_start[k]
+        if sc > kthresh:
+            tubes.append(ActionTube(c, sc, path.start + ts, path.boxes[ts:te + 1]))
     return tubes
 
 
-def link_and_trim(frames, num_classes, alphas, frame_size=(320, 240), iou_thresh=0.1, jumpgap=3):
-    """One video, per-frame ``(loc, scores)`` -> ``(paths per class, {alpha: [ActionTube]})``.
+def _link_boxes_and_scores(frames, frame_size):
+    """All frames' link boxes ``[M, 4]`` and float64 scores ``[M, C+1]`` at once, and frame offsets ``[F+1]``.
 
-    ``loc`` normalised ``[N, 4]``, ``scores`` ``[N, C+1]`` background first (both formats' reader output).
+    Concatenated only when every frame's ``loc`` has the same dtype, so each box is computed
+    in its own precision as ``loc_to_link_boxes`` of that frame would.
     """
-    from .linking import OnlineLinker, loc_to_link_boxes
+    offsets = np.cumsum([0] + [len(loc) for loc, _ in frames])
+    locs = [np.asarray(loc) for loc, _ in frames]
+    if len({loc.dtype for loc in locs}) == 1:
+        boxes = loc_to_link_boxes(np.concatenate(locs).reshape(-1, 4), frame_size)
+    else:
+        boxes = np.concatenate([loc_to_link_boxes(loc.reshape(-1, 4), frame_size) for loc in locs])
+    width = max((np.shape(s)[1] for _, s in frames if np.ndim(s) == 2), default=1)
+    scores = np.concatenate([np.asarray(s, np.float64).reshape(-1, width) for _, s in frames])
+    return boxes, scores, offsets
+
+
+def link_frames(frames, num_classes, frame_size=(320, 240), iou_thresh=0.1, jumpgap=3, extra_filter=None):
+    """One video's per-frame ``(loc, scores)`` -> ``(paths per class, extra rows)``.
+
+    ``loc`` normalised ``[N, 4]``, ``scores`` ``[N, C+1]`` background first (both formats'
+    reader output). With ``extra_filter`` (e.g. frameAp.m's ``dofilter``), the same pass also
+    gives that filter's picks as rows ``[frame, class, score, x1, y1, x2, y2]`` (link boxes),
+    per frame in class then pick order; otherwise ``None``.
+    """
     linker = OnlineLinker(num_classes, iou_thresh, jumpgap)
-    for loc, scores in frames:
-        linker.update(loc_to_link_boxes(loc, frame_size), scores)
-    paths = linker.finish()
+    cfgs = (linker.filter_cfg,) if extra_filter is None else (linker.filter_cfg, extra_filter)
+    if not frames:
+        return linker.finish(), (None if extra_filter is None else np.zeros((0, 7)))
+    boxes, scores, offsets = _link_boxes_and_scores(frames, frame_size)
+    if scores.shape[1] != num_classes + 1:
+        raise ValueError(f"scores have {scores.shape[1]} columns, expected {num_classes + 1} (background first)")
+    class_scores = scores[:, 1:]
+    extra = []
+    for f in range(len(frames)):
+        b, s = boxes[offsets[f]:offsets[f + 1]], class_scores[offsets[f]:offsets[f + 1]]
+        picks = filter_frame_padded(b, s, cfgs)
+        linker.link(b, s, picks[0])
+        if extra_filter is not None:
+            c, j = np.nonzero(picks[1] >= 0)
+            extra.append((np.full(len(c), f), c, offsets[f] + picks[1][c, j]))
+    if extra_filter is None:
+        return linker.finish(), None
+    f, c, rows = (np.concatenate(a) for a in zip(*extra))
+    return linker.finish(), np.column_stack([f, c, class_scores[rows, c], boxes[rows]]).astype(np.float64)
+
+
+def link_and_trim(frames, num_classes, alphas, frame_size=(320, 240), iou_thresh=0.1, jumpgap=3):
+    """One video, per-frame ``(loc, scores)`` -> ``(paths per class, {alpha: [ActionTube]})``."""
+    paths, _ = link_frames(frames, num_classes, frame_size, iou_thresh, jumpgap)
     return paths, {alpha: trim_paths(paths, alpha) for alpha in alphas}
