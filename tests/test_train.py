@@ -31,9 +31,47 @@ def train(toy_root, save_root, *args, exp="exp"):
     return result, save_root / exp
 
 
-def test_train_then_test_single_stream(toy_root, tmp_path):
-    result, exp = train(toy_root, tmp_path, "--max_iter", "4", "--val_step", "2")
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def visdom_server(tmp_path_factory):
+    """A real visdom server on a loopback port (``start_server`` directly: ``python -m
+    visdom.server`` would first download web assets from the internet)."""
+    import visdom
+    port = _free_port()
+    env_path = tmp_path_factory.mktemp("visdom")
+    server = subprocess.Popen([sys.executable, "-c", "from visdom.server.run_server import start_server; "
+                               f"start_server(port={port}, hostname='127.0.0.1', base_url='', env_path={str(env_path)!r})"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = None
+    for _ in range(120):
+        try:
+            client = visdom.Visdom(server="http://127.0.0.1", port=port, raise_exceptions=True)
+            break
+        except Exception:
+            time.sleep(0.5)
+    assert client is not None and client.check_connection(), "visdom server did not start"
+    yield port, client
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def trained(toy_root, tmp_path_factory, visdom_server):
+    """One 4-iteration run (validation at 2 and 4) logged to the visdom server; shared by the tests below."""
+    save_root = tmp_path_factory.mktemp("train")
+    result, exp = train(toy_root, save_root, "--max_iter", "4", "--val_step", "2", "--num_workers", "1",
+                        "--visdom", "True", "--vis_port", str(visdom_server[0]), exp="shared")
     assert result.returncode == 0, result.stderr
+    return save_root, exp
+
+
+def test_train_then_test_single_stream(toy_root, trained):
+    _, exp = trained
     state = load_checkpoint(exp / "AMTNet_4.pth")
     assert set(REQUIRED_KEYS) <= set(state)
     assert state["iteration"] == 4 and state["flags"]["max_iter"] == 4
@@ -75,10 +113,9 @@ def test_two_stream_sum_fusion(toy_root, tmp_path):
     assert len(list((exp / "detections-AMTNet_2-eg01").rglob("*.npz"))) == len(test_videos) == 4
 
 
-def test_resume_reaches_the_same_weights(toy_root, tmp_path):
-    result, full = train(toy_root, tmp_path, "--max_iter", "4", "--val_step", "2", "--num_workers", "1", exp="full")
-    assert result.returncode == 0, result.stderr
-    result, resumed = train(toy_root, tmp_path, "--max_iter", "4", "--val_step", "2",
+def test_resume_reaches_the_same_weights(toy_root, trained):
+    save_root, full = trained
+    result, resumed = train(toy_root, save_root, "--max_iter", "4", "--val_step", "2",
                             "--resume", str(full / "AMTNet_2.pth"), exp="resumed")
     assert result.returncode == 0, result.stderr
     assert "resumed from" in result.stderr
@@ -86,12 +123,13 @@ def test_resume_reaches_the_same_weights(toy_root, tmp_path):
     assert a["model"].keys() == b["model"].keys()
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
     # and resuming really continued: the weights moved between iterations 2 and 4
     assert not torch.equal(load_checkpoint(full / "AMTNet_2.pth")["model"]["conf.0.weight"], a["model"]["conf.0.weight"])
 
 
 def test_two_gloo_processes_equal_one_process(toy_root, tmp_path):
-    args = ("--max_iter", "2", "--val_step", "2", "--batch_size", "4")
+    args = ("--max_iter", "2", "--val_step", "2", "--batch_size", "4", "--val_samples", "1")
     result, one = train(toy_root, tmp_path, *args, exp="one")
     assert result.returncode == 0, result.stderr
     result, two = train(toy_root, tmp_path, *args, "--ngpu", "2", exp="two")
@@ -116,38 +154,13 @@ def test_resume_errors(toy_root, tmp_path):
     assert result.returncode != 0 and "checkpoint not found" in result.stderr and "nope.pth" in result.stderr
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_visdom_windows_on_a_real_server(toy_root, tmp_path):
-    visdom = pytest.importorskip("visdom")
-    port = _free_port()
-    # start_server directly: `python -m visdom.server` first downloads web assets from the internet
-    server = subprocess.Popen([sys.executable, "-c", "from visdom.server.run_server import start_server; "
-                               f"start_server(port={port}, hostname='127.0.0.1', base_url='', env_path={str(tmp_path / 'env')!r})"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        client = None
-        for _ in range(60):
-            try:
-                client = visdom.Visdom(server="http://127.0.0.1", port=port, raise_exceptions=True)
-                break
-            except Exception:
-                time.sleep(0.5)
-        assert client is not None and client.check_connection()
-        result, exp = train(toy_root, tmp_path, "--max_iter", "4", "--val_step", "2", "--visdom", "True",
-                            "--vis_port", str(port), exp="visexp")
-        assert result.returncode == 0, result.stderr
-        env = json.loads(client.get_window_data(env="visexp"))
-        loss = json.loads(client.get_window_data("loss", env="visexp"))
-        maps = json.loads(client.get_window_data("map", env="visexp"))
-        assert {"loss", "map"} <= set(env)
-        assert [t["name"] for t in loss["content"]["data"]][:3] == ["REG", "CLS", "AVG"]
-        assert loss["content"]["data"][0]["x"][-1] == 4  # one point per printed iteration
-        assert maps["content"]["data"][0]["name"] == "meanAP" and maps["content"]["data"][0]["x"][-2:] == [2, 4]
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+def test_visdom_windows_on_a_real_server(trained, visdom_server):
+    _, client = visdom_server
+    env = json.loads(client.get_window_data(env="shared"))
+    loss = json.loads(client.get_window_data("loss", env="shared"))
+    maps = json.loads(client.get_window_data("map", env="shared"))
+    assert {"loss", "map"} <= set(env)
+    assert [t["name"] for t in loss["content"]["data"]] == ["REG", "CLS", "AVG", "S-REG", "S-CLS", "S-AVG"]
+    assert loss["content"]["data"][0]["x"] == [0, 1, 2, 3, 4]  # the origin, then one point per printed iteration
+    assert maps["content"]["data"][0]["name"] == "meanAP" and maps["content"]["data"][0]["x"] == [0, 2, 4]
+    assert [t["name"] for t in maps["content"]["data"][1:]] == ["Walking", "Jumping", "Waving", "Spinning"]
