@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 
 from layers.priors import SSD300_V2, prior_boxes
-from models.backbone import FEATURE_MAPS, KD, SSDCore
+from models.backbone import KD, SSDCore
 from models.config import ModelConfig
 from models.heads import fuse_frames, fuse_streams, pooled_heads
 

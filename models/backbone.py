@@ -81,6 +81,15 @@ class SSDCore(nn.Module):
         self.L2Norm = L2Norm(scaled(512, width_mult), 20.0)
         self.extras = nn.ModuleList(make_extras(scaled(1024, width_mult), width_mult))
         self.source_depths = tuple(scaled(d, width_mult) for d in SOURCE_DEPTHS)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """torchvision VGG's initialisation (Kaiming-normal, fan-out; zero biases). The original
+        always loads pretrained backbone weights; this only matters when training from scratch."""
+        for m in (*self.vgg, *self.extras):
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
 
     def forward(self, x):
         sources = []

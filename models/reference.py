@@ -6,7 +6,7 @@ layers/modules/feat_pooling.py and spatial_pooling.py: every 3x3 replicate-padde
 neighbourhood is gathered into a 9x larger tensor per frame and map (SpatialPool), frames
 are fused with index_select (FeatPooling), streams are fused, and nn.Linear heads are
 applied. It returns (conf, loc) in the original's order. Written from that code's
-description, without its .cuda() calls; the fast model in models/amtnet.py must match it.
+description, without its CUDA-only calls; the fast model in models/amtnet.py must match it.
 """
 import torch
 import torch.nn as nn
