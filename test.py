@@ -26,6 +26,7 @@ from models.checkpoints import load_model
 from train import data_config
 from utils.args import data_args, detection_args, device_args, int_list, model_args, path
 from utils.distributed import cleanup, init_distributed
+from utils.engine import place_model
 from utils.evaluation import FrameAP
 from utils.inference import detect_videos
 from utils.io import atomic_path
@@ -83,7 +84,7 @@ def main(argv=None):
 
 
 def run_one(args, info, weights, gap):
-    model = load(weights, args, len(load_class_names(args.data_root))).to(info.device)
+    model = place_model(load(weights, args, len(load_class_names(args.data_root))), info.device, args.channels_last)
     # The stream layout comes from the checkpoint's config, not the flags.
     data_cfg = replace(data_config(args), eval_gap=gap, seq_len=model.cfg.seq_len, fusion=model.cfg.two_stream,
                        input_frames_base=model.cfg.input_frames_base, input_frames_extra=model.cfg.input_frames_extra)

@@ -25,7 +25,8 @@ from models.checkpoints import load_backbone
 from utils.args import data_args, detection_args, device_args, model_args, train_args
 from utils.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from utils.distributed import barrier, cleanup, init_distributed, launch, under_torchrun
-from utils.engine import NonFiniteLossError, build_optimizer, experiment_name, eta, train_step, validate
+from utils.engine import (NonFiniteLossError, build_optimizer, experiment_name, eta, place_model, train_step,
+                          validate)
 from utils.logging_utils import AverageMeter, VisdomPlots, setup_logging
 from utils.sampling import IterationBatchSampler, SeededDataset
 
@@ -43,7 +44,7 @@ def data_config(args):
                       input_frames_extra=args.input_frames_extra, fusion=args.fusion_type != "NONE",
                       seq_len=args.seq_len, seq_gap=args.seq_gap, train_split=args.train_split,
                       flow_channels=args.flow_channels, mirror_flow_pixels_only=args.original_flow_mirror,
-                      check_data=args.check_data)
+                      check_data=args.check_data, max_expand=args.max_expand)
 
 
 def initialise(model, args):
@@ -84,7 +85,7 @@ def run(args):
 
     model = build_model(model_cfg)
     optimizer, scheduler = build_optimizer(model, args.lr, args.momentum, args.weight_decay, args.seq_len,
-                                           args.stepvalues, args.gamma)
+                                           args.stepvalues, args.gamma, args.optimizer)
     start = 0
     if args.resume:
         state = load_checkpoint(args.resume)
@@ -99,7 +100,7 @@ def run(args):
         log.info("resumed from %s at iteration %d", args.resume, start)
     else:
         initialise(model, args)
-    model.to(info.device)
+    place_model(model, info.device, args.channels_last)
     if info.distributed:
         # The priors are constant buffers: no broadcast, so rank 0 can validate alone.
         model = torch.nn.parallel.DistributedDataParallel(

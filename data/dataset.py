@@ -68,6 +68,7 @@ class DataConfig:
     means: tuple = MEANS
     annot_file: str = None       # default: splitfiles/pyannot.pkl, else an ACT *-GT.pkl in data_root
     check_data: bool = False     # check every needed frame file exists before training
+    max_expand: float = 4.0      # largest zoom-out of the Expand augmentation (the original's 4)
 
     @staticmethod
     def fusion_enabled(fusion_type):
@@ -90,6 +91,8 @@ class DataConfig:
         if self.seq_gap < 0 or self.eval_gap < 0:
             raise ValueError(f"seq_gap and eval_gap must be >= 0, got {self.seq_gap}, {self.eval_gap}")
         FlowChannels.parse(self.flow_channels)
+        if self.max_expand < 1:
+            raise ValueError(f"max_expand must be at least 1, got {self.max_expand}")
 
     def streams(self):
         """``{stream: (input type, frames per time step)}``."""
@@ -173,7 +176,7 @@ class ActionDetection(Dataset):
         augment = split == "train" and not full_test if augment is None else augment
         if augment:
             self.transform = TrainTransform(cfg.image_size, cfg.means, FlowChannels.parse(cfg.flow_channels),
-                                            cfg.mirror_flow_pixels_only)
+                                            cfg.mirror_flow_pixels_only, cfg.max_expand)
         else:
             self.transform = TestTransform(cfg.image_size, cfg.means)
         self._rng, self._rng_pid = None, None

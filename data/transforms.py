@@ -137,11 +137,13 @@ def jaccard(boxes, rect):
     return inter / (area + np.prod(rect[2:] - rect[:2]) - inter)
 
 
-def draw_expand(rng, width, height):
-    """Expand: ``None`` (half the time) or (canvas width, canvas height, left, top) in integers."""
+def draw_expand(rng, width, height, max_ratio=4.0):
+    """Expand: ``None`` (half the time) or (canvas width, canvas height, left, top) in integers.
+    The original's canvas is up to 4 times the frame (``max_ratio``); the draws are the same
+    whatever ``max_ratio``, and 1 leaves the frame as it is."""
     if rng.integers(2):
         return None
-    ratio = rng.uniform(1, 4)
+    ratio = rng.uniform(1, max_ratio)
     left = rng.uniform(0, width * ratio - width)
     top = rng.uniform(0, height * ratio - height)
     return int(width * ratio), int(height * ratio), int(left), int(top)
@@ -249,15 +251,17 @@ class Augmentation:
 class TrainTransform:
     """The original's ``SSDAugmentation``, drawn once per window (see module doc)."""
 
-    def __init__(self, size=300, means=MEANS, flow_channels=DEFAULT_CHANNELS, mirror_flow_pixels_only=False):
+    def __init__(self, size=300, means=MEANS, flow_channels=DEFAULT_CHANNELS, mirror_flow_pixels_only=False,
+                 max_expand=4.0):
         self.size, self.means = size, means
         self.flow_channels = flow_channels
         self.mirror_flow_pixels_only = mirror_flow_pixels_only
+        self.max_expand = max_expand
 
     def __call__(self, streams, is_flow, boxes, class_ids, rng):
         height, width = next(iter(streams.values())).shape[1:3]
         photometric = Photometric.draw(rng)
-        expand = draw_expand(rng, width, height)
+        expand = draw_expand(rng, width, height, self.max_expand)
         canvas_w, canvas_h, left, top = expand or (width, height, 0, 0)
         shifted = np.asarray(boxes, np.float32) + np.array([left, top, left, top], np.float32)
         crop = draw_crop(rng, shifted, canvas_w, canvas_h)

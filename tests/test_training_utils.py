@@ -5,6 +5,7 @@ import torch
 
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.distributed import DistInfo, all_reduce_sum, init_distributed, resolve_device
+from utils.engine import build_optimizer, place_model
 from utils.sampling import IterationBatchSampler, SeededDataset
 
 
@@ -79,3 +80,42 @@ def test_single_process_device_helper(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_channels_last_gives_the_same_outputs_and_gradients():
+    from models import ModelConfig, build_model
+    torch.manual_seed(0)
+    plain = build_model(ModelConfig(num_classes=3, width_mult=0.0625)).double()
+    fast = build_model(ModelConfig(num_classes=3, width_mult=0.0625)).double()
+    fast.load_state_dict(plain.state_dict())
+    place_model(plain, torch.device("cpu"))  # default on CPU: unchanged layout
+    place_model(fast, torch.device("cpu"), channels_last=True)
+    first_conv = next(p for p in fast.parameters() if p.dim() == 4)
+    assert first_conv.is_contiguous(memory_format=torch.channels_last)
+    assert next(p for p in plain.parameters() if p.dim() == 4).is_contiguous()
+    x = torch.randn(2, 2, 3, 300, 300, dtype=torch.float64)
+    outputs = [m(x) for m in (plain, fast)]
+    for a, b in zip(*outputs):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for m, (loc, conf) in zip((plain, fast), outputs):
+        (loc.square().sum() + conf.square().sum()).backward()
+    torch.testing.assert_close(first_conv.grad, next(p for p in plain.parameters() if p.dim() == 4).grad,
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_optimizers_keep_the_original_parameter_groups():
+    from models import ModelConfig, build_model
+    model = build_model(ModelConfig(num_classes=3, width_mult=0.0625))
+    for name, kind in (("sgd", torch.optim.SGD), ("adam", torch.optim.Adam)):
+        optimizer, scheduler = build_optimizer(model, 0.01, 0.9, 1e-4, 2, [5], 0.1, name)
+        assert isinstance(optimizer, kind)
+        by_name = {g["name"]: g for g in optimizer.param_groups}
+        assert by_name["core_base.vgg.0.weight"]["lr"] == pytest.approx(0.005)  # backbone: lr / seq_len
+        assert by_name["core_base.vgg.0.bias"]["lr"] == pytest.approx(0.01)  # and biases twice that
+        assert by_name["conf.0.bias"]["weight_decay"] == 0 and by_name["conf.0.weight"]["weight_decay"] == 1e-4
+        for _ in range(5):
+            optimizer.step()
+            scheduler.step()
+        assert by_name["conf.0.weight"]["lr"] == pytest.approx(0.001)
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        build_optimizer(model, 0.01, 0.9, 1e-4, 2, [5], 0.1, "rmsprop")

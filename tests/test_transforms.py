@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from data.flow import FlowChannels, decode_flow, encode_flow
-from data.transforms import (MEANS as BGR_MEANS, Augmentation, Photometric, TrainTransform, crop_resize, draw_crop, expanded_crop,
-                             resize_frames)
+from data.transforms import (MEANS as BGR_MEANS, Augmentation, Photometric, TrainTransform, crop_resize, draw_crop, draw_expand,
+                             expanded_crop, resize_frames)
 from data.transforms import TestTransform as BaseTransform
 
 H, W, S = 240, 320, 300
@@ -201,3 +201,18 @@ def test_test_transform_resizes_and_subtracts_the_mean_only():
     assert out["r"].shape == (2, 3, S, S)
     assert np.allclose(out["r"], np.array([30 - 123, 20 - 117, 10 - 104], np.float32)[None, :, None, None])
     assert np.allclose(boxes, BOXES[:, :2] / np.array([W, H, W, H])) and ids.tolist() == [0, 1]
+
+
+def test_max_expand_bounds_the_canvas_and_keeps_the_random_stream():
+    """--max_expand: the same draws as the original's Expand (so the crop and mirror that follow
+    are unchanged), the canvas at most max_expand times the frame, 1 = no zoom-out."""
+    for seed in range(40):
+        full = draw_expand(np.random.default_rng(seed), 320, 240)
+        half = draw_expand(np.random.default_rng(seed), 320, 240, 1.5)
+        none = draw_expand(np.random.default_rng(seed), 320, 240, 1.0)
+        assert (full is None) == (half is None) == (none is None)
+        if full is not None:
+            assert full[0] <= 4 * 320 and half[0] <= 1.5 * 320 and half[1] <= 1.5 * 240
+            assert none == (320, 240, 0, 0)
+            # one uniform draw for the ratio: the rescaled ratios agree
+            np.testing.assert_allclose((full[0] / 320 - 1) / 3, (half[0] / 320 - 1) / 0.5, atol=0.02)

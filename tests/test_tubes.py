@@ -63,7 +63,10 @@ def test_npz_roundtrip_and_per_frame_detections(tmp_path):
     boxes[:, 1] = [[0.11, 0.1, 0.2, 0.2], [0.31, 0.3, 0.4, 0.4], [0.7, 0.5, 0.6, 0.6]]
     scores = np.array([[0.1, 0.9], [0.2, 0.8], [0.3, 0.7]])
     write_video_detections(tmp_path / "v.npz", frames, boxes, scores, [0, 1, 2], 7)
+    with np.load(tmp_path / "v.npz") as z:  # pixels on disk (default frame 320 x 240)
+        np.testing.assert_allclose(z["boxes"][2, 1], [224, 120, 192, 144], rtol=1e-6)
     det = read_video_detections(tmp_path / "v.npz")
+    np.testing.assert_allclose(det.boxes, boxes, rtol=1e-6)  # normalised again in memory
     per = frame_detections(det)
     assert len(per) == 7
     np.testing.assert_allclose(per[0][0], boxes[[0], 0])          # window 0 starts at frame 0

@@ -60,6 +60,8 @@ def data_args():
     group.add_argument("--flow_channels", default="xym", help="order of x, y, magnitude in the flow JPEGs' R, G, B planes")
     group.add_argument("--original_flow_mirror", action="store_true",
                        help="mirror flow images without negating x, as the original RandomMirror")
+    group.add_argument("--max_expand", default=4.0, type=float,
+                       help="largest zoom-out of the Expand augmentation (original: 4; 1: none)")
     group.add_argument("--check_data", action="store_true", help="check every frame file exists before starting")
     group.add_argument("--num_workers", "-j", default=2, type=int, help="data loading processes")
     return parser
@@ -82,6 +84,8 @@ def device_args():
                        help="processes to train with (DistributedDataParallel); torchrun sets this itself")
     group.add_argument("--amp", default=None, type=str2bool,
                        help="mixed precision (default: on for CUDA, off on CPU)")
+    group.add_argument("--channels_last", default=None, type=str2bool,
+                       help="channels-last memory format for the convolutions (default: on for CUDA)")
     return parser
 
 
@@ -108,6 +112,8 @@ def train_args():
     group.add_argument("--max_iter", default=70000, type=int)
     group.add_argument("--lr", "--learning-rate", default=0.0005, type=float)
     group.add_argument("--momentum", default=0.9, type=float)
+    group.add_argument("--optimizer", default="sgd", type=str.lower, choices=["sgd", "adam"],
+                       help="sgd: the original's; adam: for backbones trained from scratch (the toy recipe)")
     group.add_argument("--weight_decay", default=1e-4, type=float)
     group.add_argument("--stepvalues", default=[50000], type=int_list, help="iterations where the lr drops by --gamma")
     group.add_argument("--gamma", default=0.1, type=float)

@@ -5,7 +5,9 @@
 - ``frames``  int32 ``[W, T]``: the 0-based frame numbers of each micro-tube window's T frames
   (T = 1 for a per-frame detector), increasing along T.
 - ``boxes``   float32 ``[K, T, 4]``: each detection's box in each frame of its window,
-  x1, y1, x2, y2 normalised to [0, 1] (the model's convention, and ``loc`` of road_mat).
+  x1, y1, x2, y2 in pixels of the ``frame_size`` frame. In memory (``VideoDetections``)
+  boxes are normalised to [0, 1] (the model's convention, and ``loc`` of road_mat): the
+  file functions convert.
 - ``scores``  float32 ``[K, C+1]``: per-class scores, background in column 0.
 - ``window``  int32 ``[K]``: the window (row of ``frames``) of each detection.
 - ``num_frames`` int32 scalar: frames in the video; ``frame_size`` int32 ``[2]``: width, height.
@@ -57,7 +59,7 @@ def write_video_detections(path, frames, boxes, scores, window, num_frames, fram
                           int(num_frames), tuple(int(v) for v in frame_size))
     _check(det, path)
     with atomic_path(path) as tmp:
-        np.savez(tmp, frames=det.frames, boxes=det.boxes, scores=det.scores, window=det.window,
+        np.savez(tmp, frames=det.frames, boxes=det.boxes * _scale(det.frame_size), scores=det.scores, window=det.window,
                  num_frames=np.int32(det.num_frames), frame_size=np.asarray(det.frame_size, np.int32))
 
 
@@ -70,13 +72,19 @@ def read_video_detections(path):
             if missing:
                 raise DetectionError(f"{path}: missing field(s) {sorted(missing)}")
             size = tuple(int(v) for v in z["frame_size"]) if "frame_size" in z.files else (320, 240)
-            det = VideoDetections(z["frames"], z["boxes"], z["scores"], z["window"], int(z["num_frames"]), size)
+            boxes = (z["boxes"] / _scale(size)).astype(np.float32)
+            det = VideoDetections(z["frames"], boxes, z["scores"], z["window"], int(z["num_frames"]), size)
     except (OSError, ValueError) as e:
         if isinstance(e, DetectionError):
             raise
         raise DetectionError(f"{path}: cannot read detections ({e})") from e
     _check(det, path)
     return det
+
+
+def _scale(frame_size):
+    width, height = frame_size
+    return np.array([width, height, width, height], np.float32)
 
 
 def _check(det, path):
@@ -86,6 +94,8 @@ def _check(det, path):
     k = len(det.window)
     if det.boxes.shape != (k, t, 4):
         raise DetectionError(f"{path}: field 'boxes' has shape {det.boxes.shape}, expected ({k}, {t}, 4)")
+    if not np.isfinite(det.boxes).all():
+        raise DetectionError(f"{path}: field 'boxes' has non-finite values")
     if det.scores.ndim != 2 or len(det.scores) != k or det.scores.shape[1] < 2:
         raise DetectionError(f"{path}: field 'scores' has shape {det.scores.shape}, expected ({k}, C+1)")
     if k and (det.window.min() < 0 or det.window.max() >= w):
