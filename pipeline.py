@@ -37,7 +37,7 @@ log = logging.getLogger("pipeline")
 # The toy recipe: a narrow backbone trained from scratch with Adam (SGD barely moves a VGG
 # without batch norm in a few hundred iterations), the original's augmentation without its
 # zoom-out (the toy actors are small: a 4x zoom-out leaves them smaller than any prior).
-TOY_RECIPE = dict(width_mult=0.125, max_iter=600, optimizer="adam", lr=0.001, stepvalues="500", batch_size=8,
+TOY_RECIPE = dict(width_mult=0.125, max_iter=400, optimizer="adam", lr=0.001, stepvalues="300", batch_size=8,
                   max_expand=1.0)
 
 
