@@ -5,7 +5,9 @@ finalAnnots.mat-style ground truth), runs the ORIGINAL Matlab code of
 gurkirt/realtime-action-detection ``online-tubes/`` under GNU Octave through our own
 driver ``reference.m`` (the Matlab files are copied to a temporary directory, never
 into this repository), and stores inputs and outputs as ``<case>.npz`` (inputs) and
-``<case>.json`` (the original's paths, tubes and video-mAP).
+``<case>.json`` (the original's paths, tubes, video-mAP and frame-mAP). ``frameAp.m`` runs
+as a copy whose set-up lines (hard-coded paths, its nine fusion combinations, a 14.7 GB
+preallocation) are replaced by the fixture's (``patch_frameap``); its evaluation is untouched.
 
 Usage: python tools/octave/make_fixtures.py [--src /path/to/realtime-action-detection-git]
 Needs ``octave-cli`` (apt-get install octave). The test suite does not.
@@ -115,6 +117,35 @@ def write_inputs(work, classes, names, annot, frames, iou_thresh, alphas):
     scipy.io.savemat(work / "finalAnnots.mat", {"annot": arr})
 
 
+def patch_frameap(text):
+    """``online-tubes/frameAp.m`` with its set-up pointed at the fixture folder ``work``."""
+    def replace(old, new):
+        nonlocal text
+        if text.count(old) != 1:
+            raise SystemExit(f"frameAp.m changed: cannot find {old!r}")
+        text = text.replace(old, new)
+    replace("function frameAP()", "function frameAP(work)")
+    for line in ("addpath(genpath('eval/'));", "addpath(genpath('utils/'));", "addpath(genpath('actionpath/'));"):
+        replace(line, "")  # reference.m has put the original folders on the path
+    start = text.index("data_root = '/mnt/mars-fast/datasets';")
+    end_marker = "{det_dirs1,det_dirs3,'mean'},{det_dirs1,det_dirs2,'mean'}};"
+    end = text.index(end_marker) + len(end_marker)
+    text = text[:start] + """iou_th = 0.5;
+annot = load(fullfile(work, 'finalAnnots.mat'));
+annot = annot.annot;
+testlist = getVideoNames(fullfile(work, 'videos.txt'));
+num_vid = length(testlist);
+cfg = load(fullfile(work, 'config.mat'));
+num_actions = numel(cellstr(cfg.actions));
+logfile = fopen(fullfile(work, 'frameAP.log'), 'w');
+combinations = {{[work, '/dets/']}};""" + text[end:]
+    # Matlab skips an empty class's 0x4 block in this concatenation; Octave refuses it.
+    replace("    dt_boxes = [dt_boxes; cls_boxes];", "    if ~isempty(cls_boxes)\n        dt_boxes = [dt_boxes; cls_boxes];\n    end")
+    replace("allscore{a} = zeros(24*20*160000,2,'single');", "allscore{a} = zeros(100000,2,'single');")
+    replace("mAP  = mean(AP);", "mAP  = mean(AP);\n    save(fullfile(work, 'frameap.mat'), 'AP', 'mAP');")
+    return text
+
+
 def _cells(x):
     return [x] if not isinstance(x, np.ndarray) or x.dtype != object else list(x.ravel())
 
@@ -149,6 +180,8 @@ def collect(work, names, classes, alphas):
                                   "boxes": np.atleast_2d(bx[k].bxs).tolist()})
             videos[str(v.videoName)] = tubes
         out["tubes"][f"{alpha:g}"] = videos
+    f = scipy.io.loadmat(work / "frameap.mat")
+    out["frame_map"] = {"mAP": float(f["mAP"].squeeze()), "ap": f["AP"].ravel().tolist()}
     r = scipy.io.loadmat(work / "results.mat")
     out["results"] = {"rows": r["results"].tolist(), "aps": r["aps"].tolist(), "columns": ["alpha", "iou", "mAP", "mean_iou", "accuracy"]}
     return out
@@ -172,8 +205,12 @@ def main():
             names, annot, frames = make_case(classes, seed, specs)
             write_inputs(work, classes, names, annot, frames, iou_thresh, alphas)
             shutil.copy(Path(__file__).with_name("reference.m"), tmp / "reference.m")
-            subprocess.run(["octave-cli", "--no-gui", "--eval", f"reference('{src / 'online-tubes'}', '{work}')"],
-                           cwd=tmp, check=True, capture_output=True)
+            frameap = src / "online-tubes" / "frameAp.m"
+            (tmp / "frameAp.m").write_text(patch_frameap(frameap.read_text()))
+            run = subprocess.run(["octave-cli", "--no-gui", "--eval", f"reference('{src / 'online-tubes'}', '{work}')"],
+                                 cwd=tmp, capture_output=True, text=True)
+            if run.returncode:
+                raise SystemExit(f"{case}: octave failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
             expected = collect(work, names, classes, alphas)
             det = {"names": np.array(names), "classes": np.array(classes), "iou_thresh": iou_thresh,
                    "alphas": np.array(alphas)}
