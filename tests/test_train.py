@@ -164,3 +164,28 @@ def test_visdom_windows_on_a_real_server(trained, visdom_server):
     assert loss["content"]["data"][0]["x"] == [0, 1, 2, 3, 4]  # the origin, then one point per printed iteration
     assert maps["content"]["data"][0]["name"] == "meanAP" and maps["content"]["data"][0]["x"] == [0, 2, 4]
     assert [t["name"] for t in maps["content"]["data"][1:]] == ["Walking", "Jumping", "Waving", "Spinning"]
+
+
+def test_test_py_split_across_two_processes(toy_root, trained, tmp_path):
+    """torchrun with 2 gloo processes: each takes a share of the videos; the files and the
+    frame-mAP equal a one-process run."""
+    _, exp = trained
+    common = ["--data_root", str(toy_root), "--weights", str(exp / "AMTNet_4.pth"), "--device", "cpu",
+              "--num_workers", "0", "--batch_size", "4"]
+    one = run_script("test.py", *common, "--det_dir", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", str(_free_port()), "test.py", *common, "--det_dir", str(tmp_path / "two")],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.npz"))
+    assert files and files == sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.npz"))
+    for f in files:
+        a, b = read_video_detections(tmp_path / "one" / f), read_video_detections(tmp_path / "two" / f)
+        np.testing.assert_array_equal(a.frames, b.frames)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-6)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+    results = [json.loads((tmp_path / f"{n}-frame_map.json").read_text()) for n in ("one", "two")]
+    assert results[0]["videos"] == results[1]["videos"] == len(files)
+    assert results[0]["frame_map"] == pytest.approx(results[1]["frame_map"], abs=1e-6)
+    assert results[0]["ap"] == pytest.approx(results[1]["ap"], abs=1e-6)
