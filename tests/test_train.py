@@ -189,3 +189,30 @@ def test_test_py_split_across_two_processes(toy_root, trained, tmp_path):
     assert results[0]["videos"] == results[1]["videos"] == len(files)
     assert results[0]["frame_map"] == pytest.approx(results[1]["frame_map"], abs=1e-6)
     assert results[0]["ap"] == pytest.approx(results[1]["ap"], abs=1e-6)
+
+
+def test_initialisation_from_basenet_and_from_two_stream_checkpoints(toy_root, trained, tmp_path):
+    """--basenet (an SSD300-layout state dict) for one stream; --base_weights / --extra_weights
+    (one-stream checkpoints) for fusion, the 2-frame flow stream's first convolution repeated
+    and halved. With lr 0 the saved weights are the loaded ones."""
+    _, exp = trained
+    source = load_checkpoint(exp / "AMTNet_4.pth")["model"]
+    ssd = {k[len("core_base."):]: v for k, v in source.items() if k.startswith("core_base.")}
+    torch.save(ssd, tmp_path / "ssd300.pth")
+    result, one = train(toy_root, tmp_path, "--max_iter", "1", "--val_step", "1", "--lr", "0",
+                        "--basenet", str(tmp_path / "ssd300.pth"), exp="basenet")
+    assert result.returncode == 0, result.stderr
+    loaded = load_checkpoint(one / "AMTNet_1.pth")["model"]
+    for k in ssd:
+        torch.testing.assert_close(loaded[f"core_base.{k}"], ssd[k])
+    assert not torch.equal(loaded["conf.0.weight"], source["conf.0.weight"])  # heads start fresh
+
+    result, fused = train(toy_root, tmp_path, "--max_iter", "1", "--val_step", "1", "--lr", "0", "--fusion_type", "SUM",
+                          "--input_type_extra", "fastOF", "--input_frames_extra", "2",
+                          "--base_weights", str(exp / "AMTNet_4.pth"), "--extra_weights", str(exp / "AMTNet_4.pth"),
+                          exp="fused")
+    assert result.returncode == 0, result.stderr
+    loaded = load_checkpoint(fused / "AMTNet_1.pth")["model"]
+    torch.testing.assert_close(loaded["core_base.vgg.0.weight"], ssd["vgg.0.weight"])
+    torch.testing.assert_close(loaded["core_extra.vgg.0.weight"], ssd["vgg.0.weight"].repeat(1, 2, 1, 1) / 2)
+    torch.testing.assert_close(loaded["core_extra.extras.0.weight"], ssd["extras.0.weight"])
