@@ -147,7 +147,8 @@ def run(args):
         if iteration % args.val_step == 0 or iteration == args.max_iter:
             if info.is_main:
                 path = save_checkpoint(exp_dir / f"AMTNet_{iteration}.pth", model=model, model_config=model_cfg.to_dict(),
-                                       optimizer=optimizer, scheduler=scheduler, iteration=iteration, flags=flags)
+                                       optimizer=optimizer, scheduler=scheduler, iteration=iteration, flags=flags,
+                                       extra={"classes": list(train_set.classes)})
                 log.info("saved %s", path)
                 started = time.perf_counter()
                 mean_ap, aps = validate(getattr(model, "module", model), val_loader, info.device, train_set.num_classes, args.conf_thresh,

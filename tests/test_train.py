@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from data.annotations import read_video_list
+from data.annotations import load_class_names, read_video_list
 from data import layout
 from tests.conftest import REPO_ROOT
 from utils.checkpoint import REQUIRED_KEYS, load_checkpoint
@@ -76,6 +76,7 @@ def test_train_then_test_single_stream(toy_root, trained):
     assert set(REQUIRED_KEYS) <= set(state)
     assert state["iteration"] == 4 and state["flags"]["max_iter"] == 4
     assert state["model_config"]["num_classes"] == 5 and state["model_config"]["width_mult"] == 0.0625
+    assert state["classes"] == load_class_names(toy_root)  # demo.py labels its boxes with them
     assert state["optimizer"]["param_groups"][0]["lr"] > 0 and state["scheduler"]["last_epoch"] == 4
     assert (exp / "AMTNet_2.pth").is_file()
     log = (exp / "training.log").read_text()

@@ -66,7 +66,7 @@ def test_npz_roundtrip_and_per_frame_detections(tmp_path):
     with np.load(tmp_path / "v.npz") as z:  # pixels on disk (default frame 320 x 240)
         np.testing.assert_allclose(z["boxes"][2, 1], [224, 120, 192, 144], rtol=1e-6)
     det = read_video_detections(tmp_path / "v.npz")
-    np.testing.assert_allclose(det.boxes, boxes, rtol=1e-6)  # normalised again in memory
+    np.testing.assert_array_equal(det.boxes, boxes)  # normalised again in memory, exactly
     per = frame_detections(det)
     assert len(per) == 7
     np.testing.assert_allclose(per[0][0], boxes[[0], 0])          # window 0 starts at frame 0

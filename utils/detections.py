@@ -4,10 +4,10 @@
 
 - ``frames``  int32 ``[W, T]``: the 0-based frame numbers of each micro-tube window's T frames
   (T = 1 for a per-frame detector), increasing along T.
-- ``boxes``   float32 ``[K, T, 4]``: each detection's box in each frame of its window,
+- ``boxes``   float64 ``[K, T, 4]``: each detection's box in each frame of its window,
   x1, y1, x2, y2 in pixels of the ``frame_size`` frame. In memory (``VideoDetections``)
-  boxes are normalised to [0, 1] (the model's convention, and ``loc`` of road_mat): the
-  file functions convert.
+  boxes are float32 normalised to [0, 1] (the model's convention, and ``loc`` of road_mat):
+  the file functions convert, losslessly (a float32 times the frame size is exact in float64).
 - ``scores``  float32 ``[K, C+1]``: per-class scores, background in column 0.
 - ``window``  int32 ``[K]``: the window (row of ``frames``) of each detection.
 - ``num_frames`` int32 scalar: frames in the video; ``frame_size`` int32 ``[2]``: width, height.
@@ -59,7 +59,7 @@ def write_video_detections(path, frames, boxes, scores, window, num_frames, fram
                           int(num_frames), tuple(int(v) for v in frame_size))
     _check(det, path)
     with atomic_path(path) as tmp:
-        np.savez(tmp, frames=det.frames, boxes=det.boxes * _scale(det.frame_size), scores=det.scores, window=det.window,
+        np.savez(tmp, frames=det.frames, boxes=det.boxes.astype(np.float64) * _scale(det.frame_size), scores=det.scores, window=det.window,
                  num_frames=np.int32(det.num_frames), frame_size=np.asarray(det.frame_size, np.int32))
 
 
@@ -84,7 +84,7 @@ def read_video_detections(path):
 
 def _scale(frame_size):
     width, height = frame_size
-    return np.array([width, height, width, height], np.float32)
+    return np.array([width, height, width, height], np.float64)
 
 
 def _check(det, path):
@@ -104,8 +104,9 @@ def _check(det, path):
         raise DetectionError(f"{path}: field 'frames' must increase along T and lie in 0..{det.num_frames - 1}")
 
 
-def frame_detections(det):
-    """Per-frame ``(loc [N, 4] normalised, scores [N, C+1])`` for frames 0..num_frames-1 (see module doc)."""
+def frame_detections(det, first=0):
+    """Per-frame ``(loc [N, 4] normalised, scores [N, C+1])`` for frames ``first``..num_frames-1
+    (see module doc)."""
     num_classes1 = det.scores.shape[1]
     owner = np.full(det.num_frames, -1)
     # Later-starting windows overwrite earlier ones: each frame keeps the latest covering window.
@@ -115,7 +116,7 @@ def frame_detections(det):
     bounds = np.searchsorted(det.window[by_window], np.arange(len(det.frames) + 1))
     out = []
     empty = (np.zeros((0, 4), det.boxes.dtype), np.zeros((0, num_classes1), det.scores.dtype))
-    for f in range(det.num_frames):
+    for f in range(first, det.num_frames):
         w = owner[f]
         if w < 0:
             out.append(empty)

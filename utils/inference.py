@@ -31,6 +31,19 @@ def linking_candidates(scores, top_k=LINK_TOP_K, thresh=LINK_SCORE_THRESH):
     return torch.unique(idx[top > thresh])
 
 
+def linking_outputs(loc, conf, priors):
+    """Per window of a batch (loc ``[B, A, 4*T]``, conf ``[B, A, C+1]``): the linking candidates'
+    boxes ``[K, T, 4]`` (normalised, clipped to the frame) and softmax scores ``[K, C+1]``, numpy."""
+    b, a = conf.shape[:2]
+    boxes = decode(loc.reshape(b, a, -1, 4), priors.to(loc))
+    scores = F.softmax(conf, dim=2)
+    out = []
+    for i in range(b):
+        keep = linking_candidates(scores[i])
+        out.append((boxes[i, keep].clamp(0, 1).cpu().numpy(), scores[i, keep].cpu().numpy()))
+    return out
+
+
 class VideoWriter:
     """Collects one video's windows and writes its npz (and road_mat files) when all have arrived."""
 
@@ -91,19 +104,15 @@ def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms
             torch.cuda.synchronize(device)
         net_time += time.perf_counter() - tick
         loc, conf = loc.float(), conf.float()
-        b, a = conf.shape[:2]
-        boxes_all = decode(loc.reshape(b, a, -1, 4), priors.to(loc))
-        scores_all = F.softmax(conf, dim=2)
+        candidates = linking_outputs(loc, conf, priors)
         for i, det in enumerate(detect(loc, conf, priors, conf_thresh, nms_thresh, top_k)):
             height, width = batch["sizes"][i]
             scale = np.array([width, height, width, height], np.float64)
             accumulator.add_frame(det["boxes"][:, 0].cpu().double().numpy() * scale, det["scores"].cpu().numpy(),
                                   det["labels"].cpu().numpy() - 1, targets[i]["boxes"][:, 0].cpu().double().numpy() * scale,
                                   targets[i]["labels"].cpu().numpy() - 1)
-            keep = linking_candidates(scores_all[i])
-            writer.add(batch["videos"][i], batch["frames"][i].numpy(), boxes_all[i, keep].clamp(0, 1).cpu().numpy(),
-                       scores_all[i, keep].cpu().numpy(), (height, width))
-        windows += b
+            writer.add(batch["videos"][i], batch["frames"][i].numpy(), *candidates[i], (height, width))
+        windows += len(candidates)
     total = time.perf_counter() - started
     if writer.parts:
         raise RuntimeError(f"videos with missing windows: {sorted(writer.parts)[:5]}")

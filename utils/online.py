@@ -1,0 +1,179 @@
+"""Online detection on a stream of frames: micro-tube windows as soon as their frames are in,
+per-frame detections in frame order, and online linking into action paths.
+
+The windows, the frame stacking and the per-frame detections are those of test.py on a video
+of the dataset (``data/windows.py`` with ``full_test``, ``data/dataset.py`` ``stack_indices``,
+``utils/detections.py`` ``frame_detections``), so on the same frames the online linker gets
+exactly what build_tubes.py gets from test.py's files. Flow streams (``fastOF``) are computed
+from the frames with OpenCV's DIS flow as prepare_data.py does, without the JPEG round trip.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from data.dataset import RGB_TYPES, stack_indices
+from data.flow import DEFAULT_CHANNELS, FlowComputer, encode_flow
+from data.transforms import MEANS, TestTransform
+from data.windows import window_offsets
+from utils.detections import VideoDetections, frame_detections
+from utils.inference import linking_outputs
+from utils.linking import OnlineLinker, loc_to_link_boxes
+
+ONLINE_FLOW_TYPES = ("fastOF",)
+
+
+@dataclass
+class StreamSpec:
+    """What the model reads: ``{stream: (input type, frames per time step)}``, the micro-tube
+    length and the test gap between its frames (test.py's ``--eval_gaps``)."""
+    streams: dict
+    seq_len: int = 2
+    eval_gap: int = 1
+    image_size: int = 300
+    means: tuple = MEANS
+    flow_channels: object = field(default=DEFAULT_CHANNELS)
+
+    def __post_init__(self):
+        for stream, (input_type, _) in self.streams.items():
+            if input_type.lower() not in RGB_TYPES and input_type not in ONLINE_FLOW_TYPES:
+                raise ValueError(f"{stream} stream reads {input_type!r} images, which cannot be computed online; "
+                                 f"online inputs: rgb, {', '.join(ONLINE_FLOW_TYPES)}")
+
+    @property
+    def span(self):
+        """Frames from a window's first to its last frame."""
+        return int(window_offsets(self.seq_len, self.eval_gap)[-1])
+
+    @property
+    def step(self):
+        """Window starts step (data/windows.py, full_test)."""
+        return max(1, self.span)
+
+
+class OnlineDetector:
+    """Feed BGR frames with ``push``; get ``(frame index, loc [N, 4], scores [N, C+1])`` per frame,
+    in order, as soon as no later window can change them; ``finish`` flushes the end."""
+
+    def __init__(self, model, spec, device):
+        self.model, self.spec, self.device = model.eval(), spec, device
+        self.transform = TestTransform(spec.image_size, spec.means)
+        self.is_flow = {s: t.lower() not in RGB_TYPES for s, (t, _) in spec.streams.items()}
+        self.flow = {t: FlowComputer(t) for t, _ in spec.streams.values() if t in ONLINE_FLOW_TYPES}
+        half = max(count // 2 for _, count in spec.streams.values())
+        # A window is run once every frame it stacks, and the one after its last, are in (so the
+        # stacking and window rules cannot depend on where the video ends).
+        self.lookahead = spec.span + 2 + half + (1 if self.flow else 0)
+        self.frames, self.flows = {}, {t: {} for t in self.flow}
+        self.num_read = 0
+        self.next_start = 0       # next regular window start
+        self.next_frame = 0       # next frame to emit
+        self.windows = []         # (frames [T], boxes [K, T, 4], scores [K, C+1]) still owning frames
+        self.frame_size = None
+
+    def push(self, bgr):
+        if self.frame_size is None:
+            self.frame_size = (bgr.shape[1], bgr.shape[0])
+        elif (bgr.shape[1], bgr.shape[0]) != self.frame_size:
+            raise ValueError(f"frame {self.num_read + 1} is {bgr.shape[1]}x{bgr.shape[0]}, "
+                             f"the video started at {self.frame_size[0]}x{self.frame_size[1]}")
+        self.frames[self.num_read] = bgr
+        self.num_read += 1
+        out = []
+        while self.next_start + self.lookahead <= self.num_read:
+            self._run_window(self.next_start, None)
+            self.next_start += self.spec.step
+            out += self._emit(self.windows[-1][0][0])
+        return out
+
+    def finish(self):
+        """The windows the end of the video decides, then every frame not yet emitted."""
+        numf, step, span = self.num_read, self.spec.step, self.spec.span
+        regular = range(0, max(numf - (span + 1), 0), step)  # data/windows.py candidate_starts
+        starts = [s for s in regular if s >= self.next_start]
+        # full_test: the window that covers the last frame (never a regular one, so not run yet;
+        # it starts after every regular window)
+        last = numf - step - 1
+        if last >= 0 and last not in regular:
+            starts.append(last)
+        out = []
+        for start in starts:
+            if start + span < numf:
+                self._run_window(start, numf)
+                out += self._emit(start)
+        return out + self._emit(numf)
+
+    def _stack(self, frame, input_type, count, numf):
+        indices = stack_indices(frame, count, numf if numf is not None else self.num_read + count + 1)
+        if input_type in self.flow:
+            return [self._flow_image(input_type, int(i), numf) for i in indices]
+        return [self.frames[int(i)] for i in indices]
+
+    def _flow_image(self, input_type, i, numf):
+        """Flow image ``i``: from frame i to i + 1; the last frame repeats the one before (data/flow.py)."""
+        cache = self.flows[input_type]
+        if i not in cache:
+            if numf is not None and i == numf - 1:
+                cache[i] = self._flow_image(input_type, i - 1, numf) if i > 0 else \
+                    encode_flow(np.zeros(self.frames[i].shape[:2] + (2,), np.float32), self.spec.flow_channels)
+            else:
+                cache[i] = encode_flow(self.flow[input_type](self.frames[i], self.frames[i + 1]), self.spec.flow_channels)
+        return cache[i]
+
+    @torch.no_grad()
+    def _run_window(self, start, numf):
+        frames = start + window_offsets(self.spec.seq_len, self.spec.eval_gap)
+        streams = {s: np.stack([im for f in frames for im in self._stack(int(f), t, count, numf)])
+                   for s, (t, count) in self.spec.streams.items()}
+        images, _, _ = self.transform(streams, self.is_flow, np.zeros((0, len(frames), 4)), np.zeros(0))
+        inputs = {s: torch.from_numpy(x.reshape(1, len(frames), -1, *x.shape[2:])).to(self.device)
+                  for s, x in images.items()}
+        loc, conf = self.model(inputs["base"], inputs.get("extra"))
+        boxes, scores = linking_outputs(loc.float(), conf.float(), self.model.priors)[0]
+        self.windows.append((frames, boxes, scores))
+
+    def _emit(self, stop):
+        """Per-frame detections of frames next_frame..stop-1 (``frame_detections``'s rule)."""
+        if stop <= self.next_frame:
+            return []
+        if not self.windows:  # a video too short for any window: frames without detections
+            empty = (np.zeros((0, 4), np.float32), np.zeros((0, self.model.cfg.num_classes), np.float32))
+            out = [(f, *empty) for f in range(self.next_frame, stop)]
+            self.next_frame = stop
+            return out
+        frames = np.stack([w[0] for w in self.windows])
+        det = VideoDetections(frames, np.concatenate([w[1] for w in self.windows]),
+                              np.concatenate([w[2] for w in self.windows]),
+                              np.concatenate([np.full(len(w[1]), i) for i, w in enumerate(self.windows)]), stop)
+        out = [(f, loc, scores) for f, (loc, scores) in enumerate(frame_detections(det, self.next_frame), self.next_frame)]
+        self.next_frame = stop
+        # Keep the windows that still reach a frame to come; drop frames no stack can read again.
+        self.windows = [w for w in self.windows if w[0][-1] >= stop] or self.windows[-1:]
+        oldest = min(stop, self.next_start) - max(c for _, c in self.spec.streams.values())
+        for store in (self.frames, *self.flows.values()):
+            for f in [f for f in store if f < oldest]:
+                del store[f]
+        return out
+
+
+class OnlineTubes:
+    """Online linking of per-frame detections (``OnlineLinker``), with the frame size's link boxes."""
+
+    def __init__(self, num_classes, frame_size, iou_thresh=0.1, jumpgap=3):
+        self.linker = OnlineLinker(num_classes, iou_thresh, jumpgap)
+        self.frame_size = frame_size
+
+    def update(self, loc, scores):
+        self.linker.update(loc_to_link_boxes(np.asarray(loc).reshape(-1, 4), self.frame_size),
+                           np.asarray(scores, np.float64))
+
+    def current(self, min_score=0.0):
+        """Live paths extended at the latest frame: ``[(class_id, box x1 y1 x2 y2 0-based pixels,
+        score at this frame, mean path score)]``."""
+        t = self.linker.t - 1
+        out = []
+        for c in range(self.linker.num_classes):
+            for path in self.linker.paths(c):
+                if path.found[-1] == t and path.scores.mean() >= min_score:
+                    out.append((c, path.boxes[-1] - 1, float(path.scores[-1]), float(path.scores.mean())))
+        return out
