@@ -11,7 +11,8 @@ where it stopped; training resumes from its latest checkpoint):
   2. train: train.py into WORK/train/<exp>/AMTNet_<iter>.pth;
   3. detect: test.py on every test video -> WORK/detections/<Class>/<video>.npz and frame-mAP;
   4. tubes: build_tubes.py -> online linking, temporal trimming, video-mAP (WORK/tubes);
-  5. plots: eval_video_ap.py -> precision-recall curves (WORK/eval/*.png).
+  5. plots: eval_video_ap.py -> precision-recall curves (WORK/eval/*.png);
+  6. video: demo.py on the first test video -> WORK/demo/<video>.mp4 with the online action paths drawn.
 The results table is printed at the end and saved in WORK/summary.json.
 """
 import argparse
@@ -23,6 +24,7 @@ import sys
 from pathlib import Path
 
 import build_tubes
+import demo as demo_script
 import eval_video_ap
 import test as test_script
 import train as train_script
@@ -33,6 +35,7 @@ from utils.io import atomic_path
 from utils.logging_utils import setup_logging
 
 log = logging.getLogger("pipeline")
+STAGES = ("data", "train", "detect", "tubes", "plots", "video")
 
 # The toy recipe: a narrow backbone trained from scratch with Adam (SGD barely moves a VGG
 # without batch norm in a few hundred iterations), the original's augmentation without its
@@ -56,7 +59,7 @@ def get_args_parser():
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--num_workers", default=2, type=int)
     parser.add_argument("--alphas", default="3,5", help="temporal trimming label-change penalties")
-    parser.add_argument("--stages", default="data,train,detect,tubes,plots",
+    parser.add_argument("--stages", default=",".join(STAGES),
                         help="stages to run (the later ones need the earlier ones' outputs)")
     return parser
 
@@ -176,13 +179,26 @@ def plots(args, root, tube_dir, eval_dir):
     return sorted(str(p) for p in eval_dir.glob("*.png"))
 
 
+def annotated_video(args, root, weights, out_dir):
+    video = read_video_list(layout.split_path(root, "testlist01.txt"))[0]
+    out = out_dir / f"{video.split('/')[-1]}.mp4"
+    if is_fresh(out, weights):
+        log.info("stage video: %s is up to date", out)
+    else:
+        argv = ["--video", str(layout.video_dir(root, "rgb", video)), "--weights", str(weights),
+                "--out", str(out), "--device", args.device]
+        log.info("stage video: python demo.py %s", " ".join(argv))
+        demo_script.main(argv)
+    return str(out)
+
+
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     work = Path(args.work_dir).expanduser()
     work.mkdir(parents=True, exist_ok=True)
     setup_logging(work / "pipeline.log")
     stages = set(args.stages.split(","))
-    unknown = stages - {"data", "train", "detect", "tubes", "plots"}
+    unknown = stages - set(STAGES)
     if unknown:
         raise SystemExit(f"--stages: unknown stage(s) {sorted(unknown)}")
     root = prepare(args, work)
@@ -204,6 +220,8 @@ def main(argv=None):
         summary.update(video_map=results["video_map"], tubes_frame_map=results.get("frame_map"), table=build_tubes.tr.table(results))
     if "plots" in stages:
         summary["plots"] = plots(args, root, work / "tubes", work / "eval")
+    if "video" in stages:
+        summary["video"] = annotated_video(args, root, weights, work / "demo")
     with atomic_path(work / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
     if "frame_map" in summary:
@@ -213,6 +231,8 @@ def main(argv=None):
         print("video-mAP of the linked, trimmed tubes (build_tubes.py; last line: frameAp.m's frame-mAP "
               "of the linking's per-frame detections):")
         print(summary["table"])
+    if "video" in summary:
+        print(f"annotated video (demo.py): {summary['video']}")
     log.info("results in %s", work / "summary.json")
     return 0
 

@@ -89,6 +89,9 @@ def test_demo_outputs_and_rerun_skips_finished_stages(demo):
         assert len(tubes["class_id"]) > 0 and set(tubes["videos"].tolist()) == set(videos)
     plots = sorted((demo / "eval").glob("pr_alpha3_iou*.png"))
     assert plots and all(cv2.imread(str(p)) is not None for p in plots)
+    first = videos[0]
+    annotated = cv2.VideoCapture(str(demo / "demo" / f"{first.split('/')[1]}.mp4"))
+    assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == len(list(layout.video_dir(root, "rgb", first).glob("*.jpg")))
     weights = sorted((demo / "train").glob("*/AMTNet_*.pth"))
     stamps = {p: os.stat(p).st_mtime_ns for p in [*weights, demo / "detections-frame_map.json", demo / "tubes" / "results.json"]}
     log_lines = len((demo / "pipeline.log").read_text().splitlines())
