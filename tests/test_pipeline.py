@@ -68,15 +68,15 @@ def test_demo_finds_the_toy_actors(demo):
     trained = frame_ap(det_dir, root, videos, ground_truth)
     # test.py's frame-mAP (post-processing on the model's outputs) and ours on its saved
     # detections agree up to the linking-candidate cut; both must be far above chance.
-    # Measured on the development machine: chance about 0.001, test.py 0.358, here 0.366, class
-    # APs 0.12 to 0.82; the bounds leave room for other CPUs' rounding over 400 iterations.
+    # Measured on the development machine: chance about 0.001, test.py 0.431, class APs 0.17 to
+    # 0.83; the bounds leave room for other CPUs' rounding over 400 iterations.
     assert summary["frame_map"] == pytest.approx(trained, abs=0.05)
     assert chance < 0.02, chance
-    assert summary["frame_map"] > 0.25 and summary["frame_map"] > 20 * chance, (summary["frame_map"], chance)
+    assert summary["frame_map"] > 0.3 and summary["frame_map"] > 20 * chance, (summary["frame_map"], chance)
     assert sum(ap > 0.05 for ap in summary["frame_ap"].values()) >= 3, summary["frame_ap"]
     # the linked, trimmed tubes find actors too (video-mAP at ST-IoU 0.2, alpha 3)
     vmap = {(r["alpha"], round(r["iou"], 2)): r["mAP"] for r in summary["video_map"]}
-    assert vmap[(3.0, 0.2)] > 0.2, vmap
+    assert vmap[(3.0, 0.2)] > 0.25, vmap  # 0.57 measured
 
 
 def test_demo_outputs_and_rerun_skips_finished_stages(demo):
