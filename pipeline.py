@@ -29,7 +29,7 @@ import eval_video_ap
 import test as test_script
 import train as train_script
 from data import layout
-from data.annotations import load_class_names, load_pyannot, read_video_list
+from data.annotations import check_dataset, read_video_list
 from data.toy import ToyConfig, make_toy_dataset
 from utils.io import atomic_path
 from utils.logging_utils import setup_logging
@@ -64,26 +64,6 @@ def get_args_parser():
     parser.add_argument("--stages", default=",".join(STAGES),
                         help="stages to run (the later ones need the earlier ones' outputs)")
     return parser
-
-
-def check_dataset(root, input_types=("rgb",)):
-    """Load the annotations and confirm every frame of every video exists. Returns a summary dict."""
-    classes = load_class_names(root)
-    videos = load_pyannot(layout.split_path(root, layout.ANNOT_FILE), num_classes=len(classes))
-    test = read_video_list(layout.split_path(root, layout.split_list_name("test", 1)))
-    unknown = [v for v in test if v not in videos]
-    if unknown:
-        raise ValueError(f"{root}: test list names videos without annotations: {unknown[:5]}")
-    missing = []
-    for name, video in videos.items():
-        for input_type in input_types:
-            last = layout.frame_path(root, input_type, name, video.num_frames - 1)
-            if not last.is_file():
-                missing.append(str(last))
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} videos lack frames, e.g. {missing[0]}")
-    return {"classes": classes, "videos": len(videos), "test_videos": len(test),
-            "frames": sum(v.num_frames for v in videos.values()), "tubes": sum(len(v.tubes) for v in videos.values())}
 
 
 def prepare(args, work):

@@ -263,3 +263,24 @@ def load_ucf_layout(root, split=1, jhmdb=False, annot_file=None):
     videos = load_pyannot(path, num_classes=len(classes), numf_from_first_tube=jhmdb)
     train, test = resolve_split(root, split, videos)
     return DatasetAnnotations(classes, videos, train, test)
+
+
+def check_dataset(root, input_types=("rgb",)):
+    """Load ``root``'s annotations and check that the test list names annotated videos and that the
+    last frame of every annotated video exists for each input type. Returns a summary dict."""
+    classes = load_class_names(root)
+    videos = load_pyannot(layout.split_path(root, layout.ANNOT_FILE), num_classes=len(classes))
+    test = read_video_list(layout.split_path(root, layout.split_list_name("test", 1)))
+    unknown = [v for v in test if v not in videos]
+    if unknown:
+        raise ValueError(f"{root}: test list names videos without annotations: {unknown[:5]}")
+    missing = []
+    for name, video in videos.items():
+        for input_type in input_types:
+            last = layout.frame_path(root, input_type, name, video.num_frames - 1)
+            if not last.is_file():
+                missing.append(str(last))
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} videos lack frames, e.g. {missing[0]}")
+    return {"classes": classes, "videos": len(videos), "test_videos": len(test),
+            "frames": sum(v.num_frames for v in videos.values()), "tubes": sum(len(v.tubes) for v in videos.values())}

@@ -1,5 +1,6 @@
 """The toy dataset: layout, annotation format (the real file's conventions), pixels, determinism."""
 import pickle
+import re
 
 import cv2
 import numpy as np
@@ -124,3 +125,24 @@ def test_malformed_annotation_names_video_and_field(tmp_path):
     pickle.dump(bad, open(path, "wb"))
     with pytest.raises(AnnotationError, match=r"'A/v_1' has no field 'label'"):
         load_pyannot(path)
+
+
+def test_check_dataset_counts_and_names_what_is_missing(tmp_path):
+    from data.annotations import check_dataset
+    root = tmp_path / "toy"
+    make_toy_dataset(root, ToyConfig(num_videos=8, seed=1, min_frames=24, max_frames=26), progress=False)
+    summary = check_dataset(root, ["rgb", "fastOF"])
+    videos = load_pyannot(layout.split_path(root, layout.ANNOT_FILE))
+    assert summary["videos"] == len(videos) == 8 and summary["classes"] == ["Walking", "Jumping", "Waving", "Spinning"]
+    assert summary["frames"] == sum(v.num_frames for v in videos.values())
+    assert summary["tubes"] == sum(len(v.tubes) for v in videos.values())
+    name, video = sorted(videos.items())[0]
+    last = layout.frame_path(root, "fastOF", name, video.num_frames - 1)
+    last.unlink()
+    with pytest.raises(FileNotFoundError, match=f"1 videos lack frames, e.g. {re.escape(str(last))}"):
+        check_dataset(root, ["rgb", "fastOF"])
+    assert check_dataset(root, ["rgb"])["videos"] == 8
+    with open(layout.split_path(root, "testlist01.txt"), "a") as f:
+        f.write("Walking/v_Walking_g99_c01\n")
+    with pytest.raises(ValueError, match="test list names videos without annotations: .*v_Walking_g99_c01"):
+        check_dataset(root, ["rgb"])
