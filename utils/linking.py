@@ -55,34 +55,47 @@ def loc_to_link_boxes(loc, frame_size=(320, 240)):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _dofilter(boxes, class_scores, score_thresh, pre_topk, nms_thresh, post_topk):
-    """``dofilter`` + ``nms.m`` of one frame, one class after the other; ``[C, post_topk]`` -1 padded."""
+def _dofilter(boxes, class_scores, score_threshs, pre_topk, nms_thresh, post_topks):
+    """``dofilter`` + ``nms.m`` of one frame, class by class, for G configs sharing ``pre_topk`` and ``nms_thresh``.
+
+    Returns ``[G, C, max(post_topks)]`` box indices, -1 padded. One NMS at the lowest
+    threshold serves all: a higher threshold's sorted list is a prefix of it (whole score
+    groups, or the same ``pre_topk``), and greedy NMS of a prefix keeps that prefix's kept boxes.
+    """
     num_classes = class_scores.shape[1]
-    out = np.full((num_classes, post_topk), -1, np.int64)
+    post = post_topks.max()
+    out = np.full((len(post_topks), num_classes, post), -1, np.int64)
+    kept_idx = np.empty(post, np.int64)
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     area = (x2 - x1) * (y2 - y1)
     for c in range(num_classes):
         s = class_scores[:, c]
-        idx = np.flatnonzero(s > score_thresh)
+        idx = np.flatnonzero(s > score_threshs.min())
         idx = idx[np.argsort(-s[idx], kind="mergesort")][:pre_topk]
         # nms.m sorts ascending (stable) and takes the last: score descending, later first on ties.
         order = idx[np.argsort(s[idx], kind="mergesort")]
         kept = 0
         for q in range(len(order) - 1, -1, -1):
-            if kept == post_topk:  # later picks cannot change the earlier ones
+            if kept == post:  # later picks cannot change the earlier ones
                 break
             i = order[q]
             suppressed = False
             for r in range(kept):
-                j = out[c, r]
+                j = kept_idx[r]
                 w = min(x2[i], x2[j]) - max(x1[i], x1[j])
                 h = min(y2[i], y2[j]) - max(y1[i], y1[j])
                 if w > 0 and h > 0 and w * h / (area[j] + area[i] - w * h) > nms_thresh:
                     suppressed = True
                     break
             if not suppressed:
-                out[c, kept] = i
+                kept_idx[kept] = i
                 kept += 1
+        for g in range(len(post_topks)):
+            n = 0
+            for r in range(kept):
+                if n < post_topks[g] and s[kept_idx[r]] > score_threshs[g]:
+                    out[g, c, n] = kept_idx[r]
+                    n += 1
     return out
 
 
@@ -96,8 +109,18 @@ def filter_frame_padded(boxes, class_scores, cfgs=(LINKING_FILTER,)):
     """
     boxes = np.ascontiguousarray(boxes, np.float64).reshape(-1, 4)
     class_scores = np.ascontiguousarray(class_scores, np.float64)
-    return [_dofilter(boxes, class_scores, float(cfg.score_thresh), int(cfg.pre_nms_topk), float(cfg.nms_thresh),
-                      int(cfg.post_nms_topk)) for cfg in cfgs]
+    cfgs = list(cfgs)
+    groups = {}
+    for i, cfg in enumerate(cfgs):
+        groups.setdefault((int(cfg.pre_nms_topk), float(cfg.nms_thresh)), []).append(i)
+    out = [None] * len(cfgs)
+    for (pre_topk, nms_thresh), members in groups.items():
+        posts = np.array([cfgs[i].post_nms_topk for i in members], np.int64)
+        picks = _dofilter(boxes, class_scores, np.array([cfgs[i].score_thresh for i in members], np.float64),
+                          pre_topk, nms_thresh, posts)
+        for g, i in enumerate(members):
+            out[i] = picks[g, :, :posts[g]]
+    return out
 
 
 def filter_frame(boxes, class_scores, cfg=LINKING_FILTER):
@@ -142,24 +165,26 @@ def segment_starts(lengths):
     return np.cumsum(lengths) - lengths
 
 
+@numba.njit(cache=True)
+def _topk_means(values, starts, lengths, k):
+    out = np.empty(len(lengths))
+    for i in range(len(lengths)):
+        desc = np.sort(values[starts[i]:starts[i] + lengths[i]])[::-1]
+        total = 0.0
+        for v in desc[:k]:
+            total += v
+        out[i] = total / min(lengths[i], k)
+    return out
+
+
 def topk_means(values, lengths, k):
     """Per segment of ``values`` (consecutive, ``lengths`` long, all > 0): the mean of its k highest.
 
-    As the Matlab's ``mean(sorted(1:min(k, n)))`` in the ports (a left-to-right sum, in
-    descending order, divided by the count): a row-wise ``cumsum`` over the padded
-    ``[S, k]`` table is that same left-to-right sum (trailing zeros add nothing).
+    As the Matlab's ``mean(sorted(1:min(k, n)))`` in the ports: a left-to-right sum, in
+    descending order, divided by the count.
     """
     lengths = np.asarray(lengths, np.int64)
-    n = len(lengths)
-    if n == 0:
-        return np.zeros(0)
-    seg = np.repeat(np.arange(n), lengths)
-    desc = values[np.lexsort((-values, seg))]
-    rank = np.arange(len(values)) - np.repeat(segment_starts(lengths), lengths)
-    top = rank < k
-    table = np.zeros((n, k))
-    table[seg[top], rank[top]] = desc[top]
-    return np.cumsum(table, 1)[:, -1] / np.minimum(lengths, k)
+    return _topk_means(np.ascontiguousarray(values, np.float64), segment_starts(lengths), lengths, int(k))
 
 
 @dataclass

@@ -100,35 +100,45 @@ def trim_paths(paths_per_class, alpha, min_num_frames=MIN_NUM_FRAMES, topk=TOPK,
     the path inside the segment; kept if score > kthresh and ``te - ts > min_num_frames``.
     A path of ``min_num_frames + 1`` frames or fewer has no such segment and is skipped.
     """
+    return trim_video(paths_per_class, (alpha,), min_num_frames, topk, kthresh)[alpha]
+
+
+def trim_video(paths_per_class, alphas, min_num_frames=MIN_NUM_FRAMES, topk=TOPK, kthresh=KTHRESH):
+    """``{alpha: trim_paths(paths_per_class, alpha)}``, the paths gathered once for all alphas."""
+    for alpha in alphas:
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
     flat = [(c, p) for c, paths in enumerate(paths_per_class) for p in paths if len(p.boxes) > min_num_frames + 1]
     if not flat:
-        return []
-    labels = np.concatenate(viterbi_labels([p.all_scores + SCORE_OFFSET for _, p in flat], alpha))
-    lengths = np.array([len(p.boxes) for _, p in flat])
-    path_of = np.repeat(np.arange(len(flat)), lengths)
-    own = labels == np.repeat([c for c, _ in flat], lengths)
-    first = np.zeros(len(own), bool)
-    first[segment_starts(lengths)] = True
-    last = np.roll(first, -1)
-    starts = np.flatnonzero(own & (first | ~np.roll(own, 1)))
-    ends = np.flatnonzero(own & (last | ~np.roll(own, -1)))
-    keep = ends - starts > min_num_frames
-    starts, ends = starts[keep], ends[keep]
-    if len(starts) == 0:
-        return []
-    scores = np.concatenate([p.scores for _, p in flat])
-    seg_len = ends - starts + 1
-    rows = np.repeat(starts - segment_starts(seg_len), seg_len) + np.arange(seg_len.sum())
-    seg_scores = topk_means(scores[rows], seg_len, topk)
+        return {alpha: [] for alpha in alphas}
+    lengths = np.array([len(p.boxes) for _, p in flat], np.int64)
     path_start = segment_starts(lengths)
-    tubes = []
-    for s, e, sc in zip(starts.tolist(), ends.tolist(), seg_scores.tolist()):
-        k = path_of[s]
-        c, path = flat[k]
-        ts, te = s - path_start[k], e - path_start[k]
-        if sc > kthresh:
-            tubes.append(ActionTube(c, sc, path.start + ts, path.boxes[ts:te + 1]))
-    return tubes
+    unaries = (np.concatenate([p.all_scores for _, p in flat]) + SCORE_OFFSET).astype(np.float64)
+    scores = np.concatenate([p.scores for _, p in flat])
+    path_of = np.repeat(np.arange(len(flat)), lengths)
+    path_class = np.repeat([c for c, _ in flat], lengths)
+    first = np.zeros(len(path_of), bool)
+    first[path_start] = True
+    last = np.roll(first, -1)
+    out = {}
+    for alpha in alphas:
+        own = _viterbi(unaries, path_start, lengths, float(alpha)) == path_class
+        starts = np.flatnonzero(own & (first | ~np.roll(own, 1)))
+        ends = np.flatnonzero(own & (last | ~np.roll(own, -1)))
+        keep = ends - starts > min_num_frames
+        starts, ends = starts[keep], ends[keep]
+        seg_len = ends - starts + 1
+        rows = np.repeat(starts - segment_starts(seg_len), seg_len) + np.arange(seg_len.sum())
+        seg_scores = topk_means(scores[rows], seg_len, topk)
+        tubes = []
+        for s, e, sc in zip(starts.tolist(), ends.tolist(), seg_scores.tolist()):
+            k = path_of[s]
+            c, path = flat[k]
+            ts, te = s - path_start[k], e - path_start[k]
+            if sc > kthresh:
+                tubes.append(ActionTube(c, sc, path.start + ts, path.boxes[ts:te + 1]))
+        out[alpha] = tubes
+    return out
 
 
 def _link_boxes_and_scores(frames, frame_size):
@@ -181,4 +191,4 @@ def link_frames(frames, num_classes, frame_size=(320, 240), iou_thresh=0.1, jump
 def link_and_trim(frames, num_classes, alphas, frame_size=(320, 240), iou_thresh=0.1, jumpgap=3):
     """One video, per-frame ``(loc, scores)`` -> ``(paths per class, {alpha: [ActionTube]})``."""
     paths, _ = link_frames(frames, num_classes, frame_size, iou_thresh, jumpgap)
-    return paths, {alpha: trim_paths(paths, alpha) for alpha in alphas}
+    return paths, trim_video(paths, alphas)
