@@ -65,31 +65,50 @@ def _dofilter(boxes, class_scores, score_threshs, pre_topk, nms_thresh, post_top
     num_classes = class_scores.shape[1]
     post = post_topks.max()
     out = np.full((len(post_topks), num_classes, post), -1, np.int64)
-    kept_idx = np.empty(post, np.int64)
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    area = (x2 - x1) * (y2 - y1)
+    # Each class's candidates in nms.m's processing order: nms.m sorts ascending (stable) and
+    # takes the last, i.e. score descending, the later of the sorted list first on ties.
+    order = np.empty((num_classes, pre_topk), np.int64)
+    count = np.zeros(num_classes, np.int64)
+    local = np.full(len(boxes), -1, np.int64)  # candidate boxes numbered 0..U-1
+    num_used = 0
     for c in range(num_classes):
         s = class_scores[:, c]
         idx = np.flatnonzero(s > score_threshs.min())
         idx = idx[np.argsort(-s[idx], kind="mergesort")][:pre_topk]
-        # nms.m sorts ascending (stable) and takes the last: score descending, later first on ties.
-        order = idx[np.argsort(s[idx], kind="mergesort")]
+        idx = idx[np.argsort(s[idx], kind="mergesort")][::-1]
+        count[c] = len(idx)
+        order[c, :len(idx)] = idx
+        for i in idx:
+            if local[i] < 0:
+                local[i] = num_used
+                num_used += 1
+    # The classes share the boxes: each pair's suppression test is computed once (0: not yet).
+    suppress = np.zeros((num_used, num_used), np.int8)
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    area = (x2 - x1) * (y2 - y1)
+    kept_idx = np.empty(post, np.int64)
+    for c in range(num_classes):
         kept = 0
-        for q in range(len(order) - 1, -1, -1):
+        for q in range(count[c]):
             if kept == post:  # later picks cannot change the earlier ones
                 break
-            i = order[q]
+            i = order[c, q]
             suppressed = False
             for r in range(kept):
                 j = kept_idx[r]
-                w = min(x2[i], x2[j]) - max(x1[i], x1[j])
-                h = min(y2[i], y2[j]) - max(y1[i], y1[j])
-                if w > 0 and h > 0 and w * h / (area[j] + area[i] - w * h) > nms_thresh:
+                test = suppress[local[i], local[j]]
+                if test == 0:
+                    w = min(x2[i], x2[j]) - max(x1[i], x1[j])
+                    h = min(y2[i], y2[j]) - max(y1[i], y1[j])
+                    test = 2 if w > 0 and h > 0 and w * h / (area[j] + area[i] - w * h) > nms_thresh else 1
+                    suppress[local[i], local[j]] = suppress[local[j], local[i]] = test  # symmetric
+                if test == 2:
                     suppressed = True
                     break
             if not suppressed:
                 kept_idx[kept] = i
                 kept += 1
+        s = class_scores[:, c]
         for g in range(len(post_topks)):
             n = 0
             for r in range(kept):
