@@ -71,14 +71,34 @@ def _dofilter(boxes, class_scores, score_threshs, pre_topk, nms_thresh, post_top
     count = np.zeros(num_classes, np.int64)
     local = np.full(len(boxes), -1, np.int64)  # candidate boxes numbered 0..U-1
     num_used = 0
+    thresh = score_threshs.min()
     for c in range(num_classes):
         s = class_scores[:, c]
-        idx = np.flatnonzero(s > score_threshs.min())
-        idx = idx[np.argsort(-s[idx], kind="mergesort")][:pre_topk]
-        idx = idx[np.argsort(s[idx], kind="mergesort")][::-1]
-        count[c] = len(idx)
-        order[c, :len(idx)] = idx
-        for i in idx:
+        # Insertion into the top pre_topk, score descending, after its equals (a stable sort).
+        m = 0
+        for i in range(len(s)):
+            if not s[i] > thresh:
+                continue
+            q = m
+            while q > 0 and s[order[c, q - 1]] < s[i]:
+                q -= 1
+            if q == pre_topk:
+                continue
+            for r in range(min(m, pre_topk - 1), q, -1):
+                order[c, r] = order[c, r - 1]
+            order[c, q] = i
+            m = min(m + 1, pre_topk)
+        # Then each group of equal scores reversed.
+        q = 0
+        while q < m:
+            e = q
+            while e + 1 < m and s[order[c, e + 1]] == s[order[c, q]]:
+                e += 1
+            for r in range((e - q + 1) // 2):
+                order[c, q + r], order[c, e - r] = order[c, e - r], order[c, q + r]
+            q = e + 1
+        count[c] = m
+        for i in order[c, :m]:
             if local[i] < 0:
                 local[i] = num_used
                 num_used += 1
