@@ -266,7 +266,6 @@ def _link_step(state, n_live, boxes, class_scores, picks, iou_thresh, jumpgap, n
     rec_pid, rec_row = np.empty(num_classes * k, np.int64), np.empty(num_classes * k, np.int64)
     dead, new_class = np.empty(num_classes * p, np.int64), np.empty(num_classes * k, np.int64)
     n_rec = n_dead = n_new = 0
-    top = np.zeros(keep + 1)
     for c in range(num_classes):
         st = state[c, :n_live[c]]
         npick = 0
@@ -293,9 +292,14 @@ def _link_step(state, n_live, boxes, class_scores, picks, iou_thresh, jumpgap, n
                 continue
             covered[taken] = True
             row = picks[c, taken]
-            top[:keep] = st[q, 4:4 + keep]
-            top[keep] = class_scores[row, c]
-            st[q, 4:4 + keep] = np.sort(top)[1:]
+            # The jumpgap + 1 best, ascending: insert the score, drop the smallest.
+            v = class_scores[row, c]
+            if v > st[q, 4]:
+                i = 4
+                while i + 1 < 4 + keep and st[q, i + 1] < v:
+                    st[q, i] = st[q, i + 1]
+                    i += 1
+                st[q, i] = v
             st[q, :4] = boxes[row]
             st[q, ntop] = min(st[q, ntop] + 1, keep)
             st[q, last] = 0
