@@ -345,11 +345,11 @@ class OnlineLinker:
     ``paths(c)`` gives the live paths of class ``c`` (0-based) with gaps filled;
     ``finish()`` gives every class's final, sorted paths.
 
-    All classes are linked at once: the live paths are rows of ``[C, P, F]`` arrays (last
-    box, the ``jumpgap + 1`` best scores ascending with zeros in front, their count,
-    frames since last found, path id) in the Matlab's ``live_paths`` order, and every
-    linked detection is a record (path id, frame, row of the video's boxes); ``finish``
-    gathers the records into paths.
+    All classes are linked in one compiled step per frame (``_link_step``): the live paths
+    are rows of ``[C, P, F]`` arrays (last box, the ``jumpgap + 1`` best scores ascending
+    with zeros in front, their count, frames since last found, path id) in the Matlab's
+    ``live_paths`` order, and every linked detection is a record (path id, frame, row of the
+    video's boxes); ``finish`` gathers the records into paths.
     """
 
     def __init__(self, num_classes, iou_thresh=0.1, jumpgap=3, filter_cfg=LINKING_FILTER):
