@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from utils.linking import (FRAME_AP_FILTER, LINKING_FILTER, FilterConfig, OnlineLinker, filter_frame_padded, link_iou,
-                           loc_to_link_boxes)
+                           loc_to_link_boxes, topk_means)
+from utils.tubes import link_frames
 
 
 def ref_filter(boxes, class_scores, cfg):
@@ -126,6 +127,11 @@ def test_linking_equals_reference(quantise):
         lk.update(boxes, scores)
     got, want = lk.finish(), ref_link(frames, 3)
     assert sum(len(w) for w in want) > 10
+    assert_paths_equal(got, want)
+
+
+def assert_paths_equal(got, want):
+    assert len(got) == len(want)
     for g, w in zip(got, want):
         assert len(g) == len(w)
         for path, (start, boxes, scores, all_scores) in zip(g, w):
@@ -137,7 +143,6 @@ def test_linking_equals_reference(quantise):
 
 def test_frame_ap_rows_from_the_shared_pass():
     """link_frames' frame-AP rows equal frameAp.m's dofilter run on its own, frame by frame."""
-    from utils.tubes import link_frames
     rng = np.random.default_rng(7)
     frames = cluttered_frames(rng, 20, 40, 3, True)
     locs = [((b - 1) / [320, 240, 320, 240]).astype(np.float32) for b, _ in frames]
@@ -149,3 +154,35 @@ def test_frame_ap_rows_from_the_shared_pass():
             want += [(f, c, scores[b, c + 1], *boxes[b]) for b in pick]
     assert len(want) > 100
     np.testing.assert_array_equal(rows, np.array(want))
+
+
+@pytest.mark.parametrize("jumpgap, iou_thresh", [(1, 0.3), (6, 0.05)])
+def test_linking_other_settings_equal_reference(jumpgap, iou_thresh):
+    """The compiled step's window of jumpgap + 1 best scores and its IoU test at other settings."""
+    frames = cluttered_frames(np.random.default_rng(5), 50, 30, 3, True)
+    lk = OnlineLinker(3, iou_thresh, jumpgap)
+    for boxes, scores in frames:
+        lk.update(boxes, scores)
+    want = ref_link(frames, 3, iou_thresh, jumpgap)
+    assert sum(len(w) for w in want) > 10
+    assert_paths_equal(lk.finish(), want)
+
+
+def test_link_frames_many_classes_equals_reference():
+    """The offline pass (both filters per frame, then one linking step) on 24 cluttered classes."""
+    frames = cluttered_frames(np.random.default_rng(11), 30, 40, 24, False)
+    locs = [((b - 1) / [320, 240, 320, 240]).astype(np.float32) for b, _ in frames]
+    got, _ = link_frames([(loc, s) for loc, (_, s) in zip(locs, frames)], 24, extra_filter=FRAME_AP_FILTER)
+    want = ref_link([(loc_to_link_boxes(loc), s) for loc, (_, s) in zip(locs, frames)], 24)
+    assert sum(len(w) for w in want) > 50
+    assert_paths_equal(got, want)
+
+
+def test_topk_means_equals_sequential_mean():
+    rng = np.random.default_rng(2)
+    lengths = np.array([1, 5, 40, 3, 25])
+    values = np.round(rng.uniform(0.01, 1, lengths.sum()), 1)  # ties
+    got = topk_means(values, lengths, 20)
+    starts = np.cumsum(lengths) - lengths
+    want = [seq_mean(np.sort(values[s:s + n])[::-1][:20]) for s, n in zip(starts, lengths)]
+    np.testing.assert_array_equal(got, want)

@@ -16,6 +16,7 @@ Matlab does (``allScores(:, 1:num_action)``).
 """
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 EPS = np.finfo(np.float64).eps  # Matlab's eps in inters_union
@@ -53,95 +54,111 @@ def loc_to_link_boxes(loc, frame_size=(320, 240)):
     return (b + loc.dtype.type(1)).astype(np.float64)
 
 
-def _overlap_bits(boxes, thresh):
-    """``nms.m``'s suppression test between every two of ``[U, 4]`` boxes, as ``[U, W]`` uint64 bit rows.
+@numba.njit(cache=True, error_model="numpy")
+def _dofilter(boxes, class_scores, score_threshs, pre_topk, nms_thresh, post_topks):
+    """``dofilter`` + ``nms.m`` of one frame, class by class, for G configs sharing ``pre_topk`` and ``nms_thresh``.
 
-    Bit ``j`` of row ``i`` is set when the intersection has ``w > 0 and h > 0`` and
-    ``inter / (area_j + area_i - inter) > thresh``, areas ``(x2-x1)*(y2-y1)`` without +1.
+    Returns ``[G, C, max(post_topks)]`` box indices, -1 padded. One NMS at the lowest
+    threshold serves all: a higher threshold's sorted list is a prefix of it (whole score
+    groups, or the same ``pre_topk``), and greedy NMS of a prefix keeps that prefix's kept boxes.
     """
-    x1, y1, x2, y2 = boxes.T
+    num_classes = class_scores.shape[1]
+    post = post_topks.max()
+    out = np.full((len(post_topks), num_classes, post), -1, np.int64)
+    # Each class's candidates in nms.m's processing order: nms.m sorts ascending (stable) and
+    # takes the last, i.e. score descending, the later of the sorted list first on ties.
+    order = np.empty((num_classes, pre_topk), np.int64)
+    count = np.zeros(num_classes, np.int64)
+    local = np.full(len(boxes), -1, np.int64)  # candidate boxes numbered 0..U-1
+    num_used = 0
+    thresh = score_threshs.min()
+    for c in range(num_classes):
+        s = class_scores[:, c]
+        # Insertion into the top pre_topk, score descending, after its equals (a stable sort).
+        m = 0
+        for i in range(len(s)):
+            if not s[i] > thresh:
+                continue
+            q = m
+            while q > 0 and s[order[c, q - 1]] < s[i]:
+                q -= 1
+            if q == pre_topk:
+                continue
+            for r in range(min(m, pre_topk - 1), q, -1):
+                order[c, r] = order[c, r - 1]
+            order[c, q] = i
+            m = min(m + 1, pre_topk)
+        # Then each group of equal scores reversed.
+        q = 0
+        while q < m:
+            e = q
+            while e + 1 < m and s[order[c, e + 1]] == s[order[c, q]]:
+                e += 1
+            for r in range((e - q + 1) // 2):
+                order[c, q + r], order[c, e - r] = order[c, e - r], order[c, q + r]
+            q = e + 1
+        count[c] = m
+        for i in order[c, :m]:
+            if local[i] < 0:
+                local[i] = num_used
+                num_used += 1
+    # The classes share the boxes: each pair's suppression test is computed once (0: not yet).
+    suppress = np.zeros((num_used, num_used), np.int8)
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     area = (x2 - x1) * (y2 - y1)
-    w = np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None])
-    h = np.minimum(y2[:, None], y2[None]) - np.maximum(y1[:, None], y1[None])
-    inter = w * h
-    with np.errstate(divide="ignore", invalid="ignore"):
-        overlap = inter / (area[None, :] + area[:, None] - inter)
-    s = (w > 0) & (h > 0) & (overlap > thresh)
-    words = (len(boxes) + 63) // 64
-    packed = np.zeros((len(boxes), 8 * words), np.uint8)
-    packed[:, :(len(boxes) + 7) // 8] = np.packbits(s, axis=1, bitorder="little")
-    return packed.view("<u8")
-
-
-def _nms_keep(boxes, order, valid, thresh):
-    """Greedy ``nms.m`` of every class's candidate list at once.
-
-    order ``[C, K]`` box indices in processing order, valid ``[C, K]`` (a prefix).
-    Returns ``[C, K]`` True where the box is kept. Instead of the one-by-one loop, this
-    iterates ``keep_i = valid_i and no kept j < i suppresses i`` to its fixed point:
-    position i depends only on earlier positions, so the fixed point is unique and is
-    the greedy result (reached in at most K rounds, in practice a few). Sets of boxes
-    are bit masks over the boxes that some list holds.
-    """
-    used = np.unique(order[valid])
-    if len(used) == 0:
-        return valid.copy()
-    local = np.where(valid, np.searchsorted(used, order).clip(max=len(used) - 1), 0)
-    rows = _overlap_bits(boxes[used], thresh)  # [U, W]
-    bit = np.zeros((len(used), rows.shape[1]), np.uint64)
-    ids = np.arange(len(used))
-    bit[ids, ids // 64] = np.left_shift(np.uint64(1), (ids % 64).astype(np.uint64))
-    onehot = np.where(valid[..., None], bit[local], np.uint64(0))  # [C, K, W]
-    before = np.zeros_like(onehot)
-    before[:, 1:] = np.bitwise_or.accumulate(onehot, axis=1)[:, :-1]
-    earlier_overlaps = rows[local] & before  # [C, K, W]
-    keep = valid.copy()
-    while True:
-        kept = np.bitwise_or.reduce(np.where(keep[..., None], onehot, np.uint64(0)), axis=1)  # [C, W]
-        new = valid & ~(earlier_overlaps & kept[:, None]).any(2)
-        if np.array_equal(new, keep):
-            return keep
-        keep = new
+    kept_idx = np.empty(post, np.int64)
+    for c in range(num_classes):
+        kept = 0
+        for q in range(count[c]):
+            if kept == post:  # later picks cannot change the earlier ones
+                break
+            i = order[c, q]
+            suppressed = False
+            for r in range(kept):
+                j = kept_idx[r]
+                test = suppress[local[i], local[j]]
+                if test == 0:
+                    w = min(x2[i], x2[j]) - max(x1[i], x1[j])
+                    h = min(y2[i], y2[j]) - max(y1[i], y1[j])
+                    test = 2 if w > 0 and h > 0 and w * h / (area[j] + area[i] - w * h) > nms_thresh else 1
+                    suppress[local[i], local[j]] = suppress[local[j], local[i]] = test  # symmetric
+                if test == 2:
+                    suppressed = True
+                    break
+            if not suppressed:
+                kept_idx[kept] = i
+                kept += 1
+        s = class_scores[:, c]
+        for g in range(len(post_topks)):
+            n = 0
+            for r in range(kept):
+                if n < post_topks[g] and s[kept_idx[r]] > score_threshs[g]:
+                    out[g, c, n] = kept_idx[r]
+                    n += 1
+    return out
 
 
 def filter_frame_padded(boxes, class_scores, cfgs=(LINKING_FILTER,)):
-    """Per-class ``dofilter`` of one frame, all classes at once, for one or more configs.
+    """Per-class ``dofilter`` of one frame for one or more configs (compiled: a frame is tiny).
 
     boxes: ``[N, 4]``; class_scores: ``[N, C]``. Returns, per config, ``[C, post_nms_topk]``
     indices into the frame's boxes, padded with -1, in the order the Matlab keeps them:
     score > thresh, stable descending sort, top ``pre_nms_topk``, ``nms.m`` (which, among
     equal scores, picks the later one of the sorted list first), top ``post_nms_topk``.
-    Configs with the same ``pre_nms_topk`` and ``nms_thresh`` share one NMS: the sorted
-    list of a higher score threshold is a prefix of the lower one's (whole score groups,
-    or the same 50), and greedy NMS of a prefix keeps the kept boxes of that prefix.
     """
-    n, num_classes = class_scores.shape
+    boxes = np.ascontiguousarray(boxes, np.float64).reshape(-1, 4)
+    class_scores = np.ascontiguousarray(class_scores, np.float64)
     cfgs = list(cfgs)
     groups = {}
     for i, cfg in enumerate(cfgs):
-        groups.setdefault((cfg.pre_nms_topk, cfg.nms_thresh), []).append(i)
-    out = [np.full((num_classes, cfg.post_nms_topk), -1, np.int64) for cfg in cfgs]
-    if n == 0:
-        return out
-    s = class_scores.T  # [C, N]
-    rows = np.arange(num_classes)[:, None]
+        groups.setdefault((int(cfg.pre_nms_topk), float(cfg.nms_thresh)), []).append(i)
+    out = [None] * len(cfgs)
     for (pre_topk, nms_thresh), members in groups.items():
-        passed = s > min(cfgs[i].score_thresh for i in members)
-        order = np.argsort(np.where(passed, -s, np.inf), axis=1, kind="stable")[:, :pre_topk]
-        # nms.m sorts ascending (stable) and takes the last: score descending, position descending.
-        rev = order[:, ::-1]
-        rev_valid = passed[rows, rev]
-        perm = np.argsort(np.where(rev_valid, -s[rows, rev], np.inf), axis=1, kind="stable")
-        nms_order = rev[rows, perm]
-        keep = _nms_keep(boxes, nms_order, rev_valid[rows, perm], nms_thresh)
-        kept_scores = s[rows, nms_order]
-        for i in members:
-            cfg = cfgs[i]
-            sel = keep & (kept_scores > cfg.score_thresh)
-            rank = np.cumsum(sel, 1) - 1
-            sel &= rank < cfg.post_nms_topk
-            c, pos = np.nonzero(sel)
-            out[i][c, rank[c, pos]] = nms_order[c, pos]
+        posts = np.array([cfgs[i].post_nms_topk for i in members], np.int64)
+        picks = _dofilter(boxes, class_scores, np.array([cfgs[i].score_thresh for i in members], np.float64),
+                          pre_topk, nms_thresh, posts)
+        for g, i in enumerate(members):
+            out[i] = picks[g, :, :posts[g]]
     return out
 
 
@@ -187,24 +204,26 @@ def segment_starts(lengths):
     return np.cumsum(lengths) - lengths
 
 
+@numba.njit(cache=True)
+def _topk_means(values, starts, lengths, k):
+    out = np.empty(len(lengths))
+    for i in range(len(lengths)):
+        desc = np.sort(values[starts[i]:starts[i] + lengths[i]])[::-1]
+        total = 0.0
+        for v in desc[:k]:
+            total += v
+        out[i] = total / min(lengths[i], k)
+    return out
+
+
 def topk_means(values, lengths, k):
     """Per segment of ``values`` (consecutive, ``lengths`` long, all > 0): the mean of its k highest.
 
-    As the Matlab's ``mean(sorted(1:min(k, n)))`` in the ports (a left-to-right sum, in
-    descending order, divided by the count): a row-wise ``cumsum`` over the padded
-    ``[S, k]`` table is that same left-to-right sum (trailing zeros add nothing).
+    As the Matlab's ``mean(sorted(1:min(k, n)))`` in the ports: a left-to-right sum, in
+    descending order, divided by the count.
     """
     lengths = np.asarray(lengths, np.int64)
-    n = len(lengths)
-    if n == 0:
-        return np.zeros(0)
-    seg = np.repeat(np.arange(n), lengths)
-    desc = values[np.lexsort((-values, seg))]
-    rank = np.arange(len(values)) - np.repeat(segment_starts(lengths), lengths)
-    top = rank < k
-    table = np.zeros((n, k))
-    table[seg[top], rank[top]] = desc[top]
-    return np.cumsum(table, 1)[:, -1] / np.minimum(lengths, k)
+    return _topk_means(np.ascontiguousarray(values, np.float64), segment_starts(lengths), lengths, int(k))
 
 
 @dataclass
@@ -226,6 +245,97 @@ class ActionPath:
         return self.start + len(self.boxes)
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _link_step(state, n_live, boxes, class_scores, picks, iou_thresh, jumpgap, next_pid):
+    """One frame of ``incremental_linking.m`` for every class (``OnlineLinker``'s state layout).
+
+    Per class, in the live order: each path takes the uncovered pick of highest class score
+    with IoU >= iou_thresh (picks are in descending score order, so the first such one);
+    paths are then ordered by the mean of their ``jumpgap + 1`` best scores (stable), the
+    ones unseen for ``jumpgap`` frames die, and the uncovered picks start new paths.
+    Returns the new state and live counts, the records (path id, box row), the dead path
+    ids and the new paths' classes (ids ``next_pid`` on, class then pick order).
+    """
+    num_classes, p, width = state.shape
+    k = picks.shape[1]
+    keep = width - 7
+    ntop, last, pid = 4 + keep, 5 + keep, 6 + keep
+    out = np.zeros((num_classes, p + k, width))
+    out_live = np.zeros(num_classes, np.int64)
+    # Records, dead ids and new classes, filled to n_rec, n_dead, n_new.
+    rec_pid, rec_row = np.empty(num_classes * k, np.int64), np.empty(num_classes * k, np.int64)
+    dead, new_class = np.empty(num_classes * p, np.int64), np.empty(num_classes * k, np.int64)
+    n_rec = n_dead = n_new = 0
+    for c in range(num_classes):
+        st = state[c, :n_live[c]]
+        npick = 0
+        while npick < k and picks[c, npick] >= 0:
+            npick += 1
+        covered = np.zeros(npick, np.bool_)
+        for q in range(len(st)):
+            # link_iou's arithmetic: x, y, w = x2 - x1 + 1, h; rectint; union + eps.
+            wa0, wa1 = st[q, 2] - st[q, 0] + 1, st[q, 3] - st[q, 1] + 1
+            taken = -1
+            for j in range(npick):
+                if covered[j]:
+                    continue
+                b = boxes[picks[c, j]]
+                wb0, wb1 = b[2] - b[0] + 1, b[3] - b[1] + 1
+                d0 = min(st[q, 0] + wa0, b[0] + wb0) - max(st[q, 0], b[0])
+                d1 = min(st[q, 1] + wa1, b[1] + wb1) - max(st[q, 1], b[1])
+                inter = max(d0, 0.0) * max(d1, 0.0)
+                if inter / (wa0 * wa1 + wb0 * wb1 - inter + EPS) >= iou_thresh:
+                    taken = j
+                    break
+            if taken < 0:
+                st[q, last] += 1
+                continue
+            covered[taken] = True
+            row = picks[c, taken]
+            # The jumpgap + 1 best, ascending: insert the score, drop the smallest.
+            v = class_scores[row, c]
+            if v > st[q, 4]:
+                i = 4
+                while i + 1 < 4 + keep and st[q, i + 1] < v:
+                    st[q, i] = st[q, i + 1]
+                    i += 1
+                st[q, i] = v
+            st[q, :4] = boxes[row]
+            st[q, ntop] = min(st[q, ntop] + 1, keep)
+            st[q, last] = 0
+            rec_pid[n_rec], rec_row[n_rec] = st[q, pid], row
+            n_rec += 1
+        order_score = np.empty(len(st))
+        for q in range(len(st)):
+            total = st[q, 4]
+            for i in range(5, 4 + keep):
+                total += st[q, i]
+            order_score[q] = total / st[q, ntop]
+        n = 0
+        for q in np.argsort(-order_score, kind="mergesort"):
+            if st[q, last] < jumpgap:
+                out[c, n] = st[q]
+                n += 1
+            else:
+                dead[n_dead] = st[q, pid]
+                n_dead += 1
+        for j in range(npick):
+            if not covered[j]:
+                row = picks[c, j]
+                out[c, n, :4] = boxes[row]
+                out[c, n, 3 + keep] = class_scores[row, c]
+                out[c, n, ntop] = 1
+                out[c, n, pid] = next_pid
+                rec_pid[n_rec], rec_row[n_rec], new_class[n_new] = next_pid, row, c
+                n_rec += 1
+                n_new += 1
+                next_pid += 1
+                n += 1
+        out_live[c] = n
+    width_live = out_live.max() if num_classes else 0
+    return out[:, :width_live].copy(), out_live, rec_pid[:n_rec], rec_row[:n_rec], dead[:n_dead], new_class[:n_new]
+
+
 class OnlineLinker:
     """Incremental linking of one video, all classes (``incremental_linking.m``, cost 'score').
 
@@ -235,11 +345,11 @@ class OnlineLinker:
     ``paths(c)`` gives the live paths of class ``c`` (0-based) with gaps filled;
     ``finish()`` gives every class's final, sorted paths.
 
-    All classes are linked at once: the live paths are rows of ``[C, P, F]`` arrays (last
-    box, the ``jumpgap + 1`` best scores ascending with zeros in front, their count,
-    frames since last found, path id) in the Matlab's ``live_paths`` order, and every
-    linked detection is a record (path id, frame, row of the video's boxes); ``finish``
-    gathers the records into paths.
+    All classes are linked in one compiled step per frame (``_link_step``): the live paths
+    are rows of ``[C, P, F]`` arrays (last box, the ``jumpgap + 1`` best scores ascending
+    with zeros in front, their count, frames since last found, path id) in the Matlab's
+    ``live_paths`` order, and every linked detection is a record (path id, frame, row of the
+    video's boxes); ``finish`` gathers the records into paths.
     """
 
     def __init__(self, num_classes, iou_thresh=0.1, jumpgap=3, filter_cfg=LINKING_FILTER):
@@ -270,101 +380,21 @@ class OnlineLinker:
 
     def link(self, boxes, class_scores, picks):
         """One frame: boxes ``[N, 4]`` float64, class_scores ``[N, C]`` float64, picks ``[C, k]`` (-1 padded)."""
-        num_classes, k = picks.shape
-        st = self.state
-        p = st.shape[1]
-        crow = np.arange(num_classes)[:, None]
-        valid_pick = picks >= 0
-        safe = np.where(valid_pick, picks, 0)
-        if len(boxes):
-            pick_boxes, own = boxes[safe], class_scores[safe, crow]
-        else:
-            pick_boxes, own = np.zeros((num_classes, k, 4)), np.zeros((num_classes, k))
-        live = np.arange(p) < self.n_live[:, None]
-        match = self._match(st[:, :, :4], pick_boxes, live, valid_pick) if p else np.full((num_classes, 0), -1)
-        matched = match >= 0
-        covered = np.zeros((num_classes, k), bool)
-        cm, pm = np.nonzero(matched)
-        if len(cm):
-            j = match[cm, pm]
-            covered[cm, j] = True
-            score = own[cm, j]
-            top = np.sort(np.concatenate([st[cm, pm, self._top], score[:, None]], 1), 1)[:, 1:]
-            st[cm, pm, :4] = pick_boxes[cm, j]
-            st[cm, pm, self._top] = top
-            st[cm, pm, self._ntop] = np.minimum(st[cm, pm, self._ntop] + 1, top.shape[1])
-            self._record(st[cm, pm, self._pid].astype(np.int64), picks[cm, j])
-        st[:, :, self._last] = np.where(matched, 0, st[:, :, self._last] + 1)
-        # incremental_linking.m: order by the mean of the jumpgap + 1 best scores, then drop the dead.
-        top = st[:, :, self._top]
-        total = top[:, :, 0].copy()
-        for i in range(1, top.shape[2]):
-            total += top[:, :, i]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            order_score = total / st[:, :, self._ntop]
-        survive = live & (st[:, :, self._last] < self.jumpgap)
-        order = np.argsort(np.where(live, -order_score, np.inf), axis=1, kind="stable")
-        survive_sorted = np.take_along_axis(survive, order, 1)
-        dead_sorted = np.take_along_axis(live & ~survive, order, 1)
-        if dead_sorted.any():
-            self._dead.append(np.take_along_axis(st[:, :, self._pid], order, 1)[dead_sorted].astype(np.int64))
-        perm = np.take_along_axis(order, np.argsort(~survive_sorted, axis=1, kind="stable"), 1)
-        n_survive = survive.sum(1)
-        # New paths from the boxes no path took, in pick order.
-        uncovered = valid_pick & ~covered
-        cn, jn = np.nonzero(uncovered)
-        new = np.zeros((num_classes, k, st.shape[2]))
-        new[:, :, :4] = pick_boxes
-        new[:, :, self._top.stop - 1] = own
-        new[:, :, self._ntop] = 1
-        if len(cn):
-            ids = np.arange(self._num_paths, self._num_paths + len(cn))
-            new[cn, jn, self._pid] = ids
-            self._num_paths += len(cn)
-            self._path_class.append(cn)
-            self._record(ids, picks[cn, jn])
-        n_new = uncovered.sum(1)
-        newj = np.argsort(~uncovered, axis=1, kind="stable")
-        width = int((n_survive + n_new).max()) if num_classes else 0
-        slot = np.arange(width)[None]
-        from_old = slot < n_survive[:, None]
-        src = p + np.take_along_axis(newj, np.clip(slot - n_survive[:, None], 0, max(k - 1, 0)), 1) if k else \
-            np.zeros((num_classes, width), np.int64)
-        if p:
-            src = np.where(from_old, np.take_along_axis(perm, np.minimum(slot, p - 1), 1), src)
-        self.state = np.concatenate([st, new], 1)[crow, src]
-        self.n_live = n_survive + n_new
+        boxes = np.ascontiguousarray(boxes, np.float64).reshape(-1, 4)
+        class_scores = np.ascontiguousarray(class_scores, np.float64)
+        self.state, self.n_live, rec_pid, rec_row, dead, new_class = _link_step(
+            self.state, self.n_live, boxes, class_scores, np.ascontiguousarray(picks, np.int64),
+            float(self.iou_thresh), int(self.jumpgap), self._num_paths)
+        self._record(rec_pid, rec_row)
+        if len(dead):
+            self._dead.append(dead)
+        if len(new_class):
+            self._path_class.append(new_class)
+            self._num_paths += len(new_class)
         self._boxes.append(boxes)
         self._class_scores.append(class_scores)
         self._offset += len(boxes)
         self.t += 1
-
-    def _match(self, last_boxes, pick_boxes, live, valid_pick):
-        """``[C, P]`` the pick each live path takes (-1: none), ``incremental_linking.m``'s greedy.
-
-        In path order, each path takes the uncovered box of highest class score among those
-        with IoU >= iou_thresh, the first on ties. Picks are in descending score order, so
-        that is the first uncovered candidate; hence box j goes to the first path that has it
-        as a candidate and took none of boxes 0..j-1. When no two paths share a first
-        candidate, each simply takes its first one.
-        """
-        cand = (link_iou(last_boxes, pick_boxes) >= self.iou_thresh) & live[:, :, None] & valid_pick[:, None, :]
-        has = cand.any(2)
-        first = np.where(has, cand.argmax(2), -1)
-        c, p = np.nonzero(has)
-        key = c * cand.shape[2] + first[c, p]
-        if len(np.unique(key)) == len(key):
-            return first
-        match = np.full(has.shape, -1)
-        taken = np.zeros(has.shape, bool)
-        cls = np.arange(len(has))
-        for j in np.flatnonzero(cand.any((0, 1))):
-            m = cand[:, :, j] & ~taken
-            path = m.argmax(1)
-            hit = np.flatnonzero(m[cls, path])
-            match[hit, path[hit]] = j
-            taken[hit, path[hit]] = True
-        return match
 
     def _record(self, pids, box_idx):
         self._rec_pid.append(pids)

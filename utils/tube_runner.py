@@ -21,7 +21,7 @@ from .detections import frame_detections, read_road_mat_video, read_video_detect
 from .evaluation import VIDEO_IOU_THRESHOLDS, FrameAP, gt_from_annotation, video_ap
 from .io import atomic_path
 from .linking import FRAME_AP_FILTER
-from .tubes import ActionTube, link_frames, trim_paths
+from .tubes import ActionTube, link_frames, trim_video
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def process_video(cfg, video, num_classes):
     except ValueError as e:
         raise ValueError(f"{video}: {e}") from e
     t2 = time.process_time()
-    tubes = {alpha: trim_paths(paths, alpha) for alpha in cfg.alphas}
+    tubes = trim_video(paths, cfg.alphas)
     t3 = time.process_time()
     return video, tubes, frame_dets, {"read": t1 - t0, "link+filter": t2 - t1, "trim": t3 - t2}
 

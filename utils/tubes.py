@@ -7,6 +7,7 @@ minimum length). Boxes stay in the link convention of ``utils.linking``.
 """
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from .linking import OnlineLinker, filter_frame_padded, loc_to_link_boxes, segment_starts, topk_means
@@ -30,54 +31,57 @@ class ActionTube:
         return self.start + len(self.boxes)
 
 
+@numba.njit(cache=True)
+def _viterbi(u, starts, lengths, alpha):
+    """``viterbi_labels`` of the paths stacked in ``u`` ``[sum L, C]``; labels ``[sum L]``."""
+    num_classes = u.shape[1]
+    labels = np.empty(len(u), np.int64)
+    d = np.empty(num_classes)
+    for s, length in zip(starts, lengths):
+        if length == 0:
+            continue
+        before = np.empty((length, num_classes))  # D entering each frame
+        best = np.empty(length)
+        best_idx = np.empty(length, np.int64)
+        d[:] = 0
+        for t in range(length):
+            before[t] = d
+            j = 0
+            for i in range(1, num_classes):
+                if d[i] - alpha > d[j] - alpha:
+                    j = i
+            a = d[j] - alpha
+            best[t], best_idx[t] = a, j
+            for i in range(num_classes):
+                d[i] = u[s + t, i] + max(d[i], a)
+        i = np.argmax(d)
+        labels[s + length - 1] = i
+        for t in range(length - 1, 0, -1):
+            di = before[t, i]
+            if not (di > best[t] or (di == best[t] and i <= best_idx[t])):
+                i = best_idx[t]
+            labels[s + t - 1] = i
+    return labels
+
+
 def viterbi_labels(unaries, alpha):
-    """``dpEM_max.m`` for many paths at once; returns one label array per path.
+    """``dpEM_max.m`` for many paths (compiled); returns one label array per path.
 
     unaries: list of ``[L, C]`` arrays (the Matlab's ``M'``); alpha >= 0. Each frame's label
     score is ``M + max_k(D_k - alpha * (k != i))`` with the first ``k`` on ties; the
-    traceback starts from the first best label of the last frame. Paths are batched by
-    length. With ``a = D - alpha`` and ``j`` its first argmax, the max over ``k`` is
-    ``max(D_i, a_j)``: label i keeps itself when ``D_i > a_j``, or ``D_i == a_j`` and
-    ``i <= j`` (i = j always keeps itself, since ``a_k <= D_j`` for every k), else comes
-    from j. These are exactly the numbers and choices of the full ``C x C`` comparison.
+    traceback starts from the first best label of the last frame. With ``a = D - alpha``
+    and ``j`` its first argmax, the max over ``k`` is ``max(D_i, a_j)``: label i keeps
+    itself when ``D_i > a_j``, or ``D_i == a_j`` and ``i <= j`` (i = j always keeps itself,
+    since ``a_k <= D_j`` for every k), else comes from j. These are exactly the numbers and
+    choices of the full ``C x C`` comparison.
     """
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     if not unaries:
         return []
-    lengths = np.array([len(u) for u in unaries])
-    order = np.argsort(-lengths, kind="stable")
-    num, lmax, num_classes = len(unaries), int(lengths.max()), unaries[0].shape[1]
-    u = np.zeros((lmax, num, num_classes))
-    for k, p in enumerate(order):
-        u[:lengths[p], k] = unaries[p]
-    active = (lengths[order][None, :] > np.arange(lmax)[:, None]).sum(1)
-    before = np.zeros((lmax, num, num_classes))  # D entering each frame
-    best = np.zeros((lmax, num))
-    best_idx = np.zeros((lmax, num), np.int64)
-    d = np.zeros((num, num_classes))
-    for t in range(lmax):
-        n = active[t]
-        dn = d[:n]
-        before[t, :n] = dn
-        a = dn - alpha
-        j = a.argmax(1)
-        best_idx[t, :n] = j
-        a = a[np.arange(n), j]
-        best[t, :n] = a
-        d[:n] = u[t, :n] + np.maximum(dn, a[:, None])
-    labels = np.zeros((lmax, num), np.int64)
-    labels[lengths[order] - 1, np.arange(num)] = d.argmax(1)
-    for t in range(lmax - 1, 0, -1):
-        n = active[t]
-        i = labels[t, :n]
-        di = before[t, np.arange(n), i]
-        keep = (di > best[t, :n]) | ((di == best[t, :n]) & (i <= best_idx[t, :n]))
-        labels[t - 1, :n] = np.where(keep, i, best_idx[t, :n])
-    out = [None] * num
-    for k, p in enumerate(order):
-        out[p] = labels[:lengths[p], k]
-    return out
+    lengths = np.array([len(u) for u in unaries], np.int64)
+    labels = _viterbi(np.concatenate(unaries).astype(np.float64), segment_starts(lengths), lengths, float(alpha))
+    return np.split(labels, np.cumsum(lengths)[:-1])
 
 
 def label_segments(labels, class_id):
@@ -96,35 +100,45 @@ def trim_paths(paths_per_class, alpha, min_num_frames=MIN_NUM_FRAMES, topk=TOPK,
     the path inside the segment; kept if score > kthresh and ``te - ts > min_num_frames``.
     A path of ``min_num_frames + 1`` frames or fewer has no such segment and is skipped.
     """
+    return trim_video(paths_per_class, (alpha,), min_num_frames, topk, kthresh)[alpha]
+
+
+def trim_video(paths_per_class, alphas, min_num_frames=MIN_NUM_FRAMES, topk=TOPK, kthresh=KTHRESH):
+    """``{alpha: trim_paths(paths_per_class, alpha)}``, the paths gathered once for all alphas."""
+    for alpha in alphas:
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
     flat = [(c, p) for c, paths in enumerate(paths_per_class) for p in paths if len(p.boxes) > min_num_frames + 1]
     if not flat:
-        return []
-    labels = np.concatenate(viterbi_labels([p.all_scores + SCORE_OFFSET for _, p in flat], alpha))
-    lengths = np.array([len(p.boxes) for _, p in flat])
-    path_of = np.repeat(np.arange(len(flat)), lengths)
-    own = labels == np.repeat([c for c, _ in flat], lengths)
-    first = np.zeros(len(own), bool)
-    first[segment_starts(lengths)] = True
-    last = np.roll(first, -1)
-    starts = np.flatnonzero(own & (first | ~np.roll(own, 1)))
-    ends = np.flatnonzero(own & (last | ~np.roll(own, -1)))
-    keep = ends - starts > min_num_frames
-    starts, ends = starts[keep], ends[keep]
-    if len(starts) == 0:
-        return []
-    scores = np.concatenate([p.scores for _, p in flat])
-    seg_len = ends - starts + 1
-    rows = np.repeat(starts - segment_starts(seg_len), seg_len) + np.arange(seg_len.sum())
-    seg_scores = topk_means(scores[rows], seg_len, topk)
+        return {alpha: [] for alpha in alphas}
+    lengths = np.array([len(p.boxes) for _, p in flat], np.int64)
     path_start = segment_starts(lengths)
-    tubes = []
-    for s, e, sc in zip(starts.tolist(), ends.tolist(), seg_scores.tolist()):
-        k = path_of[s]
-        c, path = flat[k]
-        ts, te = s - path_start[k], e - path_start[k]
-        if sc > kthresh:
-            tubes.append(ActionTube(c, sc, path.start + ts, path.boxes[ts:te + 1]))
-    return tubes
+    unaries = (np.concatenate([p.all_scores for _, p in flat]) + SCORE_OFFSET).astype(np.float64)
+    scores = np.concatenate([p.scores for _, p in flat])
+    path_of = np.repeat(np.arange(len(flat)), lengths)
+    path_class = np.repeat([c for c, _ in flat], lengths)
+    first = np.zeros(len(path_of), bool)
+    first[path_start] = True
+    last = np.roll(first, -1)
+    out = {}
+    for alpha in alphas:
+        own = _viterbi(unaries, path_start, lengths, float(alpha)) == path_class
+        starts = np.flatnonzero(own & (first | ~np.roll(own, 1)))
+        ends = np.flatnonzero(own & (last | ~np.roll(own, -1)))
+        keep = ends - starts > min_num_frames
+        starts, ends = starts[keep], ends[keep]
+        seg_len = ends - starts + 1
+        rows = np.repeat(starts - segment_starts(seg_len), seg_len) + np.arange(seg_len.sum())
+        seg_scores = topk_means(scores[rows], seg_len, topk)
+        tubes = []
+        for s, e, sc in zip(starts.tolist(), ends.tolist(), seg_scores.tolist()):
+            k = path_of[s]
+            c, path = flat[k]
+            ts, te = s - path_start[k], e - path_start[k]
+            if sc > kthresh:
+                tubes.append(ActionTube(c, sc, path.start + ts, path.boxes[ts:te + 1]))
+        out[alpha] = tubes
+    return out
 
 
 def _link_boxes_and_scores(frames, frame_size):
@@ -177,4 +191,4 @@ def link_frames(frames, num_classes, frame_size=(320, 240), iou_thresh=0.1, jump
 def link_and_trim(frames, num_classes, alphas, frame_size=(320, 240), iou_thresh=0.1, jumpgap=3):
     """One video, per-frame ``(loc, scores)`` -> ``(paths per class, {alpha: [ActionTube]})``."""
     paths, _ = link_frames(frames, num_classes, frame_size, iou_thresh, jumpgap)
-    return paths, {alpha: trim_paths(paths, alpha) for alpha in alphas}
+    return paths, trim_video(paths, alphas)
