@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models import ModelConfig, load_model
-from utils.args import device_args, model_args
+from models import load_model
+from utils.args import device_args, model_args, model_config, stream_args
 from utils.detections import write_video_detections
 from utils.distributed import resolve_device
 from utils.engine import place_model
@@ -35,16 +35,11 @@ COLOURS = [(0, 200, 255), (255, 120, 0), (60, 220, 60), (220, 60, 220), (0, 80, 
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     parents=[model_args(), device_args()])
+                                     parents=[model_args(), stream_args("fastOF"), device_args()])
     parser.add_argument("--video", required=True, type=Path, help="video file or folder of frames")
     parser.add_argument("--weights", required=True, type=Path, help="checkpoint (this project's or, with the model flags, the original's)")
     parser.add_argument("--out", required=True, type=Path, help="annotated video (.mp4 or .avi)")
     parser.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: from the checkpoint)")
-    parser.add_argument("--input_type_base", default="rgb", help="for original checkpoints: base stream input")
-    parser.add_argument("--input_type_extra", default="fastOF", help="for original checkpoints: extra stream input")
-    parser.add_argument("--input_frames_base", default=1, type=int)
-    parser.add_argument("--input_frames_extra", default=5, type=int)
-    parser.add_argument("--seq_len", default=2, type=int)
     parser.add_argument("--num_classes", default=None, type=int, help="for original checkpoints: classes without background")
     parser.add_argument("--eval_gap", default=1, type=int, help="gap between a micro-tube's frames (test.py --eval_gaps)")
     parser.add_argument("--show_thresh", default=0.2, type=float, help="draw paths whose mean score is at least this")
@@ -89,9 +84,7 @@ def load(args):
     if "model_config" not in state:  # an original checkpoint: the flags describe it
         if args.num_classes is None and classes is None:
             raise SystemExit("an original AMTNet checkpoint: give --num_classes or --classes")
-        model_cfg = ModelConfig(num_classes=(args.num_classes or len(classes)) + 1, seq_len=args.seq_len,
-                                fusion_type=args.fusion_type, input_frames_base=args.input_frames_base,
-                                input_frames_extra=args.input_frames_extra, width_mult=args.width_mult)
+        model_cfg = model_config(args, args.num_classes or len(classes))
     model = load_model(state, model_cfg)
     cfg = model.cfg
     classes = classes or [f"class {i + 1}" for i in range(cfg.num_classes - 1)]
@@ -127,6 +120,14 @@ def main(argv=None):
     detector = OnlineDetector(model, spec, device)
     fps = args.fps or (cv2.VideoCapture(str(args.video)).get(cv2.CAP_PROP_FPS) if args.video.is_file() else 0) or 25
     frames, tubes, writer, detections = {}, None, None, []
+
+    def show(ready):
+        """Link each emitted frame's detections and write the frame with the live paths drawn."""
+        for index, loc, scores in ready:
+            tubes.update(loc, scores)
+            detections.append((loc, scores))
+            writer.write(draw(frames.pop(index), index, tubes.current(args.show_thresh), classes))
+
     with atomic_path(args.out) as tmp:
         fourcc = cv2.VideoWriter_fourcc(*("mp4v" if args.out.suffix.lower() == ".mp4" else "MJPG"))
         for image in tqdm(read_frames(args.video), desc="frames", disable=not sys.stderr.isatty()):
@@ -135,14 +136,8 @@ def main(argv=None):
             if writer is None:
                 writer = cv2.VideoWriter(str(tmp), fourcc, fps, detector.frame_size)
                 tubes = OnlineTubes(len(classes), detector.frame_size)
-            for index, loc, scores in ready:
-                tubes.update(loc, scores)
-                detections.append((loc, scores))
-                writer.write(draw(frames.pop(index), index, tubes.current(args.show_thresh), classes))
-        for index, loc, scores in detector.finish():
-            tubes.update(loc, scores)
-            detections.append((loc, scores))
-            writer.write(draw(frames.pop(index), index, tubes.current(args.show_thresh), classes))
+            show(ready)
+        show(detector.finish())
         writer.release()
     log.info("%d frames -> %s", len(detections), args.out)
     paths = tubes.linker.finish()

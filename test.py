@@ -21,10 +21,9 @@ from tqdm import tqdm
 
 from data.annotations import load_class_names
 from data.dataset import ActionDetection, collate
-from models import ModelConfig
 from models.checkpoints import load_model
 from train import data_config
-from utils.args import data_args, detection_args, device_args, int_list, model_args, path
+from utils.args import data_args, detection_args, device_args, int_list, model_args, model_config, path
 from utils.distributed import cleanup, init_distributed
 from utils.engine import place_model
 from utils.evaluation import FrameAP
@@ -62,10 +61,7 @@ def load(path, args, num_classes):
     if not path.is_file():
         raise SystemExit(f"checkpoint not found: {path}")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = ModelConfig(num_classes=num_classes + 1, seq_len=args.seq_len, fusion_type=args.fusion_type,
-                      input_frames_base=args.input_frames_base, input_frames_extra=args.input_frames_extra,
-                      width_mult=args.width_mult)
-    return load_model(state, cfg)
+    return load_model(state, model_config(args, num_classes))
 
 
 def main(argv=None):

@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from data.dataset import ActionDetection, DataConfig, collate
 from layers.loss import MultiBoxLoss
-from models import ModelConfig, build_model
+from models import build_model
 from models.checkpoints import load_backbone
-from utils.args import data_args, detection_args, device_args, model_args, train_args
+from utils.args import data_args, detection_args, device_args, model_args, model_config, train_args
 from utils.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from utils.distributed import barrier, cleanup, init_distributed, launch, under_torchrun
 from utils.engine import (NonFiniteLossError, build_optimizer, experiment_name, eta, place_model, train_step,
@@ -75,9 +75,7 @@ def run(args):
     np.random.seed(args.man_seed)
     data_cfg = data_config(args)
     train_set = ActionDetection(data_cfg, "train")
-    model_cfg = ModelConfig(num_classes=train_set.num_classes + 1, seq_len=args.seq_len, fusion_type=args.fusion_type,
-                            input_frames_base=args.input_frames_base, input_frames_extra=args.input_frames_extra,
-                            width_mult=args.width_mult)
+    model_cfg = model_config(args, train_set.num_classes)
     exp_dir = Path(args.save_root) / (args.exp_name or experiment_name(args))
     exp_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(exp_dir / "training.log", info.is_main)

@@ -7,7 +7,7 @@ published commands run unchanged. Paths expand ``~``.
 import argparse
 from pathlib import Path
 
-from models.config import FUSION_TYPES
+from models.config import FUSION_TYPES, ModelConfig
 from utils.distributed import DEVICE_CHOICES
 
 DATASETS = ("ucf24", "jhmdb21", "toy")
@@ -43,6 +43,29 @@ def upper_choice(choices):
     return parse
 
 
+def _add_stream_flags(group, extra_type="brox"):
+    """What each stream reads: shared by the dataset scripts and demo.py."""
+    group.add_argument("--seq_len", default=2, type=int, help="frames per micro-tube")
+    group.add_argument("--input_type_base", default="rgb", help="base stream: any <type>-images folder (rgb, brox, fastOF)")
+    group.add_argument("--input_type_extra", default=extra_type, help="extra stream of a two-stream model")
+    group.add_argument("--input_frames_base", default=1, type=int, help="stacked frames per time step, base stream")
+    group.add_argument("--input_frames_extra", default=5, type=int, help="stacked frames per time step, extra stream")
+
+
+def stream_args(extra_type="brox"):
+    """The stream flags alone (demo.py: for original checkpoints, which do not store them)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_stream_flags(parser.add_argument_group("streams"), extra_type)
+    return parser
+
+
+def model_config(args, num_classes):
+    """The ModelConfig the flags describe; ``num_classes`` without the background."""
+    return ModelConfig(num_classes=num_classes + 1, seq_len=args.seq_len, fusion_type=args.fusion_type,
+                       input_frames_base=args.input_frames_base, input_frames_extra=args.input_frames_extra,
+                       width_mult=args.width_mult)
+
+
 def data_args():
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("data")
@@ -51,12 +74,8 @@ def data_args():
     group.add_argument("--data_root", default=None, type=path,
                        help="dataset root (folder holding rgb-images/ and splitfiles/)")
     group.add_argument("--train_split", default=1, type=int, help="split id (J-HMDB-21: 1..3)")
-    group.add_argument("--seq_len", default=2, type=int, help="frames per micro-tube")
     group.add_argument("--seq_gap", default=0, type=int, help="frames skipped between the micro-tube's frames")
-    group.add_argument("--input_type_base", default="rgb", help="base stream: any <type>-images folder (rgb, brox, fastOF)")
-    group.add_argument("--input_type_extra", default="brox", help="extra stream of a two-stream model")
-    group.add_argument("--input_frames_base", default=1, type=int, help="stacked frames per time step, base stream")
-    group.add_argument("--input_frames_extra", default=5, type=int, help="stacked frames per time step, extra stream")
+    _add_stream_flags(group)
     group.add_argument("--flow_channels", default="xym", help="order of x, y, magnitude in the flow JPEGs' R, G, B planes")
     group.add_argument("--original_flow_mirror", action="store_true",
                        help="mirror flow images without negating x, as the original RandomMirror")
