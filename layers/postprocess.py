@@ -21,16 +21,25 @@ def detect(loc, conf, priors_cxcywh, conf_thresh=0.01, nms_thresh=0.45, top_k=50
     decoded_boxes[:, :4] for NMS), on unclipped boxes; clipping comes after NMS (the
     original clips in pixels after nms()). Each kept micro-tube carries all its T boxes.
     """
-    b, a, c = conf.shape
-    t = loc.shape[2] // 4
-    boxes_all = decode(loc.reshape(b, a, t, 4), priors_cxcywh.to(loc), variances)
-    scores_all = F.softmax(conf, dim=2)
+    return detect_decoded(*decode_outputs(loc, conf, priors_cxcywh, variances), conf_thresh, nms_thresh, top_k)
+
+
+def decode_outputs(loc, conf, priors_cxcywh, variances=VARIANCES):
+    """Every prior's decoded boxes [B, A, T, 4] (normalised, unclipped) and softmax scores [B, A, C]."""
+    b, a, _ = conf.shape
+    boxes_all = decode(loc.reshape(b, a, loc.shape[2] // 4, 4), priors_cxcywh.to(loc), variances)
+    return boxes_all, F.softmax(conf, dim=2)
+
+
+def detect_decoded(boxes_all, scores_all, conf_thresh=0.01, nms_thresh=0.45, top_k=50):
+    """``detect`` from ``decode_outputs``' results (for callers that also need them)."""
+    b, a, c = scores_all.shape
     k = min(top_k, a)
     out = []
     for i in range(b):
         cls_scores = scores_all[i, :, 1:]  # [A, C-1]
         top_scores, top_idx = cls_scores.topk(k, dim=0)  # [k, C-1]
-        cls = torch.arange(1, c, device=conf.device).expand(k, c - 1)
+        cls = torch.arange(1, c, device=scores_all.device).expand(k, c - 1)
         keep = top_scores > conf_thresh
         prior_idx, scores, labels = top_idx[keep], top_scores[keep], cls[keep]
         first = boxes_all[i, prior_idx, 0]

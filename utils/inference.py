@@ -6,10 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from layers.box_coding import decode
-from layers.postprocess import detect
+from layers.postprocess import decode_outputs, detect_decoded
 from utils.detections import VideoDetections, frame_detections, write_road_mat_frame, write_video_detections
 from utils.engine import batch_inputs
 from utils.evaluation import FrameAP
@@ -31,14 +29,11 @@ def linking_candidates(scores, top_k=LINK_TOP_K, thresh=LINK_SCORE_THRESH):
     return torch.unique(idx[top > thresh])
 
 
-def linking_outputs(loc, conf, priors):
-    """Per window of a batch (loc ``[B, A, 4*T]``, conf ``[B, A, C+1]``): the linking candidates'
-    boxes ``[K, T, 4]`` (normalised, clipped to the frame) and softmax scores ``[K, C+1]``, numpy."""
-    b, a = conf.shape[:2]
-    boxes = decode(loc.reshape(b, a, -1, 4), priors.to(loc))
-    scores = F.softmax(conf, dim=2)
+def linking_outputs(boxes, scores):
+    """Per window of a batch (``decode_outputs``' boxes ``[B, A, T, 4]`` and scores ``[B, A, C+1]``):
+    the linking candidates' boxes ``[K, T, 4]`` (clipped to the frame) and scores ``[K, C+1]``, numpy."""
     out = []
-    for i in range(b):
+    for i in range(len(scores)):
         keep = linking_candidates(scores[i])
         out.append((boxes[i, keep].clamp(0, 1).cpu().numpy(), scores[i, keep].cpu().numpy()))
     return out
@@ -104,8 +99,9 @@ def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms
             torch.cuda.synchronize(device)
         net_time += time.perf_counter() - tick
         loc, conf = loc.float(), conf.float()
-        candidates = linking_outputs(loc, conf, priors)
-        for i, det in enumerate(detect(loc, conf, priors, conf_thresh, nms_thresh, top_k)):
+        boxes_all, scores_all = decode_outputs(loc, conf, priors)
+        candidates = linking_outputs(boxes_all, scores_all)
+        for i, det in enumerate(detect_decoded(boxes_all, scores_all, conf_thresh, nms_thresh, top_k)):
             height, width = batch["sizes"][i]
             scale = np.array([width, height, width, height], np.float64)
             accumulator.add_frame(det["boxes"][:, 0].cpu().double().numpy() * scale, det["scores"].cpu().numpy(),

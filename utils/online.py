@@ -16,6 +16,7 @@ from data.dataset import RGB_TYPES, stack_indices
 from data.flow import DEFAULT_CHANNELS, FlowComputer, encode_flow
 from data.transforms import MEANS, TestTransform
 from data.windows import window_offsets
+from layers.postprocess import decode_outputs
 from utils.detections import VideoDetections, frame_detections
 from utils.inference import linking_outputs
 from utils.linking import OnlineLinker, loc_to_link_boxes
@@ -129,7 +130,7 @@ class OnlineDetector:
         inputs = {s: torch.from_numpy(x.reshape(1, len(frames), -1, *x.shape[2:])).to(self.device)
                   for s, x in images.items()}
         loc, conf = self.model(inputs["base"], inputs.get("extra"))
-        boxes, scores = linking_outputs(loc.float(), conf.float(), self.model.priors)[0]
+        boxes, scores = linking_outputs(*decode_outputs(loc.float(), conf.float(), self.model.priors))[0]
         self.windows.append((frames, boxes, scores))
 
     def _emit(self, stop):
