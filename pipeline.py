@@ -31,11 +31,13 @@ import train as train_script
 from data import layout
 from data.annotations import check_dataset, read_video_list
 from data.toy import ToyConfig, make_toy_dataset
+from utils.distributed import DEVICE_CHOICES
 from utils.io import atomic_path
 from utils.logging_utils import setup_logging
 
 log = logging.getLogger("pipeline")
 STAGES = ("data", "train", "detect", "tubes", "plots", "video")
+TEST_LIST = layout.split_list_name("test", 1)
 
 # The toy recipe: a narrow backbone trained from scratch with Adam (SGD barely moves a VGG
 # without batch norm in a few hundred iterations), the original's augmentation without its
@@ -58,7 +60,7 @@ def get_args_parser():
     for name, value in TOY_RECIPE.items():
         parser.add_argument(f"--{name}", default=value, type=type(value), help=f"training (default {value})")
     parser.add_argument("--basenet", default=None, help="pretrained backbone weights (default: from scratch)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     parser.add_argument("--num_workers", default=2, type=int)
     parser.add_argument("--alphas", default="3,5", help="temporal trimming label-change penalties")
     parser.add_argument("--stages", default=",".join(STAGES),
@@ -119,58 +121,50 @@ def is_fresh(output, *inputs):
     return output.exists() and all(output.stat().st_mtime >= Path(i).stat().st_mtime for i in inputs)
 
 
+def run_stage(stage, script, argv, output, *inputs):
+    """``script.main(argv)`` unless ``output`` is newer than ``inputs``; its tables are printed once, at the end."""
+    if is_fresh(output, *inputs):
+        log.info("stage %s: %s is up to date", stage, output)
+        return
+    log.info("stage %s: python %s.py %s", stage, script.__name__, " ".join(argv))
+    with contextlib.redirect_stdout(io.StringIO()):
+        script.main(argv)
+
+
 def detect(args, root, weights, det_dir):
     result_file = det_dir.parent / f"{det_dir.name}-frame_map.json"
-    if is_fresh(result_file, weights):
-        log.info("stage detect: %s is up to date", result_file)
-    else:
-        argv = common_flags(args, root) + ["--weights", str(weights), "--det_dir", str(det_dir)]
-        log.info("stage detect: python test.py %s", " ".join(argv))
-        test_script.main(argv)
+    run_stage("detect", test_script, common_flags(args, root) + ["--weights", str(weights), "--det_dir", str(det_dir)],
+              result_file, weights)
     return json.loads(result_file.read_text())
 
 
 def tubes(args, root, det_dir, det_result, tube_dir):
-    results_file = tube_dir / "results.json"
-    if is_fresh(results_file, det_dir.parent / f"{det_dir.name}-frame_map.json"):
-        log.info("stage tubes: %s is up to date", results_file)
-        return json.loads(results_file.read_text())
-    videos = tube_dir / "videos.txt"
-    tube_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(videos) as tmp:
-        tmp.write_text("".join(f"{v}\n" for v in read_video_list(layout.split_path(root, "testlist01.txt"))))
-    classes = tube_dir / "classes.txt"
-    with atomic_path(classes) as tmp:
-        tmp.write_text("".join(f"{c}\n" for c in det_result["ap"]))
+    videos, classes = tube_dir / "videos.txt", tube_dir / "classes.txt"
+    for path, lines in ((videos, read_video_list(layout.split_path(root, TEST_LIST))), (classes, det_result["ap"])):
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(f"{line}\n" for line in lines))
     argv = ["--det_dir", str(det_dir), "--det_format", "npz", "--annot", str(layout.split_path(root, layout.ANNOT_FILE)),
             "--out_dir", str(tube_dir), "--video_list", str(videos), "--classes", str(classes),
             "--alphas", args.alphas, "--workers", "2"]
-    log.info("stage tubes: python build_tubes.py %s", " ".join(argv))
-    with contextlib.redirect_stdout(io.StringIO()):  # the table is printed once, at the end
-        return build_tubes.main(argv)
+    run_stage("tubes", build_tubes, argv, tube_dir / "results.json", det_dir.parent / f"{det_dir.name}-frame_map.json")
+    return json.loads((tube_dir / "results.json").read_text())
 
 
 def plots(args, root, tube_dir, eval_dir):
     alpha = float(args.alphas.split(",")[0])
-    argv = ["--tubes", str(tube_dir / f"tubes_alpha{alpha:g}.npz"), "--annot",
-            str(layout.split_path(root, layout.ANNOT_FILE)), "--out_dir", str(eval_dir),
-            "--classes", str(tube_dir / "classes.txt")]
-    log.info("stage plots: python eval_video_ap.py %s", " ".join(argv))
-    with contextlib.redirect_stdout(io.StringIO()):
-        eval_video_ap.main(argv)
+    tube_file = tube_dir / f"tubes_alpha{alpha:g}.npz"
+    argv = ["--tubes", str(tube_file), "--annot", str(layout.split_path(root, layout.ANNOT_FILE)),
+            "--out_dir", str(eval_dir), "--classes", str(tube_dir / "classes.txt")]
+    run_stage("plots", eval_video_ap, argv, eval_dir / "results.json", tube_file)
     return sorted(str(p) for p in eval_dir.glob("*.png"))
 
 
 def annotated_video(args, root, weights, out_dir):
-    video = read_video_list(layout.split_path(root, "testlist01.txt"))[0]
+    video = read_video_list(layout.split_path(root, TEST_LIST))[0]
     out = out_dir / f"{video.split('/')[-1]}.mp4"
-    if is_fresh(out, weights):
-        log.info("stage video: %s is up to date", out)
-    else:
-        argv = ["--video", str(layout.video_dir(root, "rgb", video)), "--weights", str(weights),
-                "--out", str(out), "--device", args.device]
-        log.info("stage video: python demo.py %s", " ".join(argv))
-        demo_script.main(argv)
+    argv = ["--video", str(layout.video_dir(root, "rgb", video)), "--weights", str(weights), "--out", str(out),
+            "--device", args.device]
+    run_stage("video", demo_script, argv, out, weights)
     return str(out)
 
 
