@@ -42,10 +42,11 @@ def main(argv=None):
     num_classes = tr.num_classes_of(cfg, videos)
     names = tr.class_names_from(annotations, num_classes, args.classes)
     t1 = time.perf_counter()
-    tubes, frame_dets, times = tr.build_all(cfg, videos, num_classes)
+    gts = None if args.no_frame_map else [tr.gt_from_annotation(annotations[v]) for v in videos]
+    tubes, frame_aps, times = tr.build_all(cfg, videos, num_classes, gts)
     t2 = time.perf_counter()
     by_alpha = {a: {v: tubes[v][a] for v in videos} for a in cfg.alphas}
-    results, _ = tr.evaluate(annotations, videos, by_alpha, num_classes, names, None if args.no_frame_map else frame_dets)
+    results, _ = tr.evaluate(annotations, videos, by_alpha, num_classes, names, None if args.no_frame_map else frame_aps)
     t3 = time.perf_counter()
     for a in cfg.alphas:
         tr.save_tubes(args.out_dir / f"tubes_alpha{a:g}.npz", videos, tubes, a)

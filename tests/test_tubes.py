@@ -135,6 +135,20 @@ def test_build_tubes_end_to_end_on_real_annotations(tmp_path, ucf24_dir):
     assert by_iou[0.5]["mAP"] == pytest.approx(sum(expected) / 24)
     assert by_iou[0.2]["accuracy"] == pytest.approx(len(names) / (len(names) + 1))
     assert (tmp_path / "a" / "tubes_alpha3.npz").is_file()
+    # frame-mAP by hand: each GT box has one detection of its class (0.9, 1 px off), so a class's AP
+    # is the share of its GT boxes (frames) in videos with detections
+    gt_boxes = {c: [0, 0] for c in classes}
+    for n in names + [missing]:
+        for tube in annots[n].tubes:
+            gt_boxes[tube.class_id][n != missing] += tube.end - tube.start
+    names_24 = list(res_mat["frame_map"]["ap"])
+    for c, (lost, found) in gt_boxes.items():
+        assert res_mat["frame_map"]["ap"][names_24[c]] == pytest.approx(found / (found + lost))
+    assert res_mat["frame_map"]["mAP"] == pytest.approx(sum(f / (f + m) for m, f in gt_boxes.values()) / 24)
+    # two worker processes (each matching its videos' frame-AP detections) give the same results
+    res_two = build_tubes.main(args + ["--annot", str(ucf24_dir / "pyannot.pkl"), "--out_dir", str(tmp_path / "c"),
+                                       "--workers", "2"])
+    assert res_two["video_map"] == res_pkl["video_map"] and res_two["frame_map"] == res_pkl["frame_map"]
 
 
 def test_trim_paths_equals_per_path_reference():

@@ -33,10 +33,24 @@ def voc_ap(recall, precision):
     return float(np.cumsum(terms)[-1]) if len(terms) else 0.0
 
 
+def descending_order(scores):
+    """``np.argsort(-scores, kind="stable")`` of float32 scores, about twice as fast.
+
+    Each score's bits become an unsigned key that sorts in descending score order, with
+    the index in the low 32 bits (ties keep index order): one plain sort of the keys.
+    """
+    scores = np.ascontiguousarray(scores, np.float32) + np.float32(0)  # -0.0 -> +0.0, equal as floats
+    if len(scores) >= 1 << 32 or np.isnan(scores).any():
+        return np.argsort(-scores, kind="stable")
+    bits = scores.view(np.uint32)
+    ascending = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31))  # IEEE order as unsigned
+    keys = (~ascending).astype(np.uint64) << np.uint64(32) | np.arange(len(bits), dtype=np.uint64)
+    return (np.sort(keys) & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
 def pr_curve(scores, is_tp, num_gt):
     """Recall and precision as get_PR_curve.m: scores as single, stable descending sort."""
-    scores = np.asarray(scores, np.float32)
-    labels = np.asarray(is_tp, bool)[np.argsort(-scores, kind="stable")]
+    labels = np.asarray(is_tp, bool)[descending_order(np.asarray(scores, np.float32))]
     tp = np.cumsum(labels).astype(np.float64)
     fp = np.cumsum(~labels).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -259,9 +273,15 @@ class FrameAP:
         # of the original Python evaluation (AMTNet utils/evaluation.py compute_iou), which
         # train.py's validation and evaluate.py use.
         self.inclusive = inclusive
-        self.scores = [[] for _ in range(num_classes)]
+        self.scores = [[] for _ in range(num_classes)]  # per class, arrays in the order added
         self.tp = [[] for _ in range(num_classes)]
         self.num_gt = np.zeros(num_classes)
+
+    def _append(self, det_scores, det_labels, hits):
+        for c in np.unique(det_labels):
+            m = det_labels == c
+            self.scores[c].append(np.asarray(det_scores[m], np.float32))  # single, as get_PR_curve.m
+            self.tp[c].append(hits[m])
 
     def add_frame(self, det_boxes, det_scores, det_labels, gt_boxes, gt_labels):
         det_boxes = np.asarray(det_boxes, np.float64).reshape(-1, 4)
@@ -282,10 +302,7 @@ class FrameAP:
                 if row[j] >= self.iou_thresh:
                     covered[j] = True
                     hits[d] = True
-        for c in np.unique(det_labels):
-            m = det_labels == c
-            self.scores[c].extend(det_scores[m].tolist())
-            self.tp[c].extend(hits[m].tolist())
+        self._append(det_scores, det_labels, hits)
 
     def add_frames(self, det_frame, det_boxes, det_scores, det_labels, gt_frame, gt_boxes, gt_labels):
         """Many frames at once: the same as ``add_frame`` per frame in increasing frame id.
@@ -335,10 +352,13 @@ class FrameAP:
                 ok = row[np.arange(len(m)), j] >= self.iou_thresh
                 covered[slot[m[ok]], j[ok]] = True
                 hits[matchable[m[ok]]] = True
-        for c in np.unique(det_labels):
-            m = det_labels == c
-            self.scores[c].extend(det_scores[m].tolist())
-            self.tp[c].extend(hits[m].tolist())
+        self._append(det_scores, det_labels, hits)
+
+    def class_arrays(self, c):
+        """Class ``c``'s detections so far: ``(scores float32 [K], hits bool [K])`` in the order added."""
+        if not self.scores[c]:
+            return np.zeros(0, np.float32), np.zeros(0, bool)
+        return np.concatenate(self.scores[c]), np.concatenate(self.tp[c])
 
     @classmethod
     def merge(cls, parts):
@@ -355,7 +375,7 @@ class FrameAP:
         """Returns ``(mAP, ap [C], curves)``; a class without GT has AP 0 (NaN -> 0)."""
         ap, curves = np.zeros(self.num_classes), []
         for c in range(self.num_classes):
-            recall, precision = pr_curve(self.scores[c], self.tp[c], self.num_gt[c])
+            recall, precision = pr_curve(*self.class_arrays(c), self.num_gt[c])
             a = voc_ap(recall, precision)
             ap[c] = 0.0 if np.isnan(a) else a
             curves.append((recall, precision))

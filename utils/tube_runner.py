@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,19 +90,25 @@ def read_frames(cfg, video):
     return read_road_mat_video(path), cfg.frame_size
 
 
-def process_video(cfg, video, num_classes):
-    """Worker: read, link + trim, frame-AP filtering of one video; CPU seconds per stage."""
+def process_video(cfg, video, num_classes, gt=None):
+    """Worker: read, link + trim one video and, given its ``VideoGT``, its frame-AP matching.
+
+    Returns ``(video, {alpha: tubes}, FrameAP of the video or None, CPU seconds per stage)``.
+    """
     t0 = time.process_time()
     frames, frame_size = read_frames(cfg, video)
     t1 = time.process_time()
     try:
-        paths, frame_dets = link_frames(frames, num_classes, frame_size, cfg.iou_thresh, cfg.jumpgap, FRAME_AP_FILTER)
+        paths, frame_dets = link_frames(frames, num_classes, frame_size, cfg.iou_thresh, cfg.jumpgap,
+                                        None if gt is None else FRAME_AP_FILTER)
     except ValueError as e:
         raise ValueError(f"{video}: {e}") from e
     t2 = time.process_time()
     tubes = trim_video(paths, cfg.alphas)
     t3 = time.process_time()
-    return video, tubes, frame_dets, {"read": t1 - t0, "link+filter": t2 - t1, "trim": t3 - t2}
+    frame_ap = None if gt is None else video_frame_ap(gt, frame_dets, num_classes)
+    t4 = time.process_time()
+    return video, tubes, frame_ap, {"read": t1 - t0, "link+filter": t2 - t1, "trim": t3 - t2, "frame-AP matching": t4 - t3}
 
 
 def num_classes_of(cfg, videos):
@@ -113,50 +120,56 @@ def num_classes_of(cfg, videos):
     raise ValueError(f"{cfg.det_dir}: no detections in any listed video")
 
 
-def build_all(cfg, videos, num_classes):
-    """``{video: {alpha: [ActionTube]}}``, frame-AP rows per video, summed stage times."""
-    tubes, frame_dets, times = {}, {}, {}
-    args = [(cfg, v, num_classes) for v in videos]
-    if cfg.workers > 1:
-        with ProcessPoolExecutor(cfg.workers) as pool:
-            results = pool.map(process_video, *zip(*args), chunksize=4)
-            for video, t, fd, tm in tqdm(results, total=len(videos), desc="videos", leave=False):
-                tubes[video], frame_dets[video] = t, fd
-                for k, v in tm.items():
-                    times[k] = times.get(k, 0.0) + v
-    else:
-        for a in tqdm(args, desc="videos", leave=False):
-            video, t, fd, tm = process_video(*a)
-            tubes[video], frame_dets[video] = t, fd
+def build_all(cfg, videos, num_classes, gts=None):
+    """``{video: {alpha: [ActionTube]}}``, ``{video: FrameAP}`` (empty without ``gts``), summed stage times.
+
+    ``gts``: the videos' ``VideoGT`` in the same order, for frame-mAP; each worker matches its
+    video's frame-AP detections, so only scores and hit flags come back to this process.
+    """
+    tubes, frame_aps, times = {}, {}, {}
+    args = [(cfg, v, num_classes, None if gts is None else g) for v, g in zip(videos, gts or [None] * len(videos))]
+    with ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else nullcontext() as pool:
+        results = pool.map(process_video, *zip(*args), chunksize=4) if pool else (process_video(*a) for a in args)
+        for video, t, fa, tm in tqdm(results, total=len(videos), desc="videos", leave=False):
+            tubes[video] = t
+            if fa is not None:
+                frame_aps[video] = fa
             for k, v in tm.items():
                 times[k] = times.get(k, 0.0) + v
-    return tubes, frame_dets, times
+    return tubes, frame_aps, times
+
+
+def video_frame_ap(gt, rows, num_classes, iou_thresh=0.5):
+    """frameAp.m's matching for one video: ``FrameAP`` of its frames 1..num_frames of the annotation.
+
+    ``rows``: ``link_frames``'s frame-AP rows ``[frame, class, score, x1, y1, x2, y2]``.
+    """
+    acc = FrameAP(num_classes, iou_thresh)
+    rows = np.zeros((0, 7)) if rows is None else rows[rows[:, 0] < gt.num_frames]
+    gt_parts = []
+    for t in gt.tubes:
+        f = np.arange(t.sf - 1, min(t.ef, gt.num_frames))
+        if len(f):
+            x, y, w, h = t.boxes[f + 1 - t.sf].T
+            gt_parts.append((f, np.stack([x, y, x + w - 1, y + h - 1], 1), np.full(len(f), t.class_id)))
+    gt_frame, gt_boxes, gt_labels = ((np.concatenate(a) for a in zip(*gt_parts)) if gt_parts
+                                     else (np.zeros(0), np.zeros((0, 4)), np.zeros(0)))
+    order = np.argsort(gt_frame, kind="stable")  # per frame, GT boxes in tube order
+    acc.add_frames(rows[:, 0].astype(np.int64), rows[:, 3:], rows[:, 2], rows[:, 1].astype(np.int64),
+                   gt_frame[order], gt_boxes[order], gt_labels[order])
+    return acc
 
 
 def frame_map_of(gts, frame_dets, num_classes, iou_thresh=0.5):
-    """frameAp.m over the listed videos, frames 1..num_frames of the annotation (all frames at once)."""
-    acc = FrameAP(num_classes, iou_thresh)
-    det, gt, offset = [], [], 0
-    for video in gts:
-        rows = frame_dets.get(video.name, np.zeros((0, 7)))
-        rows = rows[rows[:, 0] < video.num_frames]
-        det.append((offset + rows[:, 0].astype(np.int64), rows[:, 3:], rows[:, 2], rows[:, 1].astype(np.int64)))
-        for t in video.tubes:
-            f = np.arange(t.sf - 1, min(t.ef, video.num_frames))
-            if len(f) == 0:
-                continue
-            x, y, w, h = t.boxes[f + 1 - t.sf].T
-            gt.append((offset + f, np.stack([x, y, x + w - 1, y + h - 1], 1), np.full(len(f), t.class_id)))
-        offset += video.num_frames
-    det_frame, det_boxes, det_scores, det_labels = (np.concatenate(a) for a in zip(*det)) if det else [np.zeros(0)] * 4
-    gt_frame, gt_boxes, gt_labels = (np.concatenate(a) for a in zip(*gt)) if gt else (np.zeros(0), np.zeros((0, 4)), np.zeros(0))
-    order = np.argsort(gt_frame, kind="stable")  # per frame, GT boxes in tube order
-    acc.add_frames(det_frame, det_boxes, det_scores, det_labels, gt_frame[order], gt_boxes[order], gt_labels[order])
-    return acc.compute()
+    """frameAp.m over the listed videos from their frame-AP rows (``{video: rows}``)."""
+    return FrameAP.merge([video_frame_ap(g, frame_dets.get(g.name), num_classes, iou_thresh) for g in gts]).compute()
 
 
-def evaluate(annotations, videos, tubes_by_alpha, num_classes, class_names, frame_dets=None):
-    """results.json content (values as fractions) and the PR curves per alpha."""
+def evaluate(annotations, videos, tubes_by_alpha, num_classes, class_names, frame_aps=None):
+    """results.json content (values as fractions) and the PR curves per alpha.
+
+    ``frame_aps``: ``{video: FrameAP}`` from ``build_all``, merged in the videos' order.
+    """
     gts = [gt_from_annotation(annotations[v]) for v in videos]
     out = {"protocol": "road", "video_map": []}
     curves = {}
@@ -166,8 +179,8 @@ def evaluate(annotations, videos, tubes_by_alpha, num_classes, class_names, fram
         for r in res:
             out["video_map"].append({"alpha": alpha, "iou": round(r.iou, 4), "mAP": r.mAP, "mean_iou": r.mean_iou,
                                      "accuracy": r.accuracy, "ap": dict(zip(class_names, r.ap.tolist()))})
-    if frame_dets is not None:
-        fmap, fap, _ = frame_map_of(gts, frame_dets, num_classes)
+    if frame_aps is not None:
+        fmap, fap, _ = FrameAP.merge([frame_aps[v] for v in videos]).compute()
         out["frame_map"] = {"iou": 0.5, "mAP": fmap, "ap": dict(zip(class_names, fap.tolist()))}
     return out, curves
 

@@ -187,6 +187,22 @@ def collect(work, names, classes, alphas):
     return out
 
 
+def run_reference(src_git, tmp, work):
+    """Run the original online-tubes (from the bare repository ``src_git``) on ``work`` via reference.m."""
+    src = tmp / "src"
+    src.mkdir()
+    archive = subprocess.run(["git", f"--git-dir={src_git}", "archive", "HEAD", "online-tubes"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    shutil.copy(Path(__file__).with_name("reference.m"), tmp / "reference.m")
+    frameap = src / "online-tubes" / "frameAp.m"
+    (tmp / "frameAp.m").write_text(patch_frameap(frameap.read_text()))
+    run = subprocess.run(["octave-cli", "--no-gui", "--eval", f"reference('{src / 'online-tubes'}', '{work}')"],
+                         cwd=tmp, capture_output=True, text=True)
+    if run.returncode:
+        raise SystemExit(f"{work}: octave failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--src", default=str(MIRROR), help="bare git repository of gurkirt/realtime-action-detection")
@@ -195,22 +211,11 @@ def main():
     for case, (classes, seed, specs, iou_thresh, alphas) in CASES.items():
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            src = tmp / "src"
-            src.mkdir()
-            archive = subprocess.run(["git", f"--git-dir={args.src}", "archive", "HEAD", "online-tubes"],
-                                     check=True, capture_output=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
             work = tmp / "work"
             work.mkdir()
             names, annot, frames = make_case(classes, seed, specs)
             write_inputs(work, classes, names, annot, frames, iou_thresh, alphas)
-            shutil.copy(Path(__file__).with_name("reference.m"), tmp / "reference.m")
-            frameap = src / "online-tubes" / "frameAp.m"
-            (tmp / "frameAp.m").write_text(patch_frameap(frameap.read_text()))
-            run = subprocess.run(["octave-cli", "--no-gui", "--eval", f"reference('{src / 'online-tubes'}', '{work}')"],
-                                 cwd=tmp, capture_output=True, text=True)
-            if run.returncode:
-                raise SystemExit(f"{case}: octave failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+            run_reference(args.src, tmp, work)
             expected = collect(work, names, classes, alphas)
             det = {"names": np.array(names), "classes": np.array(classes), "iou_thresh": iou_thresh,
                    "alphas": np.array(alphas)}
