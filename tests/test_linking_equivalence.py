@@ -3,6 +3,9 @@
 The reference below is the straightforward port (per class, per path, per box, Python
 lists) that the vectorised ``OnlineLinker`` and ``filter_frame_padded`` replaced; they must
 give identical paths (same boxes, scores, order) on cluttered random frames with ties.
+The reference computes in double, so the inputs here are double; single-precision inputs
+(computed in single, as the Matlab does) are checked against the original itself in
+tests/test_tubes_octave.py.
 """
 import bisect
 
@@ -103,7 +106,7 @@ def cluttered_frames(rng, num_frames, num_boxes, num_classes, quantise):
         scores = rng.dirichlet(np.full(num_classes + 1, 0.3), n)
         if quantise:
             scores = np.round(scores * 20) / 20
-        frames.append((loc_to_link_boxes(loc.astype(np.float32)), scores))
+        frames.append((loc_to_link_boxes(loc.astype(np.float32)).astype(np.float64), scores))  # double mode
     return frames
 
 
@@ -145,7 +148,7 @@ def test_frame_ap_rows_from_the_shared_pass():
     """link_frames' frame-AP rows equal frameAp.m's dofilter run on its own, frame by frame."""
     rng = np.random.default_rng(7)
     frames = cluttered_frames(rng, 20, 40, 3, True)
-    locs = [((b - 1) / [320, 240, 320, 240]).astype(np.float32) for b, _ in frames]
+    locs = [(b - 1) / [320, 240, 320, 240] for b, _ in frames]
     _, rows = link_frames([(loc, s) for loc, (_, s) in zip(locs, frames)], 3, extra_filter=FRAME_AP_FILTER)
     want = []
     for f, (loc, (_, scores)) in enumerate(zip(locs, frames)):
@@ -171,7 +174,7 @@ def test_linking_other_settings_equal_reference(jumpgap, iou_thresh):
 def test_link_frames_many_classes_equals_reference():
     """The offline pass (both filters per frame, then one linking step) on 24 cluttered classes."""
     frames = cluttered_frames(np.random.default_rng(11), 30, 40, 24, False)
-    locs = [((b - 1) / [320, 240, 320, 240]).astype(np.float32) for b, _ in frames]
+    locs = [(b - 1) / [320, 240, 320, 240] for b, _ in frames]
     got, _ = link_frames([(loc, s) for loc, (_, s) in zip(locs, frames)], 24, extra_filter=FRAME_AP_FILTER)
     want = ref_link([(loc_to_link_boxes(loc), s) for loc, (_, s) in zip(locs, frames)], 24)
     assert sum(len(w) for w in want) > 50

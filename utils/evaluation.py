@@ -104,7 +104,7 @@ def spatio_temporal_iou(gt, start1, eval_boxes):
     t_iou = (t_i + 1) / (max(tge, tde) - min(tgb, tdb) + 1)
     lo, hi = max(tgb, tdb), min(tge, tde)
     g = gt.boxes[lo - tgb:hi - tgb + 1].astype(np.float64)
-    d = eval_boxes[lo - tdb:hi - tdb + 1] + 1
+    d = (eval_boxes[lo - tdb:hi - tdb + 1] + 1).astype(np.float64)  # + 1 in the boxes' precision, then double()
     inter = np.minimum(g[:, :2] + g[:, 2:], d[:, :2] + d[:, 2:]) - np.maximum(g[:, :2], d[:, :2])
     inter[inter < 0] = 0
     inter = inter[:, 0] * inter[:, 1]
@@ -113,7 +113,7 @@ def spatio_temporal_iou(gt, start1, eval_boxes):
 
 
 def eval_boxes(tube):
-    """convert2eval.m: link boxes -> ``[x1 y1 x2-x1 y2-y1]``."""
+    """convert2eval.m: link boxes -> ``[x1 y1 x2-x1 y2-y1]`` (in the boxes' precision, as the Matlab)."""
     b = tube.boxes
     return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], 1)
 
@@ -156,13 +156,14 @@ def _video_st_iou(video, tubes):
     lo, n = np.maximum(tgb, tdb), t_i + 1
     pair = np.repeat(np.arange(len(ti)), n)
     off = np.arange(n.sum()) - np.repeat(segment_starts(n), n)
-    det_boxes = np.concatenate([t.boxes for t in tubes])
+    det_boxes = np.concatenate([t.boxes for t in tubes])  # a video's tubes share one precision
     det_rows = np.repeat(segment_starts(np.array([len(t.boxes) for t in tubes]))[ti] + lo - tdb, n) + off
     gt_boxes = np.concatenate([g.boxes for g in video.tubes]).astype(np.float64)
     gt_rows = np.repeat(segment_starts(np.array([len(g.boxes) for g in video.tubes]))[gi] + lo - tgb, n) + off
     g = gt_boxes[gt_rows]
     b = det_boxes[det_rows]
-    d = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], 1) + 1  # convert2eval.m, then +1
+    # convert2eval.m, then +1, in the boxes' precision; compute_spatio_temporal_iou.m's IoU is double
+    d = (np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], 1) + 1).astype(np.float64)
     inter = np.minimum(g[:, :2] + g[:, 2:], d[:, :2] + d[:, 2:]) - np.maximum(g[:, :2], d[:, :2])
     inter[inter < 0] = 0
     inter = inter[:, 0] * inter[:, 1]
@@ -283,9 +284,15 @@ class FrameAP:
             self.scores[c].append(np.asarray(det_scores[m], np.float32))  # single, as get_PR_curve.m
             self.tp[c].append(hits[m])
 
+    def _boxes(self, det_boxes, gt_boxes):
+        """frameAp.m's IoU runs in single for single detections (GT boxes, whole pixels, convert
+        exactly); the continuous IoU of the Python evaluation in double."""
+        det_boxes = np.asarray(det_boxes)
+        dtype = np.float32 if self.inclusive and det_boxes.dtype == np.float32 else np.float64
+        return det_boxes.astype(dtype, copy=False).reshape(-1, 4), np.asarray(gt_boxes, dtype).reshape(-1, 4)
+
     def add_frame(self, det_boxes, det_scores, det_labels, gt_boxes, gt_labels):
-        det_boxes = np.asarray(det_boxes, np.float64).reshape(-1, 4)
-        gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+        det_boxes, gt_boxes = self._boxes(det_boxes, gt_boxes)
         det_labels = np.asarray(det_labels, np.int64).reshape(-1)
         gt_labels = np.asarray(gt_labels, np.int64).reshape(-1)
         det_scores = np.asarray(det_scores).reshape(-1)
@@ -312,8 +319,7 @@ class FrameAP:
         walks the k-th matchable detection of every frame together.
         """
         det_frame, gt_frame = np.asarray(det_frame, np.int64), np.asarray(gt_frame, np.int64)
-        det_boxes = np.asarray(det_boxes, np.float64).reshape(-1, 4)
-        gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+        det_boxes, gt_boxes = self._boxes(det_boxes, gt_boxes)
         det_labels, gt_labels = np.asarray(det_labels, np.int64), np.asarray(gt_labels, np.int64)
         det_scores = np.asarray(det_scores).reshape(-1)
         self.num_gt += np.bincount(gt_labels, minlength=self.num_classes)[:self.num_classes]

@@ -13,6 +13,14 @@ floating-point operation matches the original; subtract 1 for this project's
 0-based pixels. Scores given to ``update`` are ``[N, C+1]`` with the background in
 column 0 (the model's layout); the linking uses the C class columns only, as the
 Matlab does (``allScores(:, 1:num_action)``).
+
+Precision: the Matlab computes in single precision when the detection files hold single
+(as ROAD's and AMTNet's test scripts write them): ``loc .* [320 240 320 240]`` stays single,
+and so does every box and score computation after it, with each double constant converted
+to single first (Octave and Matlab do that for mixed operations). Here too: boxes keep the
+precision of ``loc`` and scores that of ``scores`` (float32 or float64), NMS runs in single
+when either is single (``nms.m`` gets ``[boxes scores]``, which is then single), and every
+constant goes to the same precision before it is used (``work_dtype``).
 """
 from dataclasses import dataclass
 
@@ -20,6 +28,11 @@ import numba
 import numpy as np
 
 EPS = np.finfo(np.float64).eps  # Matlab's eps in inters_union
+
+
+def work_dtype(*arrays):
+    """float32 if any of the arrays is single (Matlab's single-double arithmetic gives single), else float64."""
+    return np.dtype(np.float32) if any(np.asarray(a).dtype == np.float32 for a in arrays) else np.dtype(np.float64)
 
 
 @dataclass
@@ -39,8 +52,8 @@ def loc_to_link_boxes(loc, frame_size=(320, 240)):
     """Normalised x1, y1, x2, y2 -> link boxes, as ``actionPaths.m`` ``readDetections``.
 
     ``loc .* [320 240 320 240]``; only x1, y1 < 0 and x2 > 319, y2 > 239 are clipped;
-    then ``+1`` on all four. Computed in the input's precision (Matlab keeps single
-    data single), returned as float64.
+    then ``+1`` on all four. Computed and returned in the input's precision (float32 or
+    float64; Matlab keeps single data single).
     """
     loc = np.asarray(loc)
     if loc.dtype not in (np.float32, np.float64):
@@ -51,7 +64,7 @@ def loc_to_link_boxes(loc, frame_size=(320, 240)):
     b[:, 1] = np.where(b[:, 1] < 0, 0, b[:, 1])
     b[:, 2] = np.where(b[:, 2] > width - 1, width - 1, b[:, 2])
     b[:, 3] = np.where(b[:, 3] > height - 1, height - 1, b[:, 3])
-    return (b + loc.dtype.type(1)).astype(np.float64)
+    return b + loc.dtype.type(1)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -145,9 +158,12 @@ def filter_frame_padded(boxes, class_scores, cfgs=(LINKING_FILTER,)):
     indices into the frame's boxes, padded with -1, in the order the Matlab keeps them:
     score > thresh, stable descending sort, top ``pre_nms_topk``, ``nms.m`` (which, among
     equal scores, picks the later one of the sorted list first), top ``post_nms_topk``.
+    The comparisons and the NMS arithmetic run in the inputs' precision (``work_dtype``).
     """
-    boxes = np.ascontiguousarray(boxes, np.float64).reshape(-1, 4)
-    class_scores = np.ascontiguousarray(class_scores, np.float64)
+    score_dtype = work_dtype(class_scores)
+    nms_dtype = work_dtype(boxes, class_scores)  # nms.m gets [boxes scores]
+    boxes = np.ascontiguousarray(boxes, nms_dtype).reshape(-1, 4)
+    class_scores = np.ascontiguousarray(class_scores, score_dtype)
     cfgs = list(cfgs)
     groups = {}
     for i, cfg in enumerate(cfgs):
@@ -155,8 +171,8 @@ def filter_frame_padded(boxes, class_scores, cfgs=(LINKING_FILTER,)):
     out = [None] * len(cfgs)
     for (pre_topk, nms_thresh), members in groups.items():
         posts = np.array([cfgs[i].post_nms_topk for i in members], np.int64)
-        picks = _dofilter(boxes, class_scores, np.array([cfgs[i].score_thresh for i in members], np.float64),
-                          pre_topk, nms_thresh, posts)
+        picks = _dofilter(boxes, class_scores, np.array([cfgs[i].score_thresh for i in members], score_dtype),
+                          pre_topk, nms_dtype.type(nms_thresh), posts)
         for g, i in enumerate(members):
             out[i] = picks[g, :, :posts[g]]
     return out
@@ -206,13 +222,15 @@ def segment_starts(lengths):
 
 @numba.njit(cache=True)
 def _topk_means(values, starts, lengths, k):
-    out = np.empty(len(lengths))
+    out = np.empty(len(lengths), values.dtype)
+    count = np.empty(1, values.dtype)  # the divisor in the values' precision
     for i in range(len(lengths)):
         desc = np.sort(values[starts[i]:starts[i] + lengths[i]])[::-1]
-        total = 0.0
-        for v in desc[:k]:
+        total = desc[0]
+        for v in desc[1:k]:
             total += v
-        out[i] = total / min(lengths[i], k)
+        count[0] = min(lengths[i], k)
+        out[i] = total / count[0]
     return out
 
 
@@ -220,10 +238,12 @@ def topk_means(values, lengths, k):
     """Per segment of ``values`` (consecutive, ``lengths`` long, all > 0): the mean of its k highest.
 
     As the Matlab's ``mean(sorted(1:min(k, n)))`` in the ports: a left-to-right sum, in
-    descending order, divided by the count.
+    descending order, divided by the count, in the values' precision (Octave's ``mean`` of
+    single is ``sum(x) / n`` with a single accumulator: float32 in, float32 out).
     """
     lengths = np.asarray(lengths, np.int64)
-    return _topk_means(np.ascontiguousarray(values, np.float64), segment_starts(lengths), lengths, int(k))
+    values = np.ascontiguousarray(values, work_dtype(values))
+    return _topk_means(values, segment_starts(lengths), lengths, int(k))
 
 
 @dataclass
@@ -246,94 +266,104 @@ class ActionPath:
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _link_step(state, n_live, boxes, class_scores, picks, iou_thresh, jumpgap, next_pid):
+def _link_step(sbox, stop, sint, n_live, boxes, class_scores, picks, bconst, jumpgap, next_pid):
     """One frame of ``incremental_linking.m`` for every class (``OnlineLinker``'s state layout).
 
     Per class, in the live order: each path takes the uncovered pick of highest class score
     with IoU >= iou_thresh (picks are in descending score order, so the first such one);
     paths are then ordered by the mean of their ``jumpgap + 1`` best scores (stable), the
     ones unseen for ``jumpgap`` frames die, and the uncovered picks start new paths.
+    State per live path: ``sbox`` its last box (the boxes' precision), ``stop`` its
+    ``jumpgap + 1`` best scores ascending, zeros in front (the scores' precision), ``sint``
+    (number of those scores, frames since last found, path id). ``bconst``: 1, eps and
+    iou_thresh in the boxes' precision, so that the IoU is computed in it.
     Returns the new state and live counts, the records (path id, box row), the dead path
     ids and the new paths' classes (ids ``next_pid`` on, class then pick order).
     """
-    num_classes, p, width = state.shape
+    num_classes, p, keep = stop.shape
     k = picks.shape[1]
-    keep = width - 7
-    ntop, last, pid = 4 + keep, 5 + keep, 6 + keep
-    out = np.zeros((num_classes, p + k, width))
+    one, eps, iou_thresh = bconst[0], bconst[1], bconst[2]
+    zero = one - one
+    obox = np.zeros((num_classes, p + k, 4), sbox.dtype)
+    otop = np.zeros((num_classes, p + k, keep), stop.dtype)
+    oint = np.zeros((num_classes, p + k, 3), np.int64)
     out_live = np.zeros(num_classes, np.int64)
+    count = np.empty(1, stop.dtype)  # the mean's divisor in the scores' precision
     # Records, dead ids and new classes, filled to n_rec, n_dead, n_new.
     rec_pid, rec_row = np.empty(num_classes * k, np.int64), np.empty(num_classes * k, np.int64)
     dead, new_class = np.empty(num_classes * p, np.int64), np.empty(num_classes * k, np.int64)
     n_rec = n_dead = n_new = 0
     for c in range(num_classes):
-        st = state[c, :n_live[c]]
+        nl = n_live[c]
         npick = 0
         while npick < k and picks[c, npick] >= 0:
             npick += 1
         covered = np.zeros(npick, np.bool_)
-        for q in range(len(st)):
+        for q in range(nl):
+            a = sbox[c, q]
             # link_iou's arithmetic: x, y, w = x2 - x1 + 1, h; rectint; union + eps.
-            wa0, wa1 = st[q, 2] - st[q, 0] + 1, st[q, 3] - st[q, 1] + 1
+            wa0, wa1 = a[2] - a[0] + one, a[3] - a[1] + one
             taken = -1
             for j in range(npick):
                 if covered[j]:
                     continue
                 b = boxes[picks[c, j]]
-                wb0, wb1 = b[2] - b[0] + 1, b[3] - b[1] + 1
-                d0 = min(st[q, 0] + wa0, b[0] + wb0) - max(st[q, 0], b[0])
-                d1 = min(st[q, 1] + wa1, b[1] + wb1) - max(st[q, 1], b[1])
-                inter = max(d0, 0.0) * max(d1, 0.0)
-                if inter / (wa0 * wa1 + wb0 * wb1 - inter + EPS) >= iou_thresh:
+                wb0, wb1 = b[2] - b[0] + one, b[3] - b[1] + one
+                d0 = min(a[0] + wa0, b[0] + wb0) - max(a[0], b[0])
+                d1 = min(a[1] + wa1, b[1] + wb1) - max(a[1], b[1])
+                inter = max(d0, zero) * max(d1, zero)
+                if inter / (wa0 * wa1 + wb0 * wb1 - inter + eps) >= iou_thresh:
                     taken = j
                     break
             if taken < 0:
-                st[q, last] += 1
+                sint[c, q, 1] += 1
                 continue
             covered[taken] = True
             row = picks[c, taken]
             # The jumpgap + 1 best, ascending: insert the score, drop the smallest.
             v = class_scores[row, c]
-            if v > st[q, 4]:
-                i = 4
-                while i + 1 < 4 + keep and st[q, i + 1] < v:
-                    st[q, i] = st[q, i + 1]
+            top = stop[c, q]
+            if v > top[0]:
+                i = 0
+                while i + 1 < keep and top[i + 1] < v:
+                    top[i] = top[i + 1]
                     i += 1
-                st[q, i] = v
-            st[q, :4] = boxes[row]
-            st[q, ntop] = min(st[q, ntop] + 1, keep)
-            st[q, last] = 0
-            rec_pid[n_rec], rec_row[n_rec] = st[q, pid], row
+                top[i] = v
+            sbox[c, q] = boxes[row]
+            sint[c, q, 0] = min(sint[c, q, 0] + 1, keep)
+            sint[c, q, 1] = 0
+            rec_pid[n_rec], rec_row[n_rec] = sint[c, q, 2], row
             n_rec += 1
-        order_score = np.empty(len(st))
-        for q in range(len(st)):
-            total = st[q, 4]
-            for i in range(5, 4 + keep):
-                total += st[q, i]
-            order_score[q] = total / st[q, ntop]
+        order_score = np.empty(nl, stop.dtype)
+        for q in range(nl):
+            total = stop[c, q, 0]
+            for i in range(1, keep):
+                total += stop[c, q, i]
+            count[0] = sint[c, q, 0]
+            order_score[q] = total / count[0]
         n = 0
         for q in np.argsort(-order_score, kind="mergesort"):
-            if st[q, last] < jumpgap:
-                out[c, n] = st[q]
+            if sint[c, q, 1] < jumpgap:
+                obox[c, n], otop[c, n], oint[c, n] = sbox[c, q], stop[c, q], sint[c, q]
                 n += 1
             else:
-                dead[n_dead] = st[q, pid]
+                dead[n_dead] = sint[c, q, 2]
                 n_dead += 1
         for j in range(npick):
             if not covered[j]:
                 row = picks[c, j]
-                out[c, n, :4] = boxes[row]
-                out[c, n, 3 + keep] = class_scores[row, c]
-                out[c, n, ntop] = 1
-                out[c, n, pid] = next_pid
+                obox[c, n] = boxes[row]
+                otop[c, n, keep - 1] = class_scores[row, c]
+                oint[c, n, 0], oint[c, n, 2] = 1, next_pid
                 rec_pid[n_rec], rec_row[n_rec], new_class[n_new] = next_pid, row, c
                 n_rec += 1
                 n_new += 1
                 next_pid += 1
                 n += 1
         out_live[c] = n
-    width_live = out_live.max() if num_classes else 0
-    return out[:, :width_live].copy(), out_live, rec_pid[:n_rec], rec_row[:n_rec], dead[:n_dead], new_class[:n_new]
+    w = out_live.max() if num_classes else 0
+    return (obox[:, :w].copy(), otop[:, :w].copy(), oint[:, :w].copy(), out_live,
+            rec_pid[:n_rec], rec_row[:n_rec], dead[:n_dead], new_class[:n_new])
 
 
 class OnlineLinker:
@@ -346,10 +376,12 @@ class OnlineLinker:
     ``finish()`` gives every class's final, sorted paths.
 
     All classes are linked in one compiled step per frame (``_link_step``): the live paths
-    are rows of ``[C, P, F]`` arrays (last box, the ``jumpgap + 1`` best scores ascending
-    with zeros in front, their count, frames since last found, path id) in the Matlab's
+    are rows of ``[C, P, ...]`` arrays (last box; the ``jumpgap + 1`` best scores ascending
+    with zeros in front; their count, frames since last found, path id) in the Matlab's
     ``live_paths`` order, and every linked detection is a record (path id, frame, row of the
-    video's boxes); ``finish`` gathers the records into paths.
+    video's boxes); ``finish`` gathers the records into paths. The first frame fixes the
+    precision of boxes and scores (float32 or float64, see the module's doc); later frames
+    are converted to it.
     """
 
     def __init__(self, num_classes, iou_thresh=0.1, jumpgap=3, filter_cfg=LINKING_FILTER):
@@ -358,10 +390,10 @@ class OnlineLinker:
         self.jumpgap = jumpgap
         self.filter_cfg = filter_cfg
         self.t = 0
-        keep = jumpgap + 1
-        self._top = slice(4, 4 + keep)
-        self._ntop, self._last, self._pid = 4 + keep, 5 + keep, 6 + keep
-        self.state = np.zeros((num_classes, 0, 7 + keep))
+        self.box_dtype = self.score_dtype = None
+        self._sbox = np.zeros((num_classes, 0, 4))
+        self._stop = np.zeros((num_classes, 0, jumpgap + 1))
+        self._sint = np.zeros((num_classes, 0, 3), np.int64)
         self.n_live = np.zeros(num_classes, np.int64)
         self._num_paths = 0
         self._path_class, self._dead = [], []
@@ -370,8 +402,9 @@ class OnlineLinker:
         self._offset = 0
 
     def update(self, boxes, scores):
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        scores = np.asarray(scores, np.float64)
+        """One frame: link boxes ``[N, 4]`` and scores ``[N, C+1]`` (background first), float32 or float64."""
+        boxes = np.asarray(boxes).reshape(-1, 4)
+        scores = np.asarray(scores)
         if scores.ndim != 2 or scores.shape != (len(boxes), self.num_classes + 1):
             raise ValueError(f"frame {self.t}: scores have shape {scores.shape}, expected "
                              f"({len(boxes)}, {self.num_classes + 1}) (background first)")
@@ -379,12 +412,16 @@ class OnlineLinker:
         self.link(boxes, class_scores, filter_frame_padded(boxes, class_scores, (self.filter_cfg,))[0])
 
     def link(self, boxes, class_scores, picks):
-        """One frame: boxes ``[N, 4]`` float64, class_scores ``[N, C]`` float64, picks ``[C, k]`` (-1 padded)."""
-        boxes = np.ascontiguousarray(boxes, np.float64).reshape(-1, 4)
-        class_scores = np.ascontiguousarray(class_scores, np.float64)
-        self.state, self.n_live, rec_pid, rec_row, dead, new_class = _link_step(
-            self.state, self.n_live, boxes, class_scores, np.ascontiguousarray(picks, np.int64),
-            float(self.iou_thresh), int(self.jumpgap), self._num_paths)
+        """One frame: boxes ``[N, 4]``, class_scores ``[N, C]``, picks ``[C, k]`` (-1 padded)."""
+        if self.box_dtype is None:
+            self.box_dtype, self.score_dtype = work_dtype(boxes), work_dtype(class_scores)
+            self._sbox, self._stop = self._sbox.astype(self.box_dtype), self._stop.astype(self.score_dtype)
+        boxes = np.ascontiguousarray(boxes, self.box_dtype).reshape(-1, 4)
+        class_scores = np.ascontiguousarray(class_scores, self.score_dtype)
+        bconst = np.array([1, EPS, self.iou_thresh], self.box_dtype)
+        self._sbox, self._stop, self._sint, self.n_live, rec_pid, rec_row, dead, new_class = _link_step(
+            self._sbox, self._stop, self._sint, self.n_live, boxes, class_scores, np.ascontiguousarray(picks, np.int64),
+            bconst, int(self.jumpgap), self._num_paths)
         self._record(rec_pid, rec_row)
         if len(dead):
             self._dead.append(dead)
@@ -409,7 +446,7 @@ class OnlineLinker:
         return int((np.concatenate(self._path_class)[dead] == class_id).sum()) if len(dead) else 0
 
     def _live_pids(self, class_id):
-        return self.state[class_id, :self.n_live[class_id], self._pid].astype(np.int64)
+        return self._sint[class_id, :self.n_live[class_id], 2]
 
     def _gather(self, pids, min_found):
         """Gap-filled ``ActionPath`` of the given path ids with more than ``min_found`` detections, and their classes."""

@@ -165,8 +165,7 @@ class OnlineTubes:
         self.frame_size = frame_size
 
     def update(self, loc, scores):
-        self.linker.update(loc_to_link_boxes(np.asarray(loc).reshape(-1, 4), self.frame_size),
-                           np.asarray(scores, np.float64))
+        self.linker.update(loc_to_link_boxes(np.asarray(loc).reshape(-1, 4), self.frame_size), np.asarray(scores))
 
     def current(self, min_score=0.0):
         """Live paths extended at the latest frame: ``[(class_id, box x1 y1 x2 y2 0-based pixels,

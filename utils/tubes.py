@@ -113,7 +113,9 @@ def trim_video(paths_per_class, alphas, min_num_frames=MIN_NUM_FRAMES, topk=TOPK
         return {alpha: [] for alpha in alphas}
     lengths = np.array([len(p.boxes) for _, p in flat], np.int64)
     path_start = segment_starts(lengths)
-    unaries = (np.concatenate([p.all_scores for _, p in flat]) + SCORE_OFFSET).astype(np.float64)
+    # PARactionPathSmoother.m: M = M + 20 in the scores' precision; dpEM_max.m's D is double.
+    all_scores = np.concatenate([p.all_scores for _, p in flat])
+    unaries = (all_scores + all_scores.dtype.type(SCORE_OFFSET)).astype(np.float64)
     scores = np.concatenate([p.scores for _, p in flat])
     path_of = np.repeat(np.arange(len(flat)), lengths)
     path_class = np.repeat([c for c, _ in flat], lengths)
@@ -142,19 +144,19 @@ def trim_video(paths_per_class, alphas, min_num_frames=MIN_NUM_FRAMES, topk=TOPK
 
 
 def _link_boxes_and_scores(frames, frame_size):
-    """All frames' link boxes ``[M, 4]`` and float64 scores ``[M, C+1]`` at once, and frame offsets ``[F+1]``.
+    """All frames' link boxes ``[M, 4]`` and scores ``[M, C+1]`` at once, and frame offsets ``[F+1]``.
 
-    Concatenated only when every frame's ``loc`` has the same dtype, so each box is computed
-    in its own precision as ``loc_to_link_boxes`` of that frame would.
+    Boxes keep the precision of ``loc`` and scores that of ``scores`` (float32 when every frame's
+    is single, else float64), as the Matlab computes in the precision its files hold. A frame
+    of another precision is converted first (one precision per video).
     """
     offsets = np.cumsum([0] + [len(loc) for loc, _ in frames])
     locs = [np.asarray(loc) for loc, _ in frames]
-    if len({loc.dtype for loc in locs}) == 1:
-        boxes = loc_to_link_boxes(np.concatenate(locs).reshape(-1, 4), frame_size)
-    else:
-        boxes = np.concatenate([loc_to_link_boxes(loc.reshape(-1, 4), frame_size) for loc in locs])
+    loc_dtype = np.float32 if all(loc.dtype == np.float32 for loc in locs) else np.float64
+    boxes = loc_to_link_boxes(np.concatenate([loc.reshape(-1, 4).astype(loc_dtype, copy=False) for loc in locs]), frame_size)
     width = max((np.shape(s)[1] for _, s in frames if np.ndim(s) == 2), default=1)
-    scores = np.concatenate([np.asarray(s, np.float64).reshape(-1, width) for _, s in frames])
+    score_dtype = np.float32 if all(np.asarray(s).dtype == np.float32 for _, s in frames) else np.float64
+    scores = np.concatenate([np.asarray(s, score_dtype).reshape(-1, width) for _, s in frames])
     return boxes, scores, offsets
 
 
@@ -164,7 +166,8 @@ def link_frames(frames, num_classes, frame_size=(320, 240), iou_thresh=0.1, jump
     ``loc`` normalised ``[N, 4]``, ``scores`` ``[N, C+1]`` background first (both formats'
     reader output). With ``extra_filter`` (e.g. frameAp.m's ``dofilter``), the same pass also
     gives that filter's picks as rows ``[frame, class, score, x1, y1, x2, y2]`` (link boxes),
-    per frame in class then pick order; otherwise ``None``.
+    per frame in class then pick order, in the boxes' precision (frameAp.m's IoU is computed
+    in it); otherwise ``None``.
     """
     linker = OnlineLinker(num_classes, iou_thresh, jumpgap)
     cfgs = (linker.filter_cfg,) if extra_filter is None else (linker.filter_cfg, extra_filter)
@@ -185,7 +188,7 @@ def link_frames(frames, num_classes, frame_size=(320, 240), iou_thresh=0.1, jump
     if extra_filter is None:
         return linker.finish(), None
     f, c, rows = (np.concatenate(a) for a in zip(*extra))
-    return linker.finish(), np.column_stack([f, c, class_scores[rows, c], boxes[rows]]).astype(np.float64)
+    return linker.finish(), np.column_stack([f, c, class_scores[rows, c], boxes[rows]]).astype(boxes.dtype)
 
 
 def link_and_trim(frames, num_classes, alphas, frame_size=(320, 240), iou_thresh=0.1, jumpgap=3):
