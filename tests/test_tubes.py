@@ -174,3 +174,27 @@ def test_trim_paths_equals_per_path_reference():
         for t, (c, score, start, boxes) in zip(got, want):
             assert (t.class_id, t.score, t.start) == (c, score, start)
             np.testing.assert_array_equal(t.boxes, boxes)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tubes_file_keeps_the_box_precision(tmp_path, dtype):
+    """Single detections give single link boxes, which the evaluation computes in (convert2eval.m's
+    x2 - x1 and the evaluator's + 1): a saved and reloaded tube has the same boxes, bit for bit, in
+    the same precision, and the same scores."""
+    from utils.tube_runner import load_tubes, save_tubes
+    from utils.tubes import link_and_trim
+    rng = np.random.default_rng(4)
+    track = np.cumsum(rng.normal(0, 1.5, (30, 4)), 0) + [60, 40, 160, 200]
+    frames = [((np.stack([b, b + rng.normal(0, 3, 4)]) / [320, 240, 320, 240]).astype(dtype),
+               np.array([[0.1, 0.8, 0.1], [0.3, 0.6, 0.1]], dtype)) for b in track]
+    paths, tubes = link_and_trim(frames, 2, [3.0])
+    assert paths[0][0].boxes.dtype == paths[0][0].scores.dtype == dtype
+    save_tubes(tmp_path / "t.npz", ["v"], {"v": tubes}, 3.0)
+    _, loaded = load_tubes(tmp_path / "t.npz")
+    assert len(loaded["v"]) == len(tubes[3.0]) > 0
+    for a, b in zip(loaded["v"], tubes[3.0]):
+        assert a.boxes.dtype == b.boxes.dtype == dtype
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        assert (a.class_id, a.start, a.score) == (b.class_id, b.start, b.score)
+    # for single detections the tube score is a single-precision mean (Octave: sum(x) / n in single)
+    assert all((t.score == float(np.float32(t.score))) == (dtype == np.float32) for t in tubes[3.0])

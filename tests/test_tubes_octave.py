@@ -13,7 +13,7 @@ from utils.tube_runner import frame_map_of
 from utils.tubes import link_and_trim, link_frames
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "octave"
-CASES = ["small", "clutter", "mixed"]
+CASES = ["small", "clutter", "mixed", "single"]  # single: float32 detections, computed in single
 
 
 def _frames(det, v):

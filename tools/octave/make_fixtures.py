@@ -40,6 +40,13 @@ CASES = {
     "mixed": (["Basketball", "Biking", "Diving"], 2,
               [(0, 60, [(1, 60)], 1), (1, 50, [(5, 50)], 2), (2, 40, [(1, 40)], None)], 0.2, [0.5, 3]),
 }
+# Cases written in single precision, off any grid, as a detector's test script writes them: the
+# original then computes in single; scores are peaked (many near or at 1.0 in single: ties).
+SINGLE = {
+    "single": (["Basketball", "Biking", "Diving", "Fencing"], 3,
+               [(1, 70, [(1, 70), (12, 50)]), (3, 45, [(4, 45)], 0), (0, 50, [(1, 50)])], 0.1, [3, 5]),
+}
+CASES.update(SINGLE)
 
 
 def _walk(rng, n, start, size):
@@ -49,7 +56,7 @@ def _walk(rng, n, start, size):
     return np.concatenate([xy, xy + np.maximum(wh, 8)], 1)
 
 
-def make_case(classes, seed, specs):
+def make_case(classes, seed, specs, single=False):
     rng = np.random.default_rng(seed)
     num_classes = len(classes)
     names, annot, frames_out = [], [], []
@@ -82,8 +89,9 @@ def make_case(classes, seed, specs):
                 boxes.append(clutter[f - 1] + rng.normal(0, 25, 4))
                 labels.append(int(rng.integers(0, num_classes)))
             boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-            loc = np.round(boxes / [320, 240, 320, 240] * GRID_BOX) / GRID_BOX
-            loc = np.clip(loc, -0.05, 1.05)
+            loc = np.clip(np.round(boxes / [320, 240, 320, 240] * GRID_BOX) / GRID_BOX, -0.05, 1.05)
+            if single:
+                loc = np.clip(boxes / [320, 240, 320, 240], -0.05, 1.05).astype(np.float32)
             scores = rng.dirichlet(np.ones(num_classes + 1) * 0.5, len(loc))
             for i, lab in enumerate(labels):
                 scores[i, lab + 1] += rng.uniform(0.3, 1.5)
@@ -92,6 +100,9 @@ def make_case(classes, seed, specs):
             coarse = rng.random(len(loc)) < 0.3
             scores[coarse] = np.round(scores[coarse] * 32) / 32
             scores = np.round(scores * GRID_SCORE) / GRID_SCORE
+            if single:
+                scores = scores ** 6 + 1e-9 * rng.random(scores.shape)
+                scores = (scores / scores.sum(1, keepdims=True)).astype(np.float32)
             video.append((loc, scores))
         frames_out.append(video)
     return names, annot, frames_out
@@ -213,7 +224,7 @@ def main():
             tmp = Path(tmp)
             work = tmp / "work"
             work.mkdir()
-            names, annot, frames = make_case(classes, seed, specs)
+            names, annot, frames = make_case(classes, seed, specs, case in SINGLE)
             write_inputs(work, classes, names, annot, frames, iou_thresh, alphas)
             run_reference(args.src, tmp, work)
             expected = collect(work, names, classes, alphas)
