@@ -50,7 +50,11 @@ def descending_order(scores):
 
 def pr_curve(scores, is_tp, num_gt):
     """Recall and precision as get_PR_curve.m: scores as single, stable descending sort."""
-    labels = np.asarray(is_tp, bool)[descending_order(np.asarray(scores, np.float32))]
+    return pr_curve_ranked(np.asarray(is_tp, bool)[descending_order(np.asarray(scores, np.float32))], num_gt)
+
+
+def pr_curve_ranked(labels, num_gt):
+    """Recall and precision of TP flags already in rank order."""
     tp = np.cumsum(labels).astype(np.float64)
     fp = np.cumsum(~labels).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -205,6 +209,9 @@ def video_ap(gts, detections, num_classes, iou_thresholds=VIDEO_IOU_THRESHOLDS):
     classes = np.concatenate(all_classes) if all_classes else np.zeros(0, np.int64)
     best = np.concatenate([iou.max(1) if iou.shape[1] else np.full(len(iou), -np.inf) for iou in per_video]) \
         if per_video else np.zeros(0)
+    # Each class's tubes in rank order (scores as single, stable), once for all thresholds.
+    ranked = [np.flatnonzero(classes == c) for c in range(num_classes)]
+    ranked = [idx[descending_order(scores[idx].astype(np.float32))] for idx in ranked]
     results = []
     for th in iou_thresholds:
         hit = np.zeros(len(scores), bool)
@@ -220,13 +227,14 @@ def video_ap(gts, detections, num_classes, iou_thresholds=VIDEO_IOU_THRESHOLDS):
                     hit[offsets[k] + i] = True
                     iou_sum[classes[offsets[k] + i]] += row[j]
         ap, class_iou, curves = np.zeros(num_classes), np.zeros(num_classes), []
-        for c in range(num_classes):
-            m = classes == c
-            recall, precision = pr_curve(scores[m], hit[m], total_gt[c])
+        for c, idx in enumerate(ranked):
+            if not len(idx):  # no tubes: AP 0, as voc_ap of an empty curve
+                curves.append((np.zeros(0), np.zeros(0)))
+                continue
+            recall, precision = pr_curve_ranked(hit[idx], total_gt[c])
             a = voc_ap(recall, precision)
             ap[c] = 0.0 if np.isnan(a) else a
-            if m.any():
-                class_iou[c] = (iou_sum[c] + 0.000001) / (hit[m].sum() + 0.00001)
+            class_iou[c] = (iou_sum[c] + 0.000001) / (hit[idx].sum() + 0.00001)
             curves.append((recall, precision))
         results.append(VideoAPResult(th, float(ap.mean()), float(class_iou.mean()), accuracy, ap, class_iou, curves))
     return results
