@@ -77,3 +77,14 @@ def test_short_paths_dropped_and_contested_box():
     live = lk.paths(0)
     assert [p.scores.tolist() for p in live] == [[0.9, 0.5], [0.2]]
     assert lk.finish()[0] == []  # no path has more than 3 detections
+
+
+def test_nms_runs_in_single_for_single_detections():
+    """nms.m gets ``[boxes scores]``, single when either is: this pair overlaps 0.45000002 in single
+    (above single(0.45)) and 0.4499999901 in double, so the second box goes in single only."""
+    boxes = np.array([[35.88758087158203, 47.17167663574219, 91.71835327148438, 115.70535278320312],
+                      [57.06476974487305, 47.17167663574219, 112.89554595947266, 115.70535278320312]])
+    scores = np.array([[0.9], [0.8]])
+    assert filter_frame(boxes.astype(np.float32), scores.astype(np.float32))[0].tolist() == [0]
+    assert filter_frame(boxes, scores.astype(np.float32))[0].tolist() == [0]
+    assert filter_frame(boxes, scores)[0].tolist() == [0, 1]
