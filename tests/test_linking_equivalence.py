@@ -189,3 +189,22 @@ def test_topk_means_equals_sequential_mean():
     starts = np.cumsum(lengths) - lengths
     want = [seq_mean(np.sort(values[s:s + n])[::-1][:20]) for s, n in zip(starts, lengths)]
     np.testing.assert_array_equal(got, want)
+
+
+def test_current_equals_the_live_paths_last_frame():
+    """OnlineLinker.current's running state against the gathered live paths, read every frame or after skips."""
+    frames = cluttered_frames(np.random.default_rng(13), 60, 30, 3, True)
+    lk = OnlineLinker(3)
+    checked = 0
+    for t, (boxes, scores) in enumerate(frames):
+        lk.update(boxes, scores)
+        if t % 5 in (1, 2):  # polls after gaps of 1 and 4 frames: the lazy update catches up
+            continue
+        want = sorted((c, *p.boxes[-1], p.scores[-1], p.scores.mean()) for c in range(3) for p in lk.paths(c)
+                      if p.found[-1] == t)
+        cls, b, s, m = lk.current()
+        got = sorted(zip(cls.tolist(), *b.T.tolist(), s.tolist(), m.tolist()))
+        assert len(got) == len(want) and np.all(np.diff(cls) >= 0)
+        np.testing.assert_allclose(np.array(got, float).reshape(-1, 7), np.array(want, float).reshape(-1, 7), rtol=1e-12)
+        checked += len(want)
+    assert checked > 100

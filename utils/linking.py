@@ -400,6 +400,11 @@ class OnlineLinker:
         self._rec_pid, self._rec_t, self._rec_row = [], [], []
         self._boxes, self._class_scores = [], []
         self._offset = 0
+        # current()'s per-path running state, brought up to date lazily (offline linking never pays for it)
+        self._run_frames = self._run_chunks = 0
+        self._frame_start = []
+        self._run = {"class": np.zeros(0, np.int64), "last_t": np.zeros(0, np.int64),
+                     "sum": np.zeros(0), "length": np.zeros(0, np.int64)}
 
     def update(self, boxes, scores):
         """One frame: link boxes ``[N, 4]`` and scores ``[N, C+1]`` (background first), float32 or float64."""
@@ -430,6 +435,7 @@ class OnlineLinker:
             self._num_paths += len(new_class)
         self._boxes.append(boxes)
         self._class_scores.append(class_scores)
+        self._frame_start.append(self._offset)
         self._offset += len(boxes)
         self.t += 1
 
@@ -477,8 +483,41 @@ class OnlineLinker:
         return paths, classes, scores, lengths
 
     def paths(self, class_id):
-        """Live paths of one class, gaps filled (short paths included)."""
+        """Live paths of one class, gaps filled (short paths included); gathers from the whole video."""
         return self._gather(self._live_pids(class_id), 0)[0]
+
+    def current(self):
+        """Paths extended at the latest frame, in class order: ``(class_ids, boxes [K, 4] link boxes,
+        scores at that frame, mean gap-filled path scores)``.
+
+        The same as reading the last box and score of every ``paths(c)`` (the mean accumulated
+        in float64), but the cost per frame does not grow with the video: each path keeps a
+        running sum of its gap-filled scores (a gap repeats the next detection, so a detection
+        found ``g`` frames after the path's previous one counts ``g`` times).
+        """
+        run = self._run
+        if self._num_paths > len(run["class"]):
+            grow = max(self._num_paths, 2 * len(run["class"])) - len(run["class"])
+            for k, v in run.items():
+                run[k] = np.concatenate([v, np.zeros(grow, v.dtype)])
+        if self._run_chunks < len(self._path_class):
+            new = np.concatenate(self._path_class[self._run_chunks:])
+            run["class"][self._num_paths - len(new):self._num_paths] = new
+            self._run_chunks = len(self._path_class)
+        for t in range(self._run_frames, self.t):  # one chunk of records per frame, one record per path
+            pid, row = self._rec_pid[t], self._rec_row[t] - self._frame_start[t]
+            gap = np.where(run["length"][pid] > 0, t - run["last_t"][pid], 1)
+            run["sum"][pid] += gap * self._class_scores[t][row, run["class"][pid]]
+            run["length"][pid] += gap
+            run["last_t"][pid] = t
+        self._run_frames = self.t
+        if self.t == 0:
+            return np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0), np.zeros(0)
+        pid, row = self._rec_pid[-1], self._rec_row[-1] - self._frame_start[-1]
+        order = np.argsort(run["class"][pid], kind="stable")
+        pid, row = pid[order], row[order]
+        cls = run["class"][pid]
+        return cls, self._boxes[-1][row], self._class_scores[-1][row, cls], run["sum"][pid] / run["length"][pid]
 
     def finish(self):
         """Final paths per class: live then dead, gaps filled, sorted (``incremental_linking.m``).

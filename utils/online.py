@@ -169,11 +169,7 @@ class OnlineTubes:
 
     def current(self, min_score=0.0):
         """Live paths extended at the latest frame: ``[(class_id, box x1 y1 x2 y2 0-based pixels,
-        score at this frame, mean path score)]``."""
-        t = self.linker.t - 1
-        out = []
-        for c in range(self.linker.num_classes):
-            for path in self.linker.paths(c):
-                if path.found[-1] == t and path.scores.mean() >= min_score:
-                    out.append((c, path.boxes[-1] - 1, float(path.scores[-1]), float(path.scores.mean())))
-        return out
+        score at this frame, mean path score)]``, those with a mean below ``min_score`` left out."""
+        classes, boxes, scores, means = self.linker.current()
+        return [(int(c), b - 1, float(s), float(m))
+                for c, b, s, m in zip(classes, boxes, scores, means) if m >= min_score]
