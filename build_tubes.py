@@ -11,22 +11,21 @@ import time
 from pathlib import Path
 
 from utils import tube_runner as tr
+from utils.args import annotation_args, tube_args
 
 log = logging.getLogger("build_tubes")
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[annotation_args(), tube_args()],
+                                epilog="without --video_list: the videos of the test split (testlist01.txt beside "
+                                       "--annot) that have detections")
     p.add_argument("--det_dir", required=True, type=Path, help="detections: DIR/<Class>/<video>/00001.mat or DIR/<Class>/<video>.npz")
-    p.add_argument("--annot", required=True, type=Path, help="finalAnnots.mat or pyannot.pkl")
     p.add_argument("--out_dir", required=True, type=Path)
-    p.add_argument("--video_list", type=Path, default=None, help="one Class/video per line (default: the test split with detections)")
     p.add_argument("--det_format", default="road_mat", type=str.lower, choices=["road_mat", "npz"])
-    p.add_argument("--alphas", default="3,5", help="label-change penalties of the temporal trimming")
     p.add_argument("--iou_thresh", default=0.1, type=float, help="linking IoU threshold")
     p.add_argument("--jumpgap", default=3, type=int, help="frames a path may go unmatched")
     p.add_argument("--workers", default=1, type=int)
-    p.add_argument("--classes", type=Path, default=None, help="class names in label order, one per line")
     p.add_argument("--no_frame_map", action="store_true", help="skip frame-mAP")
     return p
 
@@ -34,7 +33,7 @@ def get_args_parser():
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    cfg = tr.TubeConfig(args.det_dir, args.det_format, tuple(float(a) for a in args.alphas.split(",")),
+    cfg = tr.TubeConfig(args.det_dir, args.det_format, args.alphas,
                         args.iou_thresh, args.jumpgap, workers=args.workers)
     t0 = time.perf_counter()
     annotations = tr.load_annotations(args.annot)

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from models import load_model
-from utils.args import device_args, model_args, model_config, stream_args
+from utils.args import device_args, model_args, model_config, stream_args, tube_args
 from utils.detections import write_video_detections
 from utils.distributed import resolve_device
 from utils.engine import place_model
@@ -35,7 +35,7 @@ COLOURS = [(0, 200, 255), (255, 120, 0), (60, 220, 60), (220, 60, 220), (0, 80, 
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     parents=[model_args(), stream_args("fastOF"), device_args()])
+                                     parents=[model_args(), stream_args("fastOF"), device_args(), tube_args("3")])
     parser.add_argument("--video", required=True, type=Path, help="video file or folder of frames")
     parser.add_argument("--weights", required=True, type=Path, help="checkpoint (this project's or, with the model flags, the original's)")
     parser.add_argument("--out", required=True, type=Path, help="annotated video (.mp4 or .avi)")
@@ -43,7 +43,6 @@ def get_args_parser():
     parser.add_argument("--num_classes", default=None, type=int, help="for original checkpoints: classes without background")
     parser.add_argument("--eval_gap", default=1, type=int, help="gap between a micro-tube's frames (test.py --eval_gaps)")
     parser.add_argument("--show_thresh", default=0.2, type=float, help="draw paths whose mean score is at least this")
-    parser.add_argument("--alphas", default="3", help="temporal trimming label-change penalties")
     parser.add_argument("--fps", default=None, type=float, help="output frame rate (default: the input's, or 25)")
     parser.add_argument("--det_out", type=Path, default=None, help="also write the detections (test.py's npz format)")
     return parser
@@ -142,7 +141,7 @@ def main(argv=None):
     log.info("%d frames -> %s", len(detections), args.out)
     paths = tubes.linker.finish()
     name = args.video.stem if args.video.is_file() else args.video.name
-    for alpha in (float(a) for a in args.alphas.split(",")):
+    for alpha in args.alphas:
         found = trim_paths(paths, alpha)
         out = args.out.with_name(f"{args.out.stem}-tubes-alpha{alpha:g}.npz")
         save_tubes(out, [name], {name: {alpha: found}}, alpha)

@@ -10,17 +10,15 @@ from pathlib import Path
 
 from data.annotations import read_video_list
 from utils import tube_runner as tr
+from utils.args import annotation_args
 
 PLOT_IOUS = (0.2, 0.5, 0.75)
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[annotation_args()])
     p.add_argument("--tubes", required=True, nargs="+", type=Path, help="tube files written by build_tubes.py")
-    p.add_argument("--annot", required=True, type=Path, help="finalAnnots.mat or pyannot.pkl")
     p.add_argument("--out_dir", required=True, type=Path)
-    p.add_argument("--video_list", type=Path, default=None)
-    p.add_argument("--classes", type=Path, default=None, help="class names in label order, one per line")
     p.add_argument("--num_classes", type=int, default=None, help="default: the classes of the annotations")
     return p
 

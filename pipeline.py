@@ -31,6 +31,7 @@ import train as train_script
 from data import layout
 from data.annotations import check_dataset, read_video_list
 from data.toy import ToyConfig, make_toy_dataset
+from utils.args import tube_args
 from utils.distributed import DEVICE_CHOICES
 from utils.io import atomic_path
 from utils.logging_utils import setup_logging
@@ -49,7 +50,8 @@ TOY_RECIPE = dict(width_mult=0.125, max_iter=400, optimizer="adam", lr=0.001, st
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     parents=[tube_args()])
     parser.add_argument("--data_root", default=None, help="dataset in the UCF24 layout (default: make the toy set)")
     parser.add_argument("--dataset", default="toy", help="dataset name passed to train.py / test.py")
     parser.add_argument("--work_dir", default="runs/pipeline", help="where the toy data and all outputs go")
@@ -62,7 +64,6 @@ def get_args_parser():
     parser.add_argument("--basenet", default=None, help="pretrained backbone weights (default: from scratch)")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     parser.add_argument("--num_workers", default=2, type=int)
-    parser.add_argument("--alphas", default="3,5", help="temporal trimming label-change penalties")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help="stages to run (the later ones need the earlier ones' outputs)")
     return parser
@@ -145,13 +146,13 @@ def tubes(args, root, det_dir, det_result, tube_dir):
             tmp.write_text("".join(f"{line}\n" for line in lines))
     argv = ["--det_dir", str(det_dir), "--det_format", "npz", "--annot", str(layout.split_path(root, layout.ANNOT_FILE)),
             "--out_dir", str(tube_dir), "--video_list", str(videos), "--classes", str(classes),
-            "--alphas", args.alphas, "--workers", "2"]
+            "--alphas", ",".join(f"{a:g}" for a in args.alphas), "--workers", "2"]
     run_stage("tubes", build_tubes, argv, tube_dir / "results.json", det_dir.parent / f"{det_dir.name}-frame_map.json")
     return json.loads((tube_dir / "results.json").read_text())
 
 
 def plots(args, root, tube_dir, eval_dir):
-    alpha = float(args.alphas.split(",")[0])
+    alpha = args.alphas[0]
     tube_file = tube_dir / f"tubes_alpha{alpha:g}.npz"
     argv = ["--tubes", str(tube_file), "--annot", str(layout.split_path(root, layout.ANNOT_FILE)),
             "--out_dir", str(eval_dir), "--classes", str(tube_dir / "classes.txt")]

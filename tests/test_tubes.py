@@ -198,3 +198,47 @@ def test_tubes_file_keeps_the_box_precision(tmp_path, dtype):
         assert (a.class_id, a.start, a.score) == (b.class_id, b.start, b.score)
     # for single detections the tube score is a single-precision mean (Octave: sum(x) / n in single)
     assert all((t.score == float(np.float32(t.score))) == (dtype == np.float32) for t in tubes[3.0])
+
+
+def test_build_tubes_inputs_edges_and_errors(tmp_path, ucf24_dir, caplog, capsys):
+    """Default video selection, empty frame files (either shape), a video folder without files, and the
+    errors for a malformed frame, an unknown video and bad --alphas."""
+    import build_tubes
+    from utils.tube_runner import load_tubes
+    annots = load_pyannot(ucf24_dir / "pyannot.pkl")
+    split = read_video_list(ucf24_dir / "testlist01.txt")
+    short = [n for n in split if annots[n].num_frames < 90]
+    first, empty_dir = short[1], short[0]  # selection must follow the split's order, not the folders'
+    for variant, empty in (("a", np.zeros((0, 0))), ("b", np.zeros((0, 25)))):
+        det = tmp_path / variant
+        _write_gt_detections(det, annots[first], 24, np.random.default_rng(1), jitter=1)
+        write_road_mat_frame(det / first / "00001.mat", np.zeros((0, 4)) if empty.size else empty, empty)
+        (det / empty_dir).mkdir(parents=True)
+    common = ["--annot", str(ucf24_dir / "pyannot.pkl"), "--alphas", "3", "--no_frame_map"]
+    with caplog.at_level("WARNING"):
+        res = build_tubes.main(["--det_dir", str(tmp_path / "a"), "--out_dir", str(tmp_path / "out_a")] + common)
+    assert f"no .mat frame files for video {empty_dir}" in caplog.text
+    assert res["video_map"][0]["alpha"] == 3 and isinstance(res["video_map"][0]["alpha"], int)
+    printed = capsys.readouterr().out
+    assert "alpha  mAP@0.2  mAP@0.5  mAP@0.75  mAP@0.5:0.95  accuracy" in printed and "time: annotations" in printed
+    build_tubes.main(["--det_dir", str(tmp_path / "b"), "--out_dir", str(tmp_path / "out_b")] + common)
+    _, tubes_a = load_tubes(tmp_path / "out_a" / "tubes_alpha3.npz")
+    _, tubes_b = load_tubes(tmp_path / "out_b" / "tubes_alpha3.npz")
+    assert list(tubes_a) == [empty_dir, first]  # the test split's videos that have a detection folder, in its order
+    assert tubes_a[empty_dir] == [] and len(tubes_a[first]) == len(tubes_b[first]) > 0
+    for ta, tb in zip(tubes_a[first], tubes_b[first]):
+        assert ta.start == tb.start >= 1  # frame 1 has no detection
+        np.testing.assert_array_equal(ta.boxes, tb.boxes)
+    # a frame whose scores have another number of columns than the video's other frames
+    write_road_mat_frame(tmp_path / "a" / first / "00003.mat", np.zeros((1, 4)), np.full((1, 21), 0.5))
+    with pytest.raises(DetectionError, match=r"00003\.mat: 'scores' has 21 columns, 00002\.mat has 25"):
+        build_tubes.main(["--det_dir", str(tmp_path / "a"), "--out_dir", str(tmp_path / "out_c")] + common)
+    (tmp_path / "list.txt").write_text(f"{first}\nBasketball/v_Basketball_g99_c99\n")
+    with pytest.raises(ValueError, match=r"list\.txt: 1 videos not in the annotations .*v_Basketball_g99_c99"):
+        build_tubes.main(["--det_dir", str(tmp_path / "b"), "--out_dir", str(tmp_path / "out_d"),
+                          "--video_list", str(tmp_path / "list.txt")] + common)
+    for bad in ("3,x", "3,-1"):
+        with pytest.raises(SystemExit):
+            build_tubes.main(["--det_dir", str(tmp_path / "b"), "--out_dir", str(tmp_path / "out_e"), *common[:2],
+                              "--alphas", bad])
+        assert "--alphas" in capsys.readouterr().err

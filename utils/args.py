@@ -35,6 +35,17 @@ def int_list(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def alpha_list(text):
+    """``--alphas 3,5``: the trimming's label-change penalties, non-negative numbers."""
+    try:
+        alphas = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if any(not a >= 0 for a in alphas):
+        raise argparse.ArgumentTypeError(f"label-change penalties must be >= 0, got {text!r}")
+    return alphas
+
+
 def upper_choice(choices):
     def parse(text):
         if text.upper() not in choices:
@@ -146,4 +157,20 @@ def train_args():
     group.add_argument("--visdom", default=False, type=str2bool)
     group.add_argument("--vis_port", default=8097, type=int)
     group.add_argument("--vis_server", default="http://127.0.0.1")
+    return parser
+
+
+def tube_args(alphas="3,5"):
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("tubes")
+    group.add_argument("--alphas", default=alphas, type=alpha_list, help="label-change penalties of the temporal trimming")
+    return parser
+
+
+def annotation_args():
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("annotations")
+    group.add_argument("--annot", required=True, type=Path, help="finalAnnots.mat or pyannot.pkl")
+    group.add_argument("--video_list", type=Path, default=None, help="videos to evaluate, one Class/video per line")
+    group.add_argument("--classes", type=Path, default=None, help="class names in label order, one per line")
     return parser

@@ -134,11 +134,15 @@ def frame_detections(det, first=0):
 
 
 def read_road_mat_video(video_dir):
-    """Per-frame ``(loc, scores)`` of one video in the road_mat layout, frames in sorted-name order."""
+    """Per-frame ``(loc, scores)`` of one video in the road_mat layout, frames in sorted-name order.
+
+    A frame without detections may hold empty arrays of any shape (it gets the video's score
+    width); every other frame's ``scores`` must have as many columns as the first such frame's.
+    A video whose frames are all empty has scores of width 0.
+    """
     video_dir = Path(video_dir)
-    files = sorted(video_dir.glob("*.mat"))
-    frames = []
-    for f in files:
+    frames, width, first = [], None, None
+    for f in sorted(video_dir.glob("*.mat")):
         try:
             m = scipy.io.loadmat(f, variable_names=("loc", "scores"))
         except Exception as e:
@@ -147,11 +151,16 @@ def read_road_mat_video(video_dir):
             raise DetectionError(f"{f}: needs fields 'loc' and 'scores'")
         loc, scores = m["loc"], m["scores"]
         if loc.size == 0 and scores.size == 0:
-            loc, scores = loc.reshape(0, 4), scores.reshape(0, frames[0][1].shape[1] if frames else 0)
+            frames.append((loc.reshape(0, 4), scores))
+            continue
         if loc.ndim != 2 or loc.shape[1] != 4 or scores.ndim != 2 or len(scores) != len(loc):
             raise DetectionError(f"{f}: 'loc' {loc.shape} and 'scores' {scores.shape} must be N x 4 and N x (C+1)")
+        if width is None:
+            width, first = scores.shape[1], f
+        elif scores.shape[1] != width:
+            raise DetectionError(f"{f}: 'scores' has {scores.shape[1]} columns, {first.name} has {width}")
         frames.append((loc, scores))
-    return frames
+    return [(loc, scores.reshape(0, width or 0) if len(loc) == 0 else scores) for loc, scores in frames]
 
 
 def write_road_mat_frame(path, loc, scores):

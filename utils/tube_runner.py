@@ -74,7 +74,8 @@ def resolve_videos(cfg, annotations, annot_path, video_list=None):
             raise FileNotFoundError(f"{cfg.det_dir}: no detections for any video of the test split")
     missing = [v for v in videos if v not in annotations]
     if missing:
-        raise KeyError(f"videos without annotations: {missing[:5]}")
+        raise ValueError(f"{video_list or 'test split'}: {len(missing)} videos not in the annotations {annot_path} "
+                         f"(first: {', '.join(missing[:3])})")
     return videos
 
 
@@ -87,7 +88,10 @@ def read_frames(cfg, video):
     if cfg.det_format == "npz":
         det = read_video_detections(path)
         return frame_detections(det), det.frame_size
-    return read_road_mat_video(path), cfg.frame_size
+    frames = read_road_mat_video(path)
+    if not frames:
+        log.warning("%s: no .mat frame files for video %s; counted as no detections", path, video)
+    return frames, cfg.frame_size
 
 
 def process_video(cfg, video, num_classes, gt=None):
@@ -115,8 +119,8 @@ def num_classes_of(cfg, videos):
     """Score columns minus background, from the first video with detections."""
     for video in videos:
         frames, _ = read_frames(cfg, video)
-        for _, scores in frames:
-            return scores.shape[1] - 1
+        if frames and frames[0][1].shape[1]:  # all frames of a video share the score width
+            return frames[0][1].shape[1] - 1
     raise ValueError(f"{cfg.det_dir}: no detections in any listed video")
 
 
@@ -177,7 +181,7 @@ def evaluate(annotations, videos, tubes_by_alpha, num_classes, class_names, fram
         res = video_ap(gts, tubes, num_classes, VIDEO_IOU_THRESHOLDS)
         curves[alpha] = res
         for r in res:
-            out["video_map"].append({"alpha": alpha, "iou": round(r.iou, 4), "mAP": r.mAP, "mean_iou": r.mean_iou,
+            out["video_map"].append({"alpha": int(alpha) if float(alpha).is_integer() else alpha, "iou": round(r.iou, 4), "mAP": r.mAP, "mean_iou": r.mean_iou,
                                      "accuracy": r.accuracy, "ap": dict(zip(class_names, r.ap.tolist()))})
     if frame_aps is not None:
         fmap, fap, _ = FrameAP.merge([frame_aps[v] for v in videos]).compute()

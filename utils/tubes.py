@@ -155,6 +155,9 @@ def _link_boxes_and_scores(frames, frame_size):
     loc_dtype = np.float32 if all(loc.dtype == np.float32 for loc in locs) else np.float64
     boxes = loc_to_link_boxes(np.concatenate([loc.reshape(-1, 4).astype(loc_dtype, copy=False) for loc in locs]), frame_size)
     width = max((np.shape(s)[1] for _, s in frames if np.ndim(s) == 2), default=1)
+    for f, (loc, s) in enumerate(frames):
+        if len(loc) and np.shape(s) != (len(loc), width):
+            raise ValueError(f"frame {f + 1}: scores have shape {np.shape(s)}, expected ({len(loc)}, {width}) as other frames")
     score_dtype = np.float32 if all(np.asarray(s).dtype == np.float32 for _, s in frames) else np.float64
     scores = np.concatenate([np.asarray(s, score_dtype).reshape(-1, width) for _, s in frames])
     return boxes, scores, offsets
@@ -171,7 +174,7 @@ def link_frames(frames, num_classes, frame_size=(320, 240), iou_thresh=0.1, jump
     """
     linker = OnlineLinker(num_classes, iou_thresh, jumpgap)
     cfgs = (linker.filter_cfg,) if extra_filter is None else (linker.filter_cfg, extra_filter)
-    if not frames:
+    if not any(len(loc) for loc, _ in frames):  # no video, or no detection in any frame: no paths
         return linker.finish(), (None if extra_filter is None else np.zeros((0, 7)))
     boxes, scores, offsets = _link_boxes_and_scores(frames, frame_size)
     if scores.shape[1] != num_classes + 1:

@@ -1,0 +1,43 @@
+"""Atomic writes: whole or nothing, no temporary files left, and a new file's usual permissions."""
+import os
+import stat
+
+import pytest
+
+from utils.io import atomic_dir, atomic_path
+
+
+@pytest.fixture
+def umask():
+    old = os.umask(0o027)
+    yield 0o027
+    os.umask(old)
+
+
+def test_atomic_path_replaces_on_success_and_keeps_the_old_file_on_error(tmp_path, umask):
+    target = tmp_path / "sub" / "results.json"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".json" and tmp != target
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask  # 0o640, not mkstemp's 0o600
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer failed")
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["results.json"]
+
+
+def test_atomic_dir_replaces_a_whole_directory(tmp_path, umask):
+    target = tmp_path / "frames"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("a")
+        raise RuntimeError("writer failed")
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert [p.name for p in target.iterdir()] == ["a.txt"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["frames"]
