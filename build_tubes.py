@@ -27,6 +27,9 @@ def get_args_parser():
     p.add_argument("--jumpgap", default=3, type=int, help="frames a path may go unmatched")
     p.add_argument("--workers", default=1, type=int)
     p.add_argument("--no_frame_map", action="store_true", help="skip frame-mAP")
+    p.add_argument("--frame_ap_any_class", action="store_true",
+                   help="frameAp.m's matching: a detection may take a GT box of another class in a frame that has one "
+                        "of its own (differs only where frames have GT of two classes; can give AP > 1)")
     return p
 
 
@@ -34,7 +37,8 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     cfg = tr.TubeConfig(args.det_dir, args.det_format, args.alphas,
-                        args.iou_thresh, args.jumpgap, workers=args.workers)
+                        args.iou_thresh, args.jumpgap, workers=args.workers,
+                        frame_ap_any_class=args.frame_ap_any_class)
     t0 = time.perf_counter()
     annotations = tr.load_annotations(args.annot)
     videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)

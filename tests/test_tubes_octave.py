@@ -7,13 +7,13 @@ import pytest
 
 from data.matlab_annots import load_final_annots
 from utils.detections import read_road_mat_video, write_road_mat_frame
-from utils.evaluation import gt_from_annotation, video_ap
+from utils.evaluation import VideoGT, gt_from_annotation, video_ap
 from utils.linking import FRAME_AP_FILTER
 from utils.tube_runner import frame_map_of
 from utils.tubes import link_and_trim, link_frames
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "octave"
-CASES = ["small", "clutter", "mixed", "single"]  # single: float32 detections, computed in single
+CASES = ["small", "clutter", "mixed", "single", "multiclass"]  # single: float32 detections, computed in single
 
 
 def _frames(det, v):
@@ -93,7 +93,10 @@ def test_video_map_equal_matlab(case):
 @pytest.mark.parametrize("name", CASES)
 def test_frame_map_equal_matlab(name):
     """frameAp.m (its evaluation untouched, set-up pointed at the fixture) against ours: the
-    filtering pass that build_tubes.py runs beside the linking, then the frame-mAP."""
+    filtering pass that build_tubes.py runs beside the linking, then the frame-mAP with
+    frameAp.m's matching (any_class). The default matching (GT of the detection's class only)
+    is the same where no frame has GT of two classes; on 'multiclass', where frames do, it
+    equals frameAp.m run one class at a time (only that class's detections and GT)."""
     det = np.load(FIXTURES / f"{name}.npz")
     expected = json.loads((FIXTURES / f"{name}.json").read_text())["frame_map"]
     names = [str(n) for n in det["names"]]
@@ -101,7 +104,37 @@ def test_frame_map_equal_matlab(name):
     annots = load_final_annots(FIXTURES / f"{name}_finalAnnots.mat")
     frame_dets = {n: link_frames(_frames(det, v), num_classes, iou_thresh=float(det["iou_thresh"]),
                                  extra_filter=FRAME_AP_FILTER)[1] for v, n in enumerate(names)}
-    mean_ap, aps, _ = frame_map_of([gt_from_annotation(annots[n]) for n in names], frame_dets, num_classes)
+    gts = [gt_from_annotation(annots[n]) for n in names]
+    mean_ap, aps, _ = frame_map_of(gts, frame_dets, num_classes, any_class=True)
     assert abs(mean_ap - expected["mAP"]) < 1e-6
     np.testing.assert_allclose(aps, expected["ap"], atol=1e-6)
     assert 0 < mean_ap < 1  # the fixtures have misses and false positives
+    _, own_class_aps, _ = frame_map_of(gts, frame_dets, num_classes)
+    if name != "multiclass":
+        np.testing.assert_array_equal(own_class_aps, aps)
+        return
+    assert aps.max() > 1 and np.all(own_class_aps <= 1)  # frameAp.m: class 0 takes class 1's boxes
+    for c in range(num_classes):
+        only_c = [VideoGT(g.name, g.class_id, g.num_frames, [t for t in g.tubes if t.class_id == c]) for g in gts]
+        dets_c = {n: rows[rows[:, 1] == c] for n, rows in frame_dets.items()}
+        assert frame_map_of(only_c, dets_c, num_classes, any_class=True)[1][c] == own_class_aps[c]
+
+
+def test_build_tubes_cli_equals_matlab(tmp_path):
+    """build_tubes.py end to end on the 'multiclass' fixture's road_mat files, with frameAp.m's matching."""
+    import build_tubes
+    det = np.load(FIXTURES / "multiclass.npz")
+    expected = json.loads((FIXTURES / "multiclass.json").read_text())
+    names = [str(n) for n in det["names"]]
+    for v, name in enumerate(names):
+        for f, (loc, scores) in enumerate(_frames(det, v), 1):
+            write_road_mat_frame(tmp_path / "dets" / name / f"{f:05d}.mat", loc, scores)
+    (tmp_path / "videos.txt").write_text("\n".join(names) + "\n")
+    res = build_tubes.main(["--det_dir", str(tmp_path / "dets"), "--annot", str(FIXTURES / "multiclass_finalAnnots.mat"),
+                            "--video_list", str(tmp_path / "videos.txt"), "--out_dir", str(tmp_path / "out"),
+                            "--alphas", ",".join(f"{a:g}" for a in det["alphas"]), "--frame_ap_any_class"])
+    want = np.asarray(expected["results"]["rows"])
+    got = np.array([[r["alpha"], r["iou"], r["mAP"], r["mean_iou"], r["accuracy"]] for r in res["video_map"]])
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert abs(res["frame_map"]["mAP"] - expected["frame_map"]["mAP"]) < 1e-6
+    np.testing.assert_allclose(list(res["frame_map"]["ap"].values()), expected["frame_map"]["ap"], atol=1e-6)

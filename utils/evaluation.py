@@ -270,18 +270,23 @@ class FrameAP:
     scores ``[K]``, labels ``[K]`` 0-based) in the order they should be matched, and its
     ground truth (boxes ``[N, 4]`` in the same pixel convention, labels ``[N]``). Each
     detection goes to the best uncovered GT box (IoU >= threshold, ``>=`` as frameAp.m).
-    Unlike frameAp.m, only GT boxes of the detection's class are candidates (the
-    original checks that the frame has some GT of that class, then matches any); on
-    UCF101-24, where a video has one class, the two are the same.
+
+    Candidates are the GT boxes of the detection's class. ``any_class=True`` is frameAp.m's
+    rule: once the frame has a GT box of the detection's class, every uncovered GT box of
+    the frame is a candidate, whatever its class (``if num_gt_boxes>0 && any(gt_boxes(:,5)
+    == dt_label)`` then a loop over all ``g``), so a class can take another's boxes and
+    have more true positives than GT boxes (AP above 1). The two are the same where no
+    frame has GT of two classes, as on UCF101-24 and J-HMDB-21 (one class per video).
     """
 
-    def __init__(self, num_classes, iou_thresh=0.5, inclusive=True):
+    def __init__(self, num_classes, iou_thresh=0.5, inclusive=True, any_class=False):
         self.num_classes = num_classes
         self.iou_thresh = iou_thresh
         # inclusive: frameAp.m's pixel areas (x2 - x1 + 1); otherwise the continuous areas
         # of the original Python evaluation (AMTNet utils/evaluation.py compute_iou), which
         # train.py's validation and evaluate.py use.
         self.inclusive = inclusive
+        self.any_class = any_class
         self.scores = [[] for _ in range(num_classes)]  # per class, arrays in the order added
         self.tp = [[] for _ in range(num_classes)]
         self.num_gt = np.zeros(num_classes)
@@ -309,7 +314,8 @@ class FrameAP:
         matchable = np.isin(det_labels, gt_labels)
         if matchable.any():
             iou = spatial_iou_inclusive(det_boxes, gt_boxes) if self.inclusive else box_iou_np(det_boxes, gt_boxes)
-            iou[det_labels[:, None] != gt_labels[None]] = -np.inf
+            if not self.any_class:
+                iou[det_labels[:, None] != gt_labels[None]] = -np.inf
             covered = np.zeros(len(gt_boxes), bool)
             for d in np.flatnonzero(matchable):
                 row = np.where(covered, -np.inf, iou[d])
@@ -356,7 +362,7 @@ class FrameAP:
                 union = (d[..., 2] - d[..., 0]) * (d[..., 3] - d[..., 1]) + (g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1]) - inter
             with np.errstate(divide="ignore", invalid="ignore"):
                 iou = inter / union
-            iou[~present | (gt_labels[gt_idx] != det_labels[matchable][:, None])] = -np.inf
+            iou[~present if self.any_class else ~present | (gt_labels[gt_idx] != det_labels[matchable][:, None])] = -np.inf
             rank = np.arange(len(matchable)) - segment_starts(np.bincount(slot, minlength=len(frames)))[slot]
             covered = np.zeros((len(frames), width), bool)
             for r in range(int(rank.max()) + 1 if len(rank) else 0):
@@ -377,7 +383,7 @@ class FrameAP:
     @classmethod
     def merge(cls, parts):
         """One accumulator from several (e.g. one per process, each over its share of videos)."""
-        merged = cls(parts[0].num_classes, parts[0].iou_thresh, parts[0].inclusive)
+        merged = cls(parts[0].num_classes, parts[0].iou_thresh, parts[0].inclusive, parts[0].any_class)
         for part in parts:
             for c in range(merged.num_classes):
                 merged.scores[c].extend(part.scores[c])

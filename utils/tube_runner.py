@@ -36,6 +36,7 @@ class TubeConfig:
     jumpgap: int = 3
     frame_size: tuple = (320, 240)
     workers: int = 1
+    frame_ap_any_class: bool = False  # frameAp.m's matching of any GT class (see FrameAP)
 
 
 def load_annotations(path):
@@ -110,7 +111,7 @@ def process_video(cfg, video, num_classes, gt=None):
     t2 = time.process_time()
     tubes = trim_video(paths, cfg.alphas)
     t3 = time.process_time()
-    frame_ap = None if gt is None else video_frame_ap(gt, frame_dets, num_classes)
+    frame_ap = None if gt is None else video_frame_ap(gt, frame_dets, num_classes, any_class=cfg.frame_ap_any_class)
     t4 = time.process_time()
     return video, tubes, frame_ap, {"read": t1 - t0, "link+filter": t2 - t1, "trim": t3 - t2, "frame-AP matching": t4 - t3}
 
@@ -143,12 +144,12 @@ def build_all(cfg, videos, num_classes, gts=None):
     return tubes, frame_aps, times
 
 
-def video_frame_ap(gt, rows, num_classes, iou_thresh=0.5):
+def video_frame_ap(gt, rows, num_classes, iou_thresh=0.5, any_class=False):
     """frameAp.m's matching for one video: ``FrameAP`` of its frames 1..num_frames of the annotation.
 
     ``rows``: ``link_frames``'s frame-AP rows ``[frame, class, score, x1, y1, x2, y2]``.
     """
-    acc = FrameAP(num_classes, iou_thresh)
+    acc = FrameAP(num_classes, iou_thresh, any_class=any_class)
     rows = np.zeros((0, 7)) if rows is None else rows[rows[:, 0] < gt.num_frames]
     gt_parts = []
     for t in gt.tubes:
@@ -164,9 +165,10 @@ def video_frame_ap(gt, rows, num_classes, iou_thresh=0.5):
     return acc
 
 
-def frame_map_of(gts, frame_dets, num_classes, iou_thresh=0.5):
+def frame_map_of(gts, frame_dets, num_classes, iou_thresh=0.5, any_class=False):
     """frameAp.m over the listed videos from their frame-AP rows (``{video: rows}``)."""
-    return FrameAP.merge([video_frame_ap(g, frame_dets.get(g.name), num_classes, iou_thresh) for g in gts]).compute()
+    return FrameAP.merge([video_frame_ap(g, frame_dets.get(g.name), num_classes, iou_thresh, any_class)
+                          for g in gts]).compute()
 
 
 def evaluate(annotations, videos, tubes_by_alpha, num_classes, class_names, frame_aps=None):
