@@ -7,7 +7,7 @@ the video's class. Writes them in the npz format (and road_mat for ``--road_mat_
 videos, which are also timed), then times reading, linking + trimming, frame-AP
 filtering and the evaluation separately, and the whole run with ``--workers``.
 
-python bench/bench_tubes.py [--videos 910] [--workers 2] [--boxes 40] [--work DIR]
+python bench/bench_tubes.py [--videos 910] [--workers 2] [--boxes 40] [--work DIR] [--format npz|road_mat]
 """
 import argparse
 import sys
@@ -59,7 +59,11 @@ def main():
     p.add_argument("--boxes", type=int, default=40)
     p.add_argument("--road_mat_videos", type=int, default=20)
     p.add_argument("--work", type=Path, default=None)
+    p.add_argument("--format", default="npz", choices=["npz", "road_mat"],
+                   help="detections the whole run reads (road_mat: written for every video)")
     args = p.parse_args()
+    if args.format == "road_mat":
+        args.road_mat_videos = args.videos
     annots = load_pyannot(SHARED / "pyannot.pkl")
     names = read_video_list(SHARED / "testlist01.txt")[:args.videos]
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_tubes_"))
@@ -84,7 +88,7 @@ def main():
             tr.read_frames(cfg, v)
         nf = sum(annots[v].num_frames for v in vids)
         rows.append((f"read {fmt} (cpu)", time.process_time() - t, nf))
-    cfg = tr.TubeConfig(work / "npz", "npz", (3.0, 5.0), workers=args.workers)
+    cfg = tr.TubeConfig(work / args.format, args.format, (3.0, 5.0), workers=args.workers)
     gts = [tr.gt_from_annotation(annots[v]) for v in names]
     t = time.perf_counter()
     tubes, frame_aps, cpu = tr.build_all(cfg, names, 24, gts)
