@@ -33,7 +33,8 @@ from data.annotations import check_dataset, read_video_list
 from data.toy import ToyConfig, make_toy_dataset
 from utils.args import tube_args
 from utils.distributed import DEVICE_CHOICES
-from utils.io import atomic_path
+from utils.checkpoint import checkpoint_path, latest_checkpoint
+from utils.io import atomic_path, is_fresh
 from utils.logging_utils import setup_logging
 
 log = logging.getLogger("pipeline")
@@ -92,13 +93,8 @@ def common_flags(args, root):
             "--device", args.device, "--num_workers", str(args.num_workers)]
 
 
-def latest_checkpoint(exp_dir):
-    found = sorted(exp_dir.glob("AMTNet_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
-    return found[-1] if found else None
-
-
 def train(args, root, exp_dir):
-    final = exp_dir / f"AMTNet_{args.max_iter}.pth"
+    final = checkpoint_path(exp_dir, args.max_iter)
     if final.is_file():
         log.info("stage train: %s exists, not training again", final)
         return final
@@ -115,11 +111,6 @@ def train(args, root, exp_dir):
     log.info("stage train: python train.py %s", " ".join(argv))
     train_script.main(argv)
     return final
-
-
-def is_fresh(output, *inputs):
-    """``output`` exists and is newer than every input."""
-    return output.exists() and all(output.stat().st_mtime >= Path(i).stat().st_mtime for i in inputs)
 
 
 def run_stage(stage, script, argv, output, *inputs):

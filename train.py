@@ -23,7 +23,7 @@ from layers.loss import MultiBoxLoss
 from models import build_model
 from models.checkpoints import load_backbone
 from utils.args import data_args, detection_args, device_args, model_args, model_config, train_args
-from utils.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from utils.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, set_rng_state
 from utils.distributed import barrier, cleanup, init_distributed, launch, under_torchrun
 from utils.engine import (NonFiniteLossError, build_optimizer, experiment_name, eta, place_model, train_step,
                           validate)
@@ -144,7 +144,7 @@ def run(args):
                     meter.reset()
         if iteration % args.val_step == 0 or iteration == args.max_iter:
             if info.is_main:
-                path = save_checkpoint(exp_dir / f"AMTNet_{iteration}.pth", model=model, model_config=model_cfg.to_dict(),
+                path = save_checkpoint(checkpoint_path(exp_dir, iteration), model=model, model_config=model_cfg.to_dict(),
                                        optimizer=optimizer, scheduler=scheduler, iteration=iteration, flags=flags,
                                        extra={"classes": list(train_set.classes)})
                 log.info("saved %s", path)

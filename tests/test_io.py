@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from utils.io import atomic_dir, atomic_path
+from utils.io import atomic_dir, atomic_path, is_fresh
 
 
 @pytest.fixture
@@ -41,3 +41,15 @@ def test_atomic_dir_replaces_a_whole_directory(tmp_path, umask):
     assert [p.name for p in target.iterdir()] == ["a.txt"]
     assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["frames"]
+
+
+def test_is_fresh_needs_the_output_and_no_newer_input(tmp_path):
+    source, output = tmp_path / "weights.pth", tmp_path / "results.json"
+    source.write_text("w")
+    assert not is_fresh(output, source)
+    output.write_text("r")
+    os.utime(source, (100, 100))
+    os.utime(output, (200, 200))
+    assert is_fresh(output, source) and is_fresh(output)
+    os.utime(source, (300, 300))
+    assert not is_fresh(output, source)

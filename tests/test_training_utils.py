@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.checkpoint import CheckpointError, checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from utils.distributed import DistInfo, all_reduce_sum, init_distributed, resolve_device
 from utils.engine import build_optimizer, place_model
 from utils.sampling import IterationBatchSampler, SeededDataset
@@ -67,6 +67,16 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     torch.save({"model": {}}, tmp_path / "partial.pth")
     with pytest.raises(CheckpointError, match="partial.pth lacks model_config"):
         load_checkpoint(tmp_path / "partial.pth")
+
+
+def test_latest_checkpoint_is_the_highest_iteration_not_the_last_name(tmp_path):
+    assert latest_checkpoint(tmp_path) is None
+    for iteration in (200, 1000, 90):
+        checkpoint_path(tmp_path, iteration).write_bytes(b"")
+    (tmp_path / "AMTNet_best.pth").write_bytes(b"")  # not an iteration: ignored
+    (tmp_path / ".AMTNet_2000.pth.x.tmp").write_bytes(b"")  # a save in progress
+    assert checkpoint_path(tmp_path, 200).name == "AMTNet_200.pth"
+    assert latest_checkpoint(tmp_path) == tmp_path / "AMTNet_1000.pth"  # "AMTNet_200" sorts after it by name
 
 
 def test_single_process_device_helper(monkeypatch):

@@ -33,6 +33,17 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def checkpoint_path(exp_dir, iteration):
+    """Where train.py saves the checkpoint of ``iteration`` (``AMTNet_<iteration>.pth``, as the original names it)."""
+    return Path(exp_dir) / f"AMTNet_{int(iteration)}.pth"
+
+
+def latest_checkpoint(exp_dir):
+    """The checkpoint of ``exp_dir`` with the highest iteration, or None."""
+    found = [(int(p.stem.split("_")[1]), p) for p in Path(exp_dir).glob("AMTNet_*.pth") if p.stem.split("_")[1].isdigit()]
+    return max(found)[1] if found else None
+
+
 def save_checkpoint(path, *, model, model_config, optimizer, scheduler, iteration, flags, extra=None):
     """Atomically write a training checkpoint to ``path``."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel

@@ -52,3 +52,9 @@ def atomic_dir(path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def is_fresh(output, *inputs):
+    """``output`` exists and was modified no earlier than every one of ``inputs``."""
+    output = Path(output)
+    return output.exists() and all(output.stat().st_mtime >= Path(i).stat().st_mtime for i in inputs)
