@@ -28,7 +28,8 @@ def main(argv=None):
     annotations = tr.load_annotations(args.annot)
     loaded = dict(tr.load_tubes(path) for path in args.tubes)
     first = next(iter(loaded.values()))
-    videos = read_video_list(args.video_list) if args.video_list else list(first)
+    videos = tr.check_videos(read_video_list(args.video_list) if args.video_list else list(first), annotations,
+                             args.annot, args.video_list or args.tubes[0])
     num_classes = args.num_classes or max(v.class_id for v in annotations.values()) + 1
     names = tr.class_names_from(annotations, num_classes, args.classes)
     results, curves = tr.evaluate(annotations, videos, loaded, num_classes, names)

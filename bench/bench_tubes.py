@@ -91,7 +91,7 @@ def main():
     cfg = tr.TubeConfig(work / args.format, args.format, (3.0, 5.0), workers=args.workers)
     gts = [tr.gt_from_annotation(annots[v]) for v in names]
     t = time.perf_counter()
-    tubes, frame_aps, cpu = tr.build_all(cfg, names, 24, gts)
+    tubes, frame_aps, cpu, _ = tr.build_all(cfg, names, 24, gts)
     wall = time.perf_counter() - t
     for k, v in cpu.items():
         rows.append((f"{k} (cpu, summed over workers)", v, frames))

@@ -64,8 +64,11 @@ def load_pickle(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as e:
+        raise AnnotationError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from e
 
 
 def xywh1_to_xyxy0(boxes):
@@ -171,7 +174,11 @@ def read_video_list(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"video list not found: {path}")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text file of names, one per line ({e})") from e
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def load_class_names(root):

@@ -26,7 +26,10 @@ def load_final_annots(path, class_names=None):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
-    mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False, mat_dtype=True)
+    try:
+        mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False, mat_dtype=True)
+    except Exception as e:  # scipy raises several types for a file that is not a .mat
+        raise AnnotationError(f"{path}: not a readable Matlab file ({type(e).__name__}: {e})") from e
     if "annot" not in mat:
         raise AnnotationError(f"{path}: no variable 'annot'")
     videos = {}

@@ -136,3 +136,14 @@ def test_frame_ap_continuous_iou_and_merge():
     merged = FrameAP.merge(parts)
     # ranked: the false positive (0.9) then the hit (0.8): recall 1/2 reached at precision 1/2 -> AP 0.25
     assert merged.compute()[0] == whole.compute()[0] == 0.25
+
+
+def test_ranking_compares_scores_in_single_precision():
+    """get_PR_curve.m stores tube scores as single: 0.5 and 0.5 + 1e-9 tie and keep the video order.
+    Ranked in double, the false positive of the second video would come first (AP 0.5, not 1)."""
+    gts = [VideoGT("A/v1", 0, 30, [gt_tube(0, 1, 20)]), VideoGT("A/v2", 0, 30, [])]
+    tubes = {"A/v1": [det_tube(0, 0.5, 1, 20)], "A/v2": [det_tube(0, 0.5 + 1e-9, 1, 20)]}
+    assert np.float32(0.5) == np.float32(0.5 + 1e-9)
+    assert video_ap(gts, tubes, 1, (0.5,))[0].mAP == 1.0
+    tubes["A/v2"] = [det_tube(0, 0.5 + 1e-6, 1, 20)]  # distinct in single: the FP ranks first
+    assert video_ap(gts, tubes, 1, (0.5,))[0].mAP == 0.5

@@ -1,7 +1,9 @@
 """Filtering and incremental linking on hand-built frames (rules of actionPaths.m / incremental_linking.m)."""
 import numpy as np
+import pytest
 
-from utils.linking import FilterConfig, OnlineLinker, filter_frame, link_iou, loc_to_link_boxes
+from utils.linking import (FRAME_AP_FILTER, LINKING_FILTER, FilterConfig, OnlineLinker, filter_frame, link_iou,
+                           loc_to_link_boxes)
 
 BOX_A = [10.0, 10.0, 50.0, 50.0]
 BOX_B = [200.0, 100.0, 260.0, 180.0]
@@ -88,3 +90,41 @@ def test_nms_runs_in_single_for_single_detections():
     assert filter_frame(boxes.astype(np.float32), scores.astype(np.float32))[0].tolist() == [0]
     assert filter_frame(boxes, scores.astype(np.float32))[0].tolist() == [0]
     assert filter_frame(boxes, scores)[0].tolist() == [0, 1]
+
+
+def test_iou_exactly_at_the_linking_threshold_links():
+    """incremental_linking.m keeps candidates with IoU >= iou_thresh: a 5x10 box inside a 10x10 one
+    has IoU 50 / (100 + eps) == 0.5 exactly, so at 0.5 it extends the path; above 0.5 it starts one."""
+    a, b = [1.0, 1.0, 10.0, 10.0], [1.0, 1.0, 5.0, 10.0]
+    assert link_iou(np.array([a]), np.array([b]))[0, 0] == 0.5
+    for thresh, num_paths in ((0.5, 1), (0.5000001, 2)):
+        linker = OnlineLinker(1, iou_thresh=thresh)
+        linker.update(*frame([a], [0.9]))
+        linker.update(*frame([b], [0.8]))
+        paths = linker.paths(0)
+        assert len(paths) == num_paths
+        assert [len(p.found) for p in paths] == ([2] if num_paths == 1 else [1, 1])
+
+
+def test_the_original_filter_constants():
+    """actionPaths.m dofilter keeps the top 10 per class after NMS, frameAp.m the top 20, both after
+    cutting the score-sorted list to 50 *before* NMS: 45 copies of one box outscore 15 disjoint
+    boxes, so only the 5 disjoint ones within the first 50 survive (6 boxes, not 10 or 16)."""
+    disjoint = np.array([[i * 30.0, 0, i * 30.0 + 20, 20] for i in range(25)])
+    scores = np.linspace(0.9, 0.5, 25)[:, None]
+    assert filter_frame(disjoint, scores)[0].tolist() == list(range(10))
+    assert filter_frame(disjoint, scores, FRAME_AP_FILTER)[0].tolist() == list(range(20))
+    boxes = np.concatenate([np.tile(BOX_A, (45, 1)), np.array([[i * 30.0, 300, i * 30.0 + 20, 320] for i in range(15)])])
+    scores = np.linspace(0.9, 0.3, 60)[:, None]
+    for cfg in (LINKING_FILTER, FRAME_AP_FILTER):
+        assert filter_frame(boxes, scores, cfg)[0].tolist() == [0, 45, 46, 47, 48, 49]
+    # the score thresholds: 0.001 (linking) and 0.01 (frame-AP), both strict
+    scores = np.array([[0.001], [0.0011], [0.01], [0.0101]])
+    assert filter_frame(disjoint[:4], scores)[0].tolist() == [3, 2, 1]
+    assert filter_frame(disjoint[:4], scores, FRAME_AP_FILTER)[0].tolist() == [3]
+
+
+@pytest.mark.parametrize("jumpgap", [0, -1, 1.5, True])
+def test_jumpgap_must_be_a_positive_integer(jumpgap):
+    with pytest.raises(ValueError, match="jumpgap must be an integer >= 1"):
+        OnlineLinker(2, jumpgap=jumpgap)

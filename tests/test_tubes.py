@@ -1,5 +1,6 @@
 """Trimming (Viterbi), detection files, annotation readers, and build_tubes.py end to end on real annotations."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -229,16 +230,108 @@ def test_build_tubes_inputs_edges_and_errors(tmp_path, ucf24_dir, caplog, capsys
     for ta, tb in zip(tubes_a[first], tubes_b[first]):
         assert ta.start == tb.start >= 1  # frame 1 has no detection
         np.testing.assert_array_equal(ta.boxes, tb.boxes)
-    # a frame whose scores have another number of columns than the video's other frames
-    write_road_mat_frame(tmp_path / "a" / first / "00003.mat", np.zeros((1, 4)), np.full((1, 21), 0.5))
-    with pytest.raises(DetectionError, match=r"00003\.mat: 'scores' has 21 columns, 00002\.mat has 25"):
-        build_tubes.main(["--det_dir", str(tmp_path / "a"), "--out_dir", str(tmp_path / "out_c")] + common)
+    # A frame whose scores have another number of columns than the video's other frames: the video
+    # counts as one without detections (its GT tubes still count) and the run goes on; --strict stops.
+    second = short[2]
+    _write_gt_detections(tmp_path / "b", annots[second], 24, np.random.default_rng(2), jitter=1)
+    write_road_mat_frame(tmp_path / "b" / first / "00003.mat", np.zeros((1, 4)), np.full((1, 21), 0.5))
+    (tmp_path / "pair.txt").write_text(f"{first}\n{second}\n")
+    pair = ["--det_dir", str(tmp_path / "b"), "--video_list", str(tmp_path / "pair.txt")] + common
+    caplog.clear()
+    res_bad = build_tubes.main(pair + ["--out_dir", str(tmp_path / "out_c")])
+    assert list(res_bad["failed_videos"]) == [first]
+    assert "00003.mat: 'scores' has 21 columns" in res_bad["failed_videos"][first]
+    assert f"{first}" in caplog.text and "counted as a video without detections" in caplog.text
+    assert "1 videos counted as without detections" in capsys.readouterr().out
+    shutil.rmtree(tmp_path / "b" / first)
+    res_none = build_tubes.main(pair + ["--out_dir", str(tmp_path / "out_d")])
+    assert res_none["failed_videos"] == {} and res_none["video_map"] == res_bad["video_map"]
+    assert 0 < res_bad["video_map"][0]["mAP"] and res_bad["video_map"][0]["accuracy"] == 0.5
+    _write_gt_detections(tmp_path / "b", annots[first], 24, np.random.default_rng(1), jitter=1)
+    write_road_mat_frame(tmp_path / "b" / first / "00003.mat", np.zeros((1, 4)), np.full((1, 21), 0.5))
+    with pytest.raises(DetectionError, match=r"00003\.mat: 'scores' has 21 columns, 00001\.mat has 25"):
+        build_tubes.main(pair + ["--out_dir", str(tmp_path / "out_c"), "--strict"])
+    (tmp_path / "twice.txt").write_text(f"{second}\n{first}\n{second}\n")
+    with pytest.raises(ValueError, match=rf"twice\.txt: 1 videos listed more than once \(first: {second}\)"):
+        build_tubes.main(pair[:2] + ["--video_list", str(tmp_path / "twice.txt"), "--out_dir", str(tmp_path / "x")]
+                         + common)
     (tmp_path / "list.txt").write_text(f"{first}\nBasketball/v_Basketball_g99_c99\n")
     with pytest.raises(ValueError, match=r"list\.txt: 1 videos not in the annotations .*v_Basketball_g99_c99"):
         build_tubes.main(["--det_dir", str(tmp_path / "b"), "--out_dir", str(tmp_path / "out_d"),
                           "--video_list", str(tmp_path / "list.txt")] + common)
-    for bad in ("3,x", "3,-1"):
+    for flag, bad in (("--alphas", "3,x"), ("--alphas", "3,-1"), ("--jumpgap", "0"), ("--jumpgap", "-1"),
+                      ("--workers", "0")):
         with pytest.raises(SystemExit):
             build_tubes.main(["--det_dir", str(tmp_path / "b"), "--out_dir", str(tmp_path / "out_e"), *common[:2],
-                              "--alphas", bad])
-        assert "--alphas" in capsys.readouterr().err
+                              flag, bad])
+        assert flag in capsys.readouterr().err
+
+
+def test_road_mat_frames_are_placed_by_their_number(tmp_path, caplog):
+    """Frame n comes from <n>.mat: a missing file is a frame without detections (warned, in the video's
+    precision), a hidden leftover of an interrupted write is ignored, other names and NaN are errors."""
+    from utils.detections import read_road_mat_video
+    video = tmp_path / "Basketball" / "v_Basketball_g01_c01"
+    rng = np.random.default_rng(0)
+    written = {n: (rng.random((3, 4)).astype(np.float32), rng.random((3, 5)).astype(np.float32)) for n in (1, 3, 4)}
+    for n, (loc, scores) in written.items():
+        write_road_mat_frame(video / f"{n:05d}.mat", loc, scores)
+    write_road_mat_frame(video / ".00002.mat.k3j2.tmp.mat", np.ones((3, 4)), np.ones((3, 5)))
+    with caplog.at_level("WARNING"):
+        frames = read_road_mat_video(video)
+    assert "1 of 4 frame files missing (first: 00002.mat)" in caplog.text
+    assert len(frames) == 4
+    for n, (loc, scores) in written.items():
+        np.testing.assert_array_equal(frames[n - 1][0], loc)
+        np.testing.assert_array_equal(frames[n - 1][1], scores)
+    assert frames[1][0].shape == (0, 4) and frames[1][1].shape == (0, 5)
+    assert frames[1][0].dtype == frames[1][1].dtype == np.float32  # a single video stays single
+    write_road_mat_frame(video / "3.mat", *written[3])
+    with pytest.raises(DetectionError, match=r"3\.mat: frame 3 is also in 00003\.mat|00003\.mat: frame 3 is also in 3\.mat"):
+        read_road_mat_video(video)
+    (video / "3.mat").unlink()
+    write_road_mat_frame(video / "notes.mat", *written[3])
+    with pytest.raises(DetectionError, match=r"notes\.mat: not a frame file"):
+        read_road_mat_video(video)
+    (video / "notes.mat").unlink()
+    write_road_mat_frame(video / "00004.mat", written[4][0], np.where(np.eye(3, 5) > 0, np.nan, written[4][1]))
+    with pytest.raises(DetectionError, match=r"00004\.mat: 'loc' or 'scores' has non-finite values"):
+        read_road_mat_video(video)
+
+
+def test_npz_with_non_finite_scores_is_an_error(tmp_path):
+    path = tmp_path / "v.npz"
+    write_video_detections(path, [[0]], np.zeros((1, 1, 4)), [[0.5, 0.5]], [0], 1)
+    with np.load(path) as z:
+        fields = dict(z)
+    fields["scores"] = np.array([[np.nan, 0.5]], np.float32)
+    np.savez(path, **fields)
+    with pytest.raises(DetectionError, match=r"v\.npz: field 'scores' has non-finite values"):
+        read_video_detections(path)
+
+
+def test_input_files_that_are_not_what_they_claim_name_themselves(tmp_path, ucf24_dir):
+    """A corrupt annotation file, a tube file that is not one, a list that is not text, and an
+    eval_video_ap video list with a video unknown to the annotations."""
+    import eval_video_ap
+    from data.annotations import AnnotationError
+    from utils.tube_runner import load_tubes, save_tubes
+    from utils.tubes import ActionTube
+    for name in ("pyannot.pkl", "finalAnnots.mat"):
+        (tmp_path / name).write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(AnnotationError, match=r"pyannot\.pkl: not a readable pickle"):
+        load_pyannot(tmp_path / "pyannot.pkl")
+    with pytest.raises(AnnotationError, match=r"finalAnnots\.mat: not a readable Matlab file"):
+        load_final_annots(tmp_path / "finalAnnots.mat")
+    np.savez(tmp_path / "other.npz", x=np.zeros(2))
+    with pytest.raises(ValueError, match=r"other\.npz: not a tube file written by build_tubes\.py"):
+        load_tubes(tmp_path / "other.npz")
+    (tmp_path / "latin1.txt").write_bytes("Basketball/v_Basketball_g01_c01 \xe9\n".encode("latin1"))
+    with pytest.raises(ValueError, match=r"latin1\.txt: not a text file"):
+        read_video_list(tmp_path / "latin1.txt")
+    video = "Basketball/v_Basketball_g01_c01"
+    save_tubes(tmp_path / "t.npz", [video], {video: {3.0: [ActionTube(0, 0.5, 0, np.ones((10, 4)))]}}, 3.0)
+    (tmp_path / "list.txt").write_text(f"{video}\nBasketball/v_Basketball_g99_c99\n")
+    with pytest.raises(ValueError, match=r"list\.txt: 1 videos not in the annotations .*g99_c99"):
+        eval_video_ap.main(["--tubes", str(tmp_path / "t.npz"), "--annot", str(ucf24_dir / "pyannot.pkl"),
+                            "--video_list", str(tmp_path / "list.txt"), "--out_dir", str(tmp_path / "out")])

@@ -35,6 +35,17 @@ def int_list(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def positive_int(text):
+    """An integer >= 1 (``--jumpgap``, ``--workers``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def alpha_list(text):
     """``--alphas 3,5``: the trimming's label-change penalties, non-negative numbers."""
     try:

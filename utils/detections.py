@@ -23,10 +23,14 @@ the last box of the final window. A frame that no window covers has no detection
 ``road_mat`` (ROAD's and AMTNet's layout, which the Matlab reads):
 ``DIR/<Class>/<video>/00001.mat ...``, one file per frame, each holding ``loc``
 (N x 4, normalised x1 y1 x2 y2 of the 320x240 frame) and ``scores`` (N x (C+1),
-background first). As the Matlab (``readDetections``), the frame number is the
-position in the sorted file list.
+background first). The frame number is the number in the file name. The Matlab
+(``readDetections``) takes the position in the sorted ``dir`` listing instead: the same
+for a complete video, but a missing file or a stray ``.mat`` (say, a temporary file left
+by a killed writer) would shift every later frame. Here a missing frame has no detections
+(with a warning), hidden files are ignored, and another name is an error.
 """
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +40,9 @@ import scipy.io
 from .io import atomic_path
 
 log = logging.getLogger(__name__)
+
+
+FRAME_FILE = re.compile(r"\d+\.mat")
 
 
 class DetectionError(ValueError):
@@ -96,6 +103,8 @@ def _check(det, path):
         raise DetectionError(f"{path}: field 'boxes' has shape {det.boxes.shape}, expected ({k}, {t}, 4)")
     if not np.isfinite(det.boxes).all():
         raise DetectionError(f"{path}: field 'boxes' has non-finite values")
+    if not np.isfinite(det.scores).all():
+        raise DetectionError(f"{path}: field 'scores' has non-finite values")
     if det.scores.ndim != 2 or len(det.scores) != k or det.scores.shape[1] < 2:
         raise DetectionError(f"{path}: field 'scores' has shape {det.scores.shape}, expected ({k}, C+1)")
     if k and (det.window.min() < 0 or det.window.max() >= w):
@@ -134,15 +143,34 @@ def frame_detections(det, first=0):
 
 
 def read_road_mat_video(video_dir):
-    """Per-frame ``(loc, scores)`` of one video in the road_mat layout, frames in sorted-name order.
+    """Per-frame ``(loc, scores)`` of one video in the road_mat layout, frame n from ``<n>.mat``
+    (frames up to the highest number; see the module doc for missing and stray files).
 
     A frame without detections may hold empty arrays of any shape (it gets the video's score
     width); every other frame's ``scores`` must have as many columns as the first such frame's.
     A video whose frames are all empty has scores of width 0.
     """
     video_dir = Path(video_dir)
+    files = {}
+    for f in video_dir.glob("*.mat"):
+        if f.name.startswith("."):  # e.g. an unfinished atomic write
+            continue
+        if not FRAME_FILE.fullmatch(f.name) or int(f.stem) < 1:
+            raise DetectionError(f"{f}: not a frame file (expected 1-based numbers: 00001.mat, 00002.mat, ...)")
+        if int(f.stem) in files:
+            raise DetectionError(f"{f}: frame {int(f.stem)} is also in {files[int(f.stem)].name}")
+        files[int(f.stem)] = f
+    num_frames = max(files, default=0)
+    missing = [n for n in range(1, num_frames + 1) if n not in files]
+    if missing:
+        log.warning("%s: %d of %d frame files missing (first: %05d.mat); those frames have no detections",
+                    video_dir, len(missing), num_frames, missing[0])
     frames, width, first = [], None, None
-    for f in sorted(video_dir.glob("*.mat")):
+    for n in range(1, num_frames + 1):
+        f = files.get(n)
+        if f is None:
+            frames.append(None)
+            continue
         try:
             m = scipy.io.loadmat(f, variable_names=("loc", "scores"))
         except Exception as e:
@@ -155,11 +183,17 @@ def read_road_mat_video(video_dir):
             continue
         if loc.ndim != 2 or loc.shape[1] != 4 or scores.ndim != 2 or len(scores) != len(loc):
             raise DetectionError(f"{f}: 'loc' {loc.shape} and 'scores' {scores.shape} must be N x 4 and N x (C+1)")
+        if not (np.isfinite(loc).all() and np.isfinite(scores).all()):
+            raise DetectionError(f"{f}: 'loc' or 'scores' has non-finite values")
         if width is None:
             width, first = scores.shape[1], f
         elif scores.shape[1] != width:
             raise DetectionError(f"{f}: 'scores' has {scores.shape[1]} columns, {first.name} has {width}")
         frames.append((loc, scores))
+    # a missing frame takes the precision of the video's detections (Matlab's single stays single)
+    loc_dtype, score_dtype = (np.float64, np.float64) if first is None else (frames[int(first.stem) - 1][0].dtype,
+                                                                              frames[int(first.stem) - 1][1].dtype)
+    frames = [(np.zeros((0, 4), loc_dtype), np.zeros((0, 0), score_dtype)) if f is None else f for f in frames]
     return [(loc, scores.reshape(0, width or 0) if len(loc) == 0 else scores) for loc, scores in frames]
 
 

@@ -385,6 +385,10 @@ class OnlineLinker:
     """
 
     def __init__(self, num_classes, iou_thresh=0.1, jumpgap=3, filter_cfg=LINKING_FILTER):
+        if isinstance(jumpgap, bool) or int(jumpgap) != jumpgap or jumpgap < 1:
+            # the compiled step keeps jumpgap + 1 scores per path; the original fails on 0 too
+            raise ValueError(f"jumpgap must be an integer >= 1, got {jumpgap!r}")
+        jumpgap = int(jumpgap)
         self.num_classes = num_classes
         self.iou_thresh = iou_thresh
         self.jumpgap = jumpgap

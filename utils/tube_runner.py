@@ -7,6 +7,7 @@ process, in the video list's order, as the Matlab does.
 import json
 import logging
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class TubeConfig:
     frame_size: tuple = (320, 240)
     workers: int = 1
     frame_ap_any_class: bool = False  # frameAp.m's matching of any GT class (see FrameAP)
+    strict: bool = False  # a video with unreadable or malformed detections stops the run (else: no detections)
 
 
 def load_annotations(path):
@@ -66,16 +68,23 @@ def detection_path(det_dir, video, det_format):
 def resolve_videos(cfg, annotations, annot_path, video_list=None):
     """The listed videos, or the test split beside the annotations (else all annotated) with detections."""
     if video_list:
-        videos = read_video_list(video_list)
-    else:
-        split = Path(annot_path).with_name("testlist01.txt")
-        names = read_video_list(split) if split.is_file() else sorted(annotations)
-        videos = [v for v in names if detection_path(cfg.det_dir, v, cfg.det_format).exists()]
-        if not videos:
-            raise FileNotFoundError(f"{cfg.det_dir}: no detections for any video of the test split")
+        return check_videos(read_video_list(video_list), annotations, annot_path, video_list)
+    split = Path(annot_path).with_name("testlist01.txt")
+    names = read_video_list(split) if split.is_file() else sorted(annotations)
+    videos = [v for v in names if detection_path(cfg.det_dir, v, cfg.det_format).exists()]
+    if not videos:
+        raise FileNotFoundError(f"{cfg.det_dir}: no detections for any video of the test split")
+    return check_videos(videos, annotations, annot_path, split if split.is_file() else annot_path)
+
+
+def check_videos(videos, annotations, annot_path, source):
+    """``videos`` (from ``source``, named in the errors) if each is annotated and listed once."""
+    repeated = sorted(v for v, n in Counter(videos).items() if n > 1)
+    if repeated:
+        raise ValueError(f"{source}: {len(repeated)} videos listed more than once (first: {repeated[0]})")
     missing = [v for v in videos if v not in annotations]
     if missing:
-        raise ValueError(f"{video_list or 'test split'}: {len(missing)} videos not in the annotations {annot_path} "
+        raise ValueError(f"{source}: {len(missing)} videos not in the annotations {annot_path} "
                          f"(first: {', '.join(missing[:3])})")
     return videos
 
@@ -98,50 +107,72 @@ def read_frames(cfg, video):
 def process_video(cfg, video, num_classes, gt=None):
     """Worker: read, link + trim one video and, given its ``VideoGT``, its frame-AP matching.
 
-    Returns ``(video, {alpha: tubes}, FrameAP of the video or None, CPU seconds per stage)``.
+    Returns ``(video, {alpha: tubes}, FrameAP of the video or None, CPU seconds per stage, error)``:
+    without ``cfg.strict``, a video whose detections cannot be read or linked is logged, counted
+    as a video without detections and its error message returned (else None).
     """
-    t0 = time.process_time()
-    frames, frame_size = read_frames(cfg, video)
-    t1 = time.process_time()
+    def link(frames, frame_size):
+        return link_frames(frames, num_classes, frame_size, cfg.iou_thresh, cfg.jumpgap,
+                           None if gt is None else FRAME_AP_FILTER)
+
+    t0 = t1 = time.process_time()
+    error = None
     try:
-        paths, frame_dets = link_frames(frames, num_classes, frame_size, cfg.iou_thresh, cfg.jumpgap,
-                                        None if gt is None else FRAME_AP_FILTER)
-    except ValueError as e:
-        raise ValueError(f"{video}: {e}") from e
+        frames, frame_size = read_frames(cfg, video)
+        t1 = time.process_time()
+        try:
+            paths, frame_dets = link(frames, frame_size)
+        except ValueError as e:
+            raise ValueError(f"{video}: {e}") from e
+    except ValueError as e:  # DetectionError included
+        if cfg.strict:
+            raise
+        log.error("%s; counted as a video without detections (--strict stops instead)", e)
+        error = str(e)
+        paths, frame_dets = link([], cfg.frame_size)
     t2 = time.process_time()
     tubes = trim_video(paths, cfg.alphas)
     t3 = time.process_time()
     frame_ap = None if gt is None else video_frame_ap(gt, frame_dets, num_classes, any_class=cfg.frame_ap_any_class)
     t4 = time.process_time()
-    return video, tubes, frame_ap, {"read": t1 - t0, "link+filter": t2 - t1, "trim": t3 - t2, "frame-AP matching": t4 - t3}
+    times = {"read": t1 - t0, "link+filter": t2 - t1, "trim": t3 - t2, "frame-AP matching": t4 - t3}
+    return video, tubes, frame_ap, times, error
 
 
 def num_classes_of(cfg, videos):
-    """Score columns minus background, from the first video with detections."""
+    """Score columns minus background, from the first video with readable detections."""
     for video in videos:
-        frames, _ = read_frames(cfg, video)
+        try:
+            frames, _ = read_frames(cfg, video)
+        except ValueError:
+            if cfg.strict:
+                raise
+            continue  # reported when the video is processed
         if frames and frames[0][1].shape[1]:  # all frames of a video share the score width
             return frames[0][1].shape[1] - 1
-    raise ValueError(f"{cfg.det_dir}: no detections in any listed video")
+    raise ValueError(f"{cfg.det_dir}: no readable detections in any listed video")
 
 
 def build_all(cfg, videos, num_classes, gts=None):
-    """``{video: {alpha: [ActionTube]}}``, ``{video: FrameAP}`` (empty without ``gts``), summed stage times.
+    """``{video: {alpha: [ActionTube]}}``, ``{video: FrameAP}`` (empty without ``gts``), summed stage
+    times and ``{video: error}`` of the videos counted as without detections (see ``process_video``).
 
     ``gts``: the videos' ``VideoGT`` in the same order, for frame-mAP; each worker matches its
     video's frame-AP detections, so only scores and hit flags come back to this process.
     """
-    tubes, frame_aps, times = {}, {}, {}
+    tubes, frame_aps, times, failed = {}, {}, {}, {}
     args = [(cfg, v, num_classes, None if gts is None else g) for v, g in zip(videos, gts or [None] * len(videos))]
     with ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else nullcontext() as pool:
         results = pool.map(process_video, *zip(*args), chunksize=4) if pool else (process_video(*a) for a in args)
-        for video, t, fa, tm in tqdm(results, total=len(videos), desc="videos", leave=False):
+        for video, t, fa, tm, error in tqdm(results, total=len(videos), desc="videos", leave=False):
             tubes[video] = t
+            if error is not None:
+                failed[video] = error
             if fa is not None:
                 frame_aps[video] = fa
             for k, v in tm.items():
                 times[k] = times.get(k, 0.0) + v
-    return tubes, frame_aps, times
+    return tubes, frame_aps, times, failed
 
 
 def video_frame_ap(gt, rows, num_classes, iou_thresh=0.5, any_class=False):
@@ -225,6 +256,15 @@ def save_tubes(path, videos, tubes, alpha):
 
 def load_tubes(path):
     """``(alpha, {video: [ActionTube]})`` from ``save_tubes`` (boxes back to link boxes, +1)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"tube file not found: {path}")
+    try:
+        return _load_tubes(path)
+    except (OSError, KeyError, ValueError, IndexError, TypeError) as e:
+        raise ValueError(f"{path}: not a tube file written by build_tubes.py ({type(e).__name__}: {e})") from e
+
+
+def _load_tubes(path):
     with np.load(path) as z:
         box_dtype = np.dtype(str(z["box_dtype"])) if "box_dtype" in z else np.dtype(np.float64)
         all_boxes = (z["boxes"] + 1).astype(box_dtype)  # exact: the stored values came from box_dtype
