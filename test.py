@@ -24,6 +24,7 @@ from data.dataset import ActionDetection, collate
 from models.checkpoints import load_model
 from train import data_config
 from utils.args import data_args, detection_args, device_args, int_list, model_args, model_config, path
+from utils.checkpoint import checkpoint_path
 from utils.distributed import cleanup, init_distributed
 from utils.engine import place_model
 from utils.evaluation import FrameAP
@@ -53,7 +54,7 @@ def checkpoints(args):
         return [Path(args.weights)]
     if not (args.exp_name and args.eval_iters):
         raise SystemExit("give --weights PATH, or --exp_name NAME with --eval_iters N[,M...]")
-    return [Path(args.save_root) / args.exp_name / f"AMTNet_{i}.pth" for i in args.eval_iters]
+    return [checkpoint_path(Path(args.save_root) / args.exp_name, i) for i in args.eval_iters]
 
 
 def load(path, args, num_classes):

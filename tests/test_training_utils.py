@@ -73,8 +73,8 @@ def test_latest_checkpoint_is_the_highest_iteration_not_the_last_name(tmp_path):
     assert latest_checkpoint(tmp_path) is None
     for iteration in (200, 1000, 90):
         checkpoint_path(tmp_path, iteration).write_bytes(b"")
-    (tmp_path / "AMTNet_best.pth").write_bytes(b"")  # not an iteration: ignored
-    (tmp_path / ".AMTNet_2000.pth.x.tmp").write_bytes(b"")  # a save in progress
+    for ignored in ("AMTNet_best.pth", "AMTNet_2000_old.pth", ".AMTNet_2000.k3j2.tmp.pth"):  # the last: a save in progress
+        (tmp_path / ignored).write_bytes(b"")
     assert checkpoint_path(tmp_path, 200).name == "AMTNet_200.pth"
     assert latest_checkpoint(tmp_path) == tmp_path / "AMTNet_1000.pth"  # "AMTNet_200" sorts after it by name
 

@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+import scipy.io
 
 from data.annotations import load_pyannot, read_video_list, xyxy0_to_xywh1
 from data.matlab_annots import load_final_annots
@@ -202,8 +203,8 @@ def test_tubes_file_keeps_the_box_precision(tmp_path, dtype):
 
 
 def test_build_tubes_inputs_edges_and_errors(tmp_path, ucf24_dir, caplog, capsys):
-    """Default video selection, empty frame files (either shape), a video folder without files, and the
-    errors for a malformed frame, an unknown video and bad --alphas."""
+    """Default video selection, empty frame files (either shape), a video folder without files; a malformed
+    video counted as one without detections (or, with --strict, an error); list and flag errors."""
     import build_tubes
     from utils.tube_runner import load_tubes
     annots = load_pyannot(ucf24_dir / "pyannot.pkl")
@@ -238,19 +239,32 @@ def test_build_tubes_inputs_edges_and_errors(tmp_path, ucf24_dir, caplog, capsys
     (tmp_path / "pair.txt").write_text(f"{first}\n{second}\n")
     pair = ["--det_dir", str(tmp_path / "b"), "--video_list", str(tmp_path / "pair.txt")] + common
     caplog.clear()
-    res_bad = build_tubes.main(pair + ["--out_dir", str(tmp_path / "out_c")])
+    with_frame_map = pair[:-1] + ["--workers", "2"]  # the failure comes back from a worker process
+    res_bad = build_tubes.main(with_frame_map + ["--out_dir", str(tmp_path / "out_c")])
     assert list(res_bad["failed_videos"]) == [first]
     assert "00003.mat: 'scores' has 21 columns" in res_bad["failed_videos"][first]
     assert f"{first}" in caplog.text and "counted as a video without detections" in caplog.text
     assert "1 videos counted as without detections" in capsys.readouterr().out
     shutil.rmtree(tmp_path / "b" / first)
-    res_none = build_tubes.main(pair + ["--out_dir", str(tmp_path / "out_d")])
+    res_none = build_tubes.main(with_frame_map + ["--out_dir", str(tmp_path / "out_d")])
     assert res_none["failed_videos"] == {} and res_none["video_map"] == res_bad["video_map"]
+    assert res_none["frame_map"] == res_bad["frame_map"] and 0 < res_bad["frame_map"]["mAP"]
     assert 0 < res_bad["video_map"][0]["mAP"] and res_bad["video_map"][0]["accuracy"] == 0.5
     _write_gt_detections(tmp_path / "b", annots[first], 24, np.random.default_rng(1), jitter=1)
     write_road_mat_frame(tmp_path / "b" / first / "00003.mat", np.zeros((1, 4)), np.full((1, 21), 0.5))
     with pytest.raises(DetectionError, match=r"00003\.mat: 'scores' has 21 columns, 00001\.mat has 25"):
         build_tubes.main(pair + ["--out_dir", str(tmp_path / "out_c"), "--strict"])
+    # no video readable is an error, not a table of zeros
+    (tmp_path / "one.txt").write_text(f"{first}\n")
+    with pytest.raises(ValueError, match=r"no readable detections in any listed video \(first error: .*00003\.mat"):
+        build_tubes.main(pair[:2] + ["--video_list", str(tmp_path / "one.txt"), "--out_dir", str(tmp_path / "y")]
+                         + common)
+    # detections with fewer classes than the annotations (here the first video's): an error naming its folder
+    shutil.rmtree(tmp_path / "b" / first)
+    for f in range(annots[first].num_frames):
+        write_road_mat_frame(tmp_path / "b" / first / f"{f + 1:05d}.mat", np.zeros((1, 4)), np.full((1, 3), 0.5))
+    with pytest.raises(ValueError, match=rf"{first}: scores have 3 columns .* the annotations have 24 classes"):
+        build_tubes.main(pair + ["--out_dir", str(tmp_path / "z")])
     (tmp_path / "twice.txt").write_text(f"{second}\n{first}\n{second}\n")
     with pytest.raises(ValueError, match=rf"twice\.txt: 1 videos listed more than once \(first: {second}\)"):
         build_tubes.main(pair[:2] + ["--video_list", str(tmp_path / "twice.txt"), "--out_dir", str(tmp_path / "x")]
@@ -297,6 +311,13 @@ def test_road_mat_frames_are_placed_by_their_number(tmp_path, caplog):
     write_road_mat_frame(video / "00004.mat", written[4][0], np.where(np.eye(3, 5) > 0, np.nan, written[4][1]))
     with pytest.raises(DetectionError, match=r"00004\.mat: 'loc' or 'scores' has non-finite values"):
         read_road_mat_video(video)
+    scipy.io.savemat(video / "00004.mat", {"loc": np.array([["a", "b"]], object), "scores": written[4][1]})
+    with pytest.raises(DetectionError, match=r"00004\.mat: field 'loc' holds object, expected numbers"):
+        read_road_mat_video(video)
+    write_road_mat_frame(video / "00004.mat", *written[4])
+    write_road_mat_frame(video / "20231125.mat", *written[4])  # a stray number: not 20 million empty frames
+    with pytest.raises(DetectionError, match=r"20231125\.mat: frame number 20231125 for a folder of 4 frame files"):
+        read_road_mat_video(video)
 
 
 def test_npz_with_non_finite_scores_is_an_error(tmp_path):
@@ -308,6 +329,20 @@ def test_npz_with_non_finite_scores_is_an_error(tmp_path):
     np.savez(path, **fields)
     with pytest.raises(DetectionError, match=r"v\.npz: field 'scores' has non-finite values"):
         read_video_detections(path)
+    fields["scores"] = np.array([["x", "y"]])
+    np.savez(path, **fields)
+    with pytest.raises(DetectionError, match=r"v\.npz: field 'scores' holds <U1, expected numbers"):
+        read_video_detections(path)
+    path.write_bytes(path.read_bytes()[:100])  # truncated: numpy raises zipfile.BadZipFile
+    with pytest.raises(DetectionError, match=r"v\.npz: cannot read detections \(BadZipFile"):
+        read_video_detections(path)
+
+
+@pytest.mark.parametrize("field, value", [("jumpgap", 0), ("workers", 0), ("alphas", (3.0, -1.0)), ("alphas", ())])
+def test_tube_config_checks_its_values(tmp_path, field, value):
+    from utils.tube_runner import TubeConfig
+    with pytest.raises(ValueError, match=field):
+        TubeConfig(tmp_path, **{field: value})
 
 
 def test_input_files_that_are_not_what_they_claim_name_themselves(tmp_path, ucf24_dir):
@@ -326,6 +361,9 @@ def test_input_files_that_are_not_what_they_claim_name_themselves(tmp_path, ucf2
     np.savez(tmp_path / "other.npz", x=np.zeros(2))
     with pytest.raises(ValueError, match=r"other\.npz: not a tube file written by build_tubes\.py"):
         load_tubes(tmp_path / "other.npz")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "other.npz").read_bytes()[:50])
+    with pytest.raises(ValueError, match=r"cut\.npz: not a tube file written by build_tubes\.py \(BadZipFile"):
+        load_tubes(tmp_path / "cut.npz")
     (tmp_path / "latin1.txt").write_bytes("Basketball/v_Basketball_g01_c01 \xe9\n".encode("latin1"))
     with pytest.raises(ValueError, match=r"latin1\.txt: not a text file"):
         read_video_list(tmp_path / "latin1.txt")

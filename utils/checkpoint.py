@@ -6,6 +6,7 @@ model in test.py and demo.py), ``optimizer``, ``scheduler``, ``iteration``, ``rn
 temporary file and renamed, so a crash never leaves a truncated checkpoint.
 """
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def checkpoint_path(exp_dir, iteration):
 
 def latest_checkpoint(exp_dir):
     """The checkpoint of ``exp_dir`` with the highest iteration, or None."""
-    found = [(int(p.stem.split("_")[1]), p) for p in Path(exp_dir).glob("AMTNet_*.pth") if p.stem.split("_")[1].isdigit()]
+    found = [(int(m[1]), p) for p in Path(exp_dir).glob("AMTNet_*.pth") if (m := re.fullmatch(r"AMTNet_(\d+)", p.stem))]
     return max(found)[1] if found else None
 
 

@@ -25,7 +25,7 @@ the last box of the final window. A frame that no window covers has no detection
 (N x 4, normalised x1 y1 x2 y2 of the 320x240 frame) and ``scores`` (N x (C+1),
 background first). The frame number is the number in the file name. The Matlab
 (``readDetections``) takes the position in the sorted ``dir`` listing instead: the same
-for a complete video, but a missing file or a stray ``.mat`` (say, a temporary file left
+for a complete video with zero-padded names (as the test scripts write them), but a missing file or a stray ``.mat`` (say, a temporary file left
 by a killed writer) would shift every later frame. Here a missing frame has no detections
 (with a warning), hidden files are ignored, and another name is an error.
 """
@@ -81,10 +81,10 @@ def read_video_detections(path):
             size = tuple(int(v) for v in z["frame_size"]) if "frame_size" in z.files else (320, 240)
             boxes = (z["boxes"] / _scale(size)).astype(np.float32)
             det = VideoDetections(z["frames"], boxes, z["scores"], z["window"], int(z["num_frames"]), size)
-    except (OSError, ValueError) as e:
-        if isinstance(e, DetectionError):
-            raise
-        raise DetectionError(f"{path}: cannot read detections ({e})") from e
+    except DetectionError:
+        raise
+    except Exception as e:  # numpy raises several types (zipfile.BadZipFile, OSError, ValueError, ...)
+        raise DetectionError(f"{path}: cannot read detections ({type(e).__name__}: {e})") from e
     _check(det, path)
     return det
 
@@ -94,7 +94,15 @@ def _scale(frame_size):
     return np.array([width, height, width, height], np.float64)
 
 
+def _numeric(path, **fields):
+    """Each field an array of real numbers (a text or object field would fail later without a name)."""
+    for name, value in fields.items():
+        if np.asarray(value).dtype.kind not in "biuf":
+            raise DetectionError(f"{path}: field '{name}' holds {np.asarray(value).dtype}, expected numbers")
+
+
 def _check(det, path):
+    _numeric(path, frames=det.frames, boxes=det.boxes, scores=det.scores, window=det.window)
     if det.frames.ndim != 2:
         raise DetectionError(f"{path}: field 'frames' has shape {det.frames.shape}, expected [W, T]")
     w, t = det.frames.shape
@@ -161,6 +169,8 @@ def read_road_mat_video(video_dir):
             raise DetectionError(f"{f}: frame {int(f.stem)} is also in {files[int(f.stem)].name}")
         files[int(f.stem)] = f
     num_frames = max(files, default=0)
+    if num_frames > 2 * len(files) + 100:  # a stray number (a date?) would make millions of empty frames
+        raise DetectionError(f"{files[num_frames]}: frame number {num_frames} for a folder of {len(files)} frame files")
     missing = [n for n in range(1, num_frames + 1) if n not in files]
     if missing:
         log.warning("%s: %d of %d frame files missing (first: %05d.mat); those frames have no detections",
@@ -178,6 +188,7 @@ def read_road_mat_video(video_dir):
         if "loc" not in m or "scores" not in m:
             raise DetectionError(f"{f}: needs fields 'loc' and 'scores'")
         loc, scores = m["loc"], m["scores"]
+        _numeric(f, loc=loc, scores=scores)
         if loc.size == 0 and scores.size == 0:
             frames.append((loc.reshape(0, 4), scores))
             continue
@@ -193,7 +204,8 @@ def read_road_mat_video(video_dir):
     # a missing frame takes the precision of the video's detections (Matlab's single stays single)
     loc_dtype, score_dtype = (np.float64, np.float64) if first is None else (frames[int(first.stem) - 1][0].dtype,
                                                                               frames[int(first.stem) - 1][1].dtype)
-    frames = [(np.zeros((0, 4), loc_dtype), np.zeros((0, 0), score_dtype)) if f is None else f for f in frames]
+    empty = (np.zeros((0, 4), loc_dtype), np.zeros((0, 0), score_dtype))
+    frames = [empty if f is None else f for f in frames]
     return [(loc, scores.reshape(0, width or 0) if len(loc) == 0 else scores) for loc, scores in frames]
 
 

@@ -386,7 +386,7 @@ class OnlineLinker:
 
     def __init__(self, num_classes, iou_thresh=0.1, jumpgap=3, filter_cfg=LINKING_FILTER):
         if isinstance(jumpgap, bool) or int(jumpgap) != jumpgap or jumpgap < 1:
-            # the compiled step keeps jumpgap + 1 scores per path; the original fails on 0 too
+            # the compiled step keeps jumpgap + 1 scores per path (with 0 the original never extends a path)
             raise ValueError(f"jumpgap must be an integer >= 1, got {jumpgap!r}")
         jumpgap = int(jumpgap)
         self.num_classes = num_classes

@@ -40,6 +40,14 @@ class TubeConfig:
     frame_ap_any_class: bool = False  # frameAp.m's matching of any GT class (see FrameAP)
     strict: bool = False  # a video with unreadable or malformed detections stops the run (else: no detections)
 
+    def __post_init__(self):
+        if isinstance(self.jumpgap, bool) or int(self.jumpgap) != self.jumpgap or self.jumpgap < 1:
+            raise ValueError(f"jumpgap must be an integer >= 1, got {self.jumpgap!r}")
+        if int(self.workers) < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers!r}")
+        if not self.alphas or any(not a >= 0 for a in self.alphas):
+            raise ValueError(f"alphas must be one or more numbers >= 0, got {self.alphas!r}")
+
 
 def load_annotations(path):
     """``finalAnnots.mat`` or ``pyannot.pkl`` -> ``{name: VideoAnnotation}`` (identical on UCF101-24)."""
@@ -108,8 +116,8 @@ def process_video(cfg, video, num_classes, gt=None):
     """Worker: read, link + trim one video and, given its ``VideoGT``, its frame-AP matching.
 
     Returns ``(video, {alpha: tubes}, FrameAP of the video or None, CPU seconds per stage, error)``:
-    without ``cfg.strict``, a video whose detections cannot be read or linked is logged, counted
-    as a video without detections and its error message returned (else None).
+    without ``cfg.strict``, a video whose detections cannot be read or linked is counted as a
+    video without detections and its error message returned (else None).
     """
     def link(frames, frame_size):
         return link_frames(frames, num_classes, frame_size, cfg.iou_thresh, cfg.jumpgap,
@@ -127,7 +135,7 @@ def process_video(cfg, video, num_classes, gt=None):
     except ValueError as e:  # DetectionError included
         if cfg.strict:
             raise
-        log.error("%s; counted as a video without detections (--strict stops instead)", e)
+        t1 = time.process_time() if t1 == t0 else t1  # a failed read's time counts as reading
         error = str(e)
         paths, frame_dets = link([], cfg.frame_size)
     t2 = time.process_time()
@@ -139,18 +147,29 @@ def process_video(cfg, video, num_classes, gt=None):
     return video, tubes, frame_ap, times, error
 
 
-def num_classes_of(cfg, videos):
-    """Score columns minus background, from the first video with readable detections."""
+def num_classes_of(cfg, videos, annotations=None):
+    """Score columns minus background, from the first video with readable detections; with
+    ``annotations``, an error if they are fewer than the annotated classes (a detector scores them all)."""
+    first_error = None
     for video in videos:
         try:
             frames, _ = read_frames(cfg, video)
-        except ValueError:
+        except ValueError as e:
             if cfg.strict:
                 raise
+            first_error = first_error or e
             continue  # reported when the video is processed
         if frames and frames[0][1].shape[1]:  # all frames of a video share the score width
-            return frames[0][1].shape[1] - 1
-    raise ValueError(f"{cfg.det_dir}: no readable detections in any listed video")
+            num_classes = frames[0][1].shape[1] - 1
+            if annotations is not None:
+                need = 1 + max(max([a.class_id] + [t.class_id for t in a.tubes]) for a in annotations.values())
+                if num_classes < need:
+                    raise ValueError(f"{detection_path(cfg.det_dir, video, cfg.det_format)}: scores have "
+                                     f"{num_classes + 1} columns (background first), but the annotations have "
+                                     f"{need} classes")
+            return num_classes
+    raise ValueError(f"{cfg.det_dir}: no readable detections in any listed video"
+                     + (f" (first error: {first_error})" if first_error else ""))
 
 
 def build_all(cfg, videos, num_classes, gts=None):
@@ -167,6 +186,7 @@ def build_all(cfg, videos, num_classes, gts=None):
         for video, t, fa, tm, error in tqdm(results, total=len(videos), desc="videos", leave=False):
             tubes[video] = t
             if error is not None:
+                log.error("%s; counted as a video without detections (--strict stops instead)", error)
                 failed[video] = error
             if fa is not None:
                 frame_aps[video] = fa
@@ -260,7 +280,7 @@ def load_tubes(path):
         raise FileNotFoundError(f"tube file not found: {path}")
     try:
         return _load_tubes(path)
-    except (OSError, KeyError, ValueError, IndexError, TypeError) as e:
+    except Exception as e:  # numpy raises several types (zipfile.BadZipFile, OSError, KeyError, ...)
         raise ValueError(f"{path}: not a tube file written by build_tubes.py ({type(e).__name__}: {e})") from e
 
 
