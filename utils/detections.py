@@ -25,8 +25,9 @@ the last box of the final window. A frame that no window covers has no detection
 (N x 4, normalised x1 y1 x2 y2 of the 320x240 frame) and ``scores`` (N x (C+1),
 background first). The frame number is the number in the file name. The Matlab
 (``readDetections``) takes the position in the sorted ``dir`` listing instead: the same
-for a complete video with zero-padded names (as the test scripts write them), but a missing file or a stray ``.mat`` (say, a temporary file left
-by a killed writer) would shift every later frame. Here a missing frame has no detections
+for a complete video with zero-padded names (as the test scripts write them), but a
+missing file or a stray ``.mat`` (say, a temporary file left by a killed writer) would
+shift every later frame. Here a missing frame has no detections
 (with a warning), hidden files are ignored, and another name is an error.
 """
 import logging

@@ -246,6 +246,14 @@ def topk_means(values, lengths, k):
     return _topk_means(values, segment_starts(lengths), lengths, int(k))
 
 
+def check_jumpgap(jumpgap):
+    """``jumpgap`` as an int, or ValueError unless it is an integer >= 1."""
+    if isinstance(jumpgap, bool) or int(jumpgap) != jumpgap or jumpgap < 1:
+        # the compiled step keeps jumpgap + 1 scores per path (with 0 the original never extends a path)
+        raise ValueError(f"jumpgap must be an integer >= 1, got {jumpgap!r}")
+    return int(jumpgap)
+
+
 @dataclass
 class ActionPath:
     """A linked path of one class.
@@ -385,10 +393,7 @@ class OnlineLinker:
     """
 
     def __init__(self, num_classes, iou_thresh=0.1, jumpgap=3, filter_cfg=LINKING_FILTER):
-        if isinstance(jumpgap, bool) or int(jumpgap) != jumpgap or jumpgap < 1:
-            # the compiled step keeps jumpgap + 1 scores per path (with 0 the original never extends a path)
-            raise ValueError(f"jumpgap must be an integer >= 1, got {jumpgap!r}")
-        jumpgap = int(jumpgap)
+        jumpgap = check_jumpgap(jumpgap)
         self.num_classes = num_classes
         self.iou_thresh = iou_thresh
         self.jumpgap = jumpgap

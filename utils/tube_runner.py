@@ -22,7 +22,7 @@ from data.matlab_annots import load_final_annots
 from .detections import frame_detections, read_road_mat_video, read_video_detections
 from .evaluation import VIDEO_IOU_THRESHOLDS, FrameAP, gt_from_annotation, video_ap
 from .io import atomic_path
-from .linking import FRAME_AP_FILTER
+from .linking import FRAME_AP_FILTER, check_jumpgap
 from .tubes import ActionTube, link_frames, trim_video
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,7 @@ class TubeConfig:
     strict: bool = False  # a video with unreadable or malformed detections stops the run (else: no detections)
 
     def __post_init__(self):
-        if isinstance(self.jumpgap, bool) or int(self.jumpgap) != self.jumpgap or self.jumpgap < 1:
-            raise ValueError(f"jumpgap must be an integer >= 1, got {self.jumpgap!r}")
+        check_jumpgap(self.jumpgap)
         if int(self.workers) < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers!r}")
         if not self.alphas or any(not a >= 0 for a in self.alphas):
