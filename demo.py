@@ -15,32 +15,30 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 from tqdm import tqdm
 
+from data.annotations import read_video_list
+from engine.cli import device_args, model_args, model_config, stream_args
+from engine.online import OnlineDetector, StreamSpec, draw, read_frames, write_detections
 from models import load_model
-from utils.args import device_args, model_args, model_config, stream_args, tube_args
-from utils.detections import write_video_detections
-from utils.distributed import resolve_device
-from utils.engine import place_model
+from tubes.cli import class_args, tube_args
+from tubes.linking import OnlineTubes
+from tubes.trimming import trim_paths
+from tubes.tube_files import save_tubes
+from utils.distributed import place_model, resolve_device
 from utils.io import atomic_path
-from utils.online import OnlineDetector, OnlineTubes, StreamSpec
-from utils.tube_runner import save_tubes
-from utils.tubes import trim_paths
 
 log = logging.getLogger("demo")
-COLOURS = [(0, 200, 255), (255, 120, 0), (60, 220, 60), (220, 60, 220), (0, 80, 255), (255, 255, 0)]
 
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     parents=[model_args(), stream_args("fastOF"), device_args(), tube_args("3")])
+                                     parents=[model_args(), stream_args("fastOF"), device_args(), tube_args("3"),
+                                              class_args(num_classes=True)])
     parser.add_argument("--video", required=True, type=Path, help="video file or folder of frames")
     parser.add_argument("--weights", required=True, type=Path, help="checkpoint (this project's or, with the model flags, the original's)")
     parser.add_argument("--out", required=True, type=Path, help="annotated video (.mp4 or .avi)")
-    parser.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: from the checkpoint)")
-    parser.add_argument("--num_classes", default=None, type=int, help="for original checkpoints: classes without background")
     parser.add_argument("--eval_gap", default=1, type=int, help="gap between a micro-tube's frames (test.py --eval_gaps)")
     parser.add_argument("--show_thresh", default=0.2, type=float, help="draw paths whose mean score is at least this")
     parser.add_argument("--fps", default=None, type=float, help="output frame rate (default: the input's, or 25)")
@@ -48,37 +46,12 @@ def get_args_parser():
     return parser
 
 
-def read_frames(source):
-    """BGR frames of a video file or a folder of 00001.jpg ...; errors name the file."""
-    if source.is_dir():
-        files = sorted(source.glob("*.jpg"))
-        if not files:
-            raise SystemExit(f"{source}: no .jpg frames in this folder")
-        for path in files:
-            image = cv2.imread(str(path))
-            if image is None:
-                raise SystemExit(f"{path}: cannot be decoded")
-            yield image
-        return
-    if not source.is_file():
-        raise SystemExit(f"{source}: no such video file or frame folder")
-    capture = cv2.VideoCapture(str(source))
-    ok, image = capture.read()
-    if not ok:
-        raise SystemExit(f"{source}: cannot be read as a video")
-    while ok:
-        yield image
-        ok, image = capture.read()
-    capture.release()
-
-
 def load(args):
     state = torch.load(args.weights, map_location="cpu", weights_only=False) if args.weights.is_file() else None
     if state is None:
         raise SystemExit(f"checkpoint not found: {args.weights}")
     flags = state.get("flags", {})
-    classes = [line.strip() for line in args.classes.read_text().splitlines() if line.strip()] if args.classes \
-        else state.get("classes")
+    classes = read_video_list(args.classes) if args.classes else state.get("classes")
     model_cfg = None
     if "model_config" not in state:  # an original checkpoint: the flags describe it
         if args.num_classes is None and classes is None:
@@ -93,21 +66,6 @@ def load(args):
     if cfg.two_stream:
         streams["extra"] = (flags.get("input_type_extra", args.input_type_extra), cfg.input_frames_extra)
     return model, classes, StreamSpec(streams, cfg.seq_len, args.eval_gap)
-
-
-def draw(frame, index, paths, classes):
-    out = frame.copy()
-    for class_id, box, score, mean in paths:
-        colour = COLOURS[class_id % len(COLOURS)]
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
-        label = f"{classes[class_id]} {mean:.2f}"
-        (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
-        top = max(y1 - h - 6, 0)
-        cv2.rectangle(out, (x1, top), (x1 + w + 4, top + h + 6), colour, -1)
-        cv2.putText(out, label, (x1 + 2, top + h + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(out, f"{index + 1}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
 
 
 def main(argv=None):
@@ -150,17 +108,8 @@ def main(argv=None):
             log.info("  %-12s frames %d-%d score %.3f", classes[tube.class_id], tube.start + 1,
                      tube.start + len(tube.boxes), tube.score)
     if args.det_out:
-        write_detections(args.det_out, detector, detections)
+        write_detections(args.det_out, detections, detector.frame_size)
     return 0
-
-
-def write_detections(path, detector, detections):
-    """Per-frame detections as a one-frame-window npz (T = 1), readable by build_tubes.py."""
-    boxes = np.concatenate([loc for loc, _ in detections]).reshape(-1, 1, 4)
-    scores = np.concatenate([s for _, s in detections])
-    window = np.concatenate([np.full(len(loc), f) for f, (loc, _) in enumerate(detections)])
-    frames = np.arange(len(detections))[:, None]
-    write_video_detections(path, frames, boxes, scores, window, len(detections), detector.frame_size)
 
 
 if __name__ == "__main__":

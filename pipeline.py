@@ -13,6 +13,8 @@ where it stopped; training resumes from its latest checkpoint):
   4. tubes: build_tubes.py -> online linking, temporal trimming, video-mAP (WORK/tubes);
   5. plots: eval_video_ap.py -> precision-recall curves (WORK/eval/*.png);
   6. video: demo.py on the first test video -> WORK/demo/<video>.mp4 with the online action paths drawn.
+The data, model, training, detection and device flags are train.py's and test.py's (passed on to
+them when they differ from those scripts' defaults); the defaults here are the toy recipe.
 The results table is printed at the end and saved in WORK/summary.json.
 """
 import argparse
@@ -31,8 +33,11 @@ import train as train_script
 from data import layout
 from data.annotations import check_dataset, read_video_list
 from data.toy import ToyConfig, make_toy_dataset
-from utils.args import tube_args
-from utils.distributed import DEVICE_CHOICES
+from engine.cli import changed_flags, data_args, detection_args, device_args, model_args, train_args
+from tubes.cli import tube_args
+from tubes.detections import frame_map_path
+from tubes.runner import results_path, table
+from tubes.tube_files import tube_file
 from utils.checkpoint import checkpoint_path, latest_checkpoint
 from utils.io import atomic_path, is_fresh
 from utils.logging_utils import setup_logging
@@ -50,23 +55,25 @@ TOY_RECIPE = dict(width_mult=0.125, max_iter=400, optimizer="adam", lr=0.001, st
                   max_expand=1.0)
 
 
+def stage_list(text):
+    stages = text.split(",")
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
+    return set(stages)
+
+
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     parents=[tube_args()])
-    parser.add_argument("--data_root", default=None, help="dataset in the UCF24 layout (default: make the toy set)")
-    parser.add_argument("--dataset", default="toy", help="dataset name passed to train.py / test.py")
-    parser.add_argument("--work_dir", default="runs/pipeline", help="where the toy data and all outputs go")
-    parser.add_argument("--seed", type=int, default=0, help="toy dataset seed")
-    parser.add_argument("--toy_videos", type=int, default=ToyConfig.num_videos)
-    parser.add_argument("--input_type_base", default="rgb", help="input of the one-stream model (rgb, fastOF, brox)")
-    parser.add_argument("--input_frames_base", default=1, type=int)
-    for name, value in TOY_RECIPE.items():
-        parser.add_argument(f"--{name}", default=value, type=type(value), help=f"training (default {value})")
-    parser.add_argument("--basenet", default=None, help="pretrained backbone weights (default: from scratch)")
-    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    parser.add_argument("--num_workers", default=2, type=int)
-    parser.add_argument("--stages", default=",".join(STAGES),
-                        help="stages to run (the later ones need the earlier ones' outputs)")
+                                     parents=[data_args(), model_args(), train_args(), detection_args(), device_args(),
+                                              tube_args()])
+    parser.set_defaults(**TOY_RECIPE, val_step=None, print_step=None)  # None: half and a twentieth of max_iter
+    group = parser.add_argument_group("pipeline")
+    group.add_argument("--work_dir", default="runs/pipeline", help="where the toy data and all outputs go")
+    group.add_argument("--seed", type=int, default=0, help="toy dataset seed")
+    group.add_argument("--toy_videos", type=int, default=ToyConfig.num_videos)
+    group.add_argument("--stages", default=",".join(STAGES), type=stage_list,
+                       help="stages to run (the later ones need the earlier ones' outputs)")
     return parser
 
 
@@ -87,24 +94,13 @@ def prepare(args, work):
     return root
 
 
-def common_flags(args, root):
-    return ["--dataset", args.dataset, "--data_root", str(root), "--input_type_base", args.input_type_base,
-            "--input_frames_base", str(args.input_frames_base), "--width_mult", str(args.width_mult),
-            "--device", args.device, "--num_workers", str(args.num_workers)]
-
-
 def train(args, root, exp_dir):
     final = checkpoint_path(exp_dir, args.max_iter)
     if final.is_file():
         log.info("stage train: %s exists, not training again", final)
         return final
-    argv = common_flags(args, root) + [
-        "--save_root", str(exp_dir.parent), "--exp_name", exp_dir.name, "--max_iter", str(args.max_iter),
-        "--optimizer", args.optimizer, "--lr", str(args.lr), "--stepvalues", args.stepvalues, "--batch_size", str(args.batch_size),
-        "--max_expand", str(args.max_expand), "--val_step", str(max(args.max_iter // 2, 1)),
-        "--print_step", str(max(args.max_iter // 20, 1))]
-    if args.basenet:
-        argv += ["--basenet", args.basenet]
+    argv = ["--data_root", str(root), "--save_root", str(exp_dir.parent), "--exp_name", exp_dir.name] + changed_flags(
+        args, [data_args(), model_args(), train_args(), detection_args(), device_args()])
     resume = latest_checkpoint(exp_dir)
     if resume is not None:
         argv += ["--resume", str(resume)]
@@ -124,10 +120,10 @@ def run_stage(stage, script, argv, output, *inputs):
 
 
 def detect(args, root, weights, det_dir):
-    result_file = det_dir.parent / f"{det_dir.name}-frame_map.json"
-    run_stage("detect", test_script, common_flags(args, root) + ["--weights", str(weights), "--det_dir", str(det_dir)],
-              result_file, weights)
-    return json.loads(result_file.read_text())
+    argv = ["--data_root", str(root), "--weights", str(weights), "--det_dir", str(det_dir)] + changed_flags(
+        args, [data_args(), model_args(), detection_args(), device_args()])
+    run_stage("detect", test_script, argv, frame_map_path(det_dir), weights)
+    return json.loads(frame_map_path(det_dir).read_text())
 
 
 def tubes(args, root, det_dir, det_result, tube_dir):
@@ -138,16 +134,15 @@ def tubes(args, root, det_dir, det_result, tube_dir):
     argv = ["--det_dir", str(det_dir), "--det_format", "npz", "--annot", str(layout.split_path(root, layout.ANNOT_FILE)),
             "--out_dir", str(tube_dir), "--video_list", str(videos), "--classes", str(classes),
             "--alphas", ",".join(f"{a:g}" for a in args.alphas), "--workers", "2"]
-    run_stage("tubes", build_tubes, argv, tube_dir / "results.json", det_dir.parent / f"{det_dir.name}-frame_map.json")
-    return json.loads((tube_dir / "results.json").read_text())
+    run_stage("tubes", build_tubes, argv, results_path(tube_dir), frame_map_path(det_dir))
+    return json.loads(results_path(tube_dir).read_text())
 
 
 def plots(args, root, tube_dir, eval_dir):
-    alpha = args.alphas[0]
-    tube_file = tube_dir / f"tubes_alpha{alpha:g}.npz"
-    argv = ["--tubes", str(tube_file), "--annot", str(layout.split_path(root, layout.ANNOT_FILE)),
+    tubes_file = tube_file(tube_dir, args.alphas[0])
+    argv = ["--tubes", str(tubes_file), "--annot", str(layout.split_path(root, layout.ANNOT_FILE)),
             "--out_dir", str(eval_dir), "--classes", str(tube_dir / "classes.txt")]
-    run_stage("plots", eval_video_ap, argv, eval_dir / "results.json", tube_file)
+    run_stage("plots", eval_video_ap, argv, results_path(eval_dir), tubes_file)
     return sorted(str(p) for p in eval_dir.glob("*.png"))
 
 
@@ -162,38 +157,38 @@ def annotated_video(args, root, weights, out_dir):
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    args.val_step = args.val_step or max(args.max_iter // 2, 1)
+    args.print_step = args.print_step or max(args.max_iter // 20, 1)
     work = Path(args.work_dir).expanduser()
     work.mkdir(parents=True, exist_ok=True)
     setup_logging(work / "pipeline.log")
-    stages = set(args.stages.split(","))
-    unknown = stages - set(STAGES)
-    if unknown:
-        raise SystemExit(f"--stages: unknown stage(s) {sorted(unknown)}")
     root = prepare(args, work)
-    if stages == {"data"}:
+    if args.stages == {"data"}:
         return 0
     exp_dir = work / "train" / f"{args.input_type_base}_w{args.width_mult:g}"
-    weights = train(args, root, exp_dir) if "train" in stages else latest_checkpoint(exp_dir)
+    weights = train(args, root, exp_dir) if "train" in args.stages else latest_checkpoint(exp_dir)
     setup_logging(work / "pipeline.log")  # train.py points the log at its experiment folder
     if weights is None or not weights.is_file():
         raise SystemExit(f"no trained model in {exp_dir}: run the train stage")
     summary = {"data_root": str(root), "weights": str(weights)}
     det_dir = work / "detections"
-    if stages & {"detect", "tubes"}:
-        det = detect(args, root, weights, det_dir) if "detect" in stages else \
-            json.loads((det_dir.parent / f"{det_dir.name}-frame_map.json").read_text())
-        summary.update(frame_map=det["frame_map"], frame_ap=det["ap"], fps=det["frames"] / det["total_seconds"])
-    if "tubes" in stages:
+    if args.stages & {"detect", "tubes"}:
+        det = detect(args, root, weights, det_dir) if "detect" in args.stages else \
+            json.loads(frame_map_path(det_dir).read_text())
+        summary.update(frame_map_voc=det["frame_map_voc"], frame_ap_voc=det["ap"],
+                       fps=det["frames"] / det["total_seconds"])
+    if "tubes" in args.stages:
         results = tubes(args, root, det_dir, det, work / "tubes")
-        summary.update(video_map=results["video_map"], tubes_frame_map=results.get("frame_map"), table=build_tubes.tr.table(results))
-    if "plots" in stages:
+        summary.update(video_map=results["video_map"], frame_map_frameap=results.get("frame_map_frameap"),
+                       table=table(results))
+    if "plots" in args.stages:
         summary["plots"] = plots(args, root, work / "tubes", work / "eval")
-    if "video" in stages:
+    if "video" in args.stages:
         summary["video"] = annotated_video(args, root, weights, work / "demo")
     with atomic_path(work / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
-    if "frame_map" in summary:
-        print(f"frame-mAP@0.5 of the micro-tube detections (test.py): {100 * summary['frame_map']:.2f}  "
+    if "frame_map_voc" in summary:
+        print(f"VOC frame-mAP@0.5 of the micro-tube detections (test.py): {100 * summary['frame_map_voc']:.2f}  "
               f"({summary['fps']:.0f} frames/s end to end)")
     if "table" in summary:
         print("video-mAP of the linked, trimmed tubes (build_tubes.py; last line: frameAp.m's frame-mAP "

@@ -5,8 +5,8 @@
   python test.py ... --weights AMTNet_120000.pth --fusion_type CAT   (an original AMTNet checkpoint)
 
 Detections go to DET_DIR/<Class>/<video>.npz (the format build_tubes.py reads; --save_mat
-also writes the original per-frame .mat layout). Under torchrun each process takes a
-share of the videos.
+also writes the original per-frame .mat layout); the VOC-style frame-mAP to
+DET_DIR-frame_map.json. Under torchrun each process takes a share of the videos.
 """
 import argparse
 import json
@@ -21,14 +21,14 @@ from tqdm import tqdm
 
 from data.annotations import load_class_names
 from data.dataset import ActionDetection, collate
-from models.checkpoints import load_model
-from train import data_config
-from utils.args import data_args, detection_args, device_args, int_list, model_args, model_config, path
+from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, int_list, model_args, \
+    model_config, path
+from engine.inference import detect_videos
+from models import load_model
+from tubes.detections import frame_map_path
+from tubes.frame_map import FrameAP
 from utils.checkpoint import checkpoint_path
-from utils.distributed import cleanup, init_distributed
-from utils.engine import place_model
-from utils.evaluation import FrameAP
-from utils.inference import detect_videos
+from utils.distributed import cleanup, init_distributed, place_model
 from utils.io import atomic_path
 
 log = logging.getLogger("test")
@@ -36,16 +36,16 @@ log = logging.getLogger("test")
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     parents=[data_args(), model_args(), detection_args(), device_args()])
+                                     parents=[data_args(), model_args(), experiment_args(), detection_args(),
+                                              device_args()])
     parser.set_defaults(topk=20)  # evaluate.py's default
     group = parser.add_argument_group("checkpoints and outputs")
     group.add_argument("--weights", default=None, type=path, help="one checkpoint (this project's or the original's)")
-    group.add_argument("--save_root", default="runs", type=path)
-    group.add_argument("--exp_name", default=None, help="experiment folder under --save_root (with --eval_iters)")
     group.add_argument("--eval_iters", default=None, type=int_list, help="iterations of AMTNet_<iter>.pth to test")
     group.add_argument("--eval_gaps", default=[1], type=int_list, help="frames between test windows' starts")
     group.add_argument("--det_dir", default=None, type=path, help="default: next to the checkpoint")
-    group.add_argument("--save_mat", action="store_true", help="also write the original per-frame .mat files")
+    group.add_argument("--save_mat", action=argparse.BooleanOptionalAction, default=False,
+                       help="also write the original per-frame .mat files")
     return parser
 
 
@@ -83,7 +83,7 @@ def main(argv=None):
 def run_one(args, info, weights, gap):
     model = place_model(load(weights, args, len(load_class_names(args.data_root))), info.device, args.channels_last)
     # The stream layout comes from the checkpoint's config, not the flags.
-    data_cfg = replace(data_config(args), eval_gap=gap, seq_len=model.cfg.seq_len, fusion=model.cfg.two_stream,
+    data_cfg = replace(data_config(args), eval_gap=gap, seq_len=model.cfg.seq_len, two_stream=model.cfg.two_stream,
                        input_frames_base=model.cfg.input_frames_base, input_frames_extra=model.cfg.input_frames_extra)
     dataset = ActionDetection(data_cfg, "test", full_test=True)
     mine = [i for i, w in enumerate(dataset.windows) if w.video_index % info.world_size == info.rank]
@@ -103,12 +103,12 @@ def run_one(args, info, weights, gap):
     mean_ap, aps, _ = accumulator.compute()
     for name, ap in zip(dataset.classes, aps):
         log.info("AP %6.2f %s", 100 * ap, name)
-    log.info("frame-mAP@%.2f %.4f over %d windows of %d videos; %.1f frames/s network, %.1f frames/s end to end",
+    log.info("VOC frame-mAP@%.2f %.4f over %d windows of %d videos; %.1f frames/s network, %.1f frames/s end to end",
              args.iou_thresh, mean_ap, stats["windows"], stats["videos"], stats["frames"] / max(stats["network_seconds"], 1e-9),
              stats["frames"] / max(stats["total_seconds"], 1e-9))
-    result = {"weights": str(weights), "eval_gap": gap, "iou": args.iou_thresh, "frame_map": mean_ap,
+    result = {"weights": str(weights), "eval_gap": gap, "iou": args.iou_thresh, "frame_map_voc": mean_ap,
               "ap": dict(zip(dataset.classes, map(float, aps))), "det_dir": str(det_dir), **stats}
-    with atomic_path(det_dir.parent / f"{det_dir.name}-frame_map.json") as tmp:
+    with atomic_path(frame_map_path(det_dir)) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
 
 

@@ -9,53 +9,45 @@ Under torchrun, or with --ngpu N, training runs in N processes with DistributedD
 import argparse
 import logging
 import sys
-import time
-from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
 
-from data.dataset import ActionDetection, DataConfig, collate
+from data.dataset import ActionDetection, collate
+from data.sampling import IterationBatchSampler, SeededDataset
+from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, model_args, model_config, \
+    path, train_args
+from engine.training import (NonFiniteLossError, TrainingMonitor, VisdomPlots, build_optimizer, experiment_name,
+                             train_step, validate)
 from layers.loss import MultiBoxLoss
-from models import build_model
-from models.checkpoints import load_backbone
-from utils.args import data_args, detection_args, device_args, model_args, model_config, train_args
-from utils.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, set_rng_state
-from utils.distributed import barrier, cleanup, init_distributed, launch, under_torchrun
-from utils.engine import (NonFiniteLossError, build_optimizer, experiment_name, eta, place_model, train_step,
-                          validate)
-from utils.logging_utils import AverageMeter, VisdomPlots, setup_logging
-from utils.sampling import IterationBatchSampler, SeededDataset
+from models import build_model, load_backbone
+from utils.checkpoint import load_checkpoint, set_rng_state
+from utils.distributed import barrier, cleanup, init_distributed, launch, place_model, under_torchrun
+from utils.logging_utils import setup_logging
 
 log = logging.getLogger("train")
 
 
 def get_args_parser():
-    return argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   parents=[data_args(), model_args(), train_args(), detection_args(), device_args()])
-
-
-def data_config(args):
-    return DataConfig(dataset=args.dataset, data_root=args.data_root, input_type_base=args.input_type_base,
-                      input_type_extra=args.input_type_extra, input_frames_base=args.input_frames_base,
-                      input_frames_extra=args.input_frames_extra, fusion=args.fusion_type != "NONE",
-                      seq_len=args.seq_len, seq_gap=args.seq_gap, train_split=args.train_split,
-                      flow_channels=args.flow_channels, mirror_flow_pixels_only=args.original_flow_mirror,
-                      check_data=args.check_data, max_expand=args.max_expand)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     parents=[data_args(), model_args(), experiment_args(), train_args(),
+                                              detection_args(), device_args()])
+    parser.add_argument("--resume", default=None, type=path, help="checkpoint to continue from")
+    return parser
 
 
 def initialise(model, args):
     """Pretrained weights for a fresh run: SSD/VGG for one stream, two one-stream checkpoints for fusion."""
-    if args.fusion_type != "NONE":
-        for name, path, core in (("--base_weights", args.base_weights, model.core_base),
-                                 ("--extra_weights", args.extra_weights, model.core_extra)):
-            if path is None:
+    if model.cfg.two_stream:
+        for name, weights, core in (("--base_weights", args.base_weights, model.core_base),
+                                    ("--extra_weights", args.extra_weights, model.core_extra)):
+            if weights is None:
                 log.warning("%s not given: that stream starts from scratch", name)
             else:
-                load_backbone(core, torch.load(path, map_location="cpu", weights_only=False))
+                load_backbone(core, torch.load(weights, map_location="cpu", weights_only=False))
     elif args.basenet:
         load_backbone(model.core_base, torch.load(args.basenet, map_location="cpu", weights_only=False))
     else:
@@ -67,6 +59,23 @@ def validation_loader(args, data_cfg):
     if len(dataset) > args.val_samples:  # a fixed, evenly spread subset, as the original's ~15k windows
         dataset = Subset(dataset, np.unique(np.linspace(0, len(dataset) - 1, args.val_samples).astype(int)).tolist())
     return DataLoader(dataset, args.batch_size, shuffle=False, num_workers=args.num_workers, collate_fn=collate)
+
+
+def resume(args, model, model_cfg, optimizer, scheduler):
+    """The iteration to start from: 0, or ``--resume``'s (its model, optimizer, scheduler and RNG states loaded)."""
+    if not args.resume:
+        initialise(model, args)
+        return 0
+    state = load_checkpoint(args.resume)
+    if state["model_config"] != model_cfg.to_dict():
+        raise SystemExit(f"--resume {args.resume}: its model config {state['model_config']} "
+                         f"differs from these flags' {model_cfg.to_dict()}")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    log.info("resumed from %s at iteration %d", args.resume, state["iteration"])
+    return state["iteration"]
 
 
 def run(args):
@@ -84,20 +93,7 @@ def run(args):
     model = build_model(model_cfg)
     optimizer, scheduler = build_optimizer(model, args.lr, args.momentum, args.weight_decay, args.seq_len,
                                            args.stepvalues, args.gamma, args.optimizer)
-    start = 0
-    if args.resume:
-        state = load_checkpoint(args.resume)
-        if state["model_config"] != model_cfg.to_dict():
-            raise SystemExit(f"--resume {args.resume}: its model config {state['model_config']} "
-                             f"differs from these flags' {model_cfg.to_dict()}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        start = state["iteration"]
-        log.info("resumed from %s at iteration %d", args.resume, start)
-    else:
-        initialise(model, args)
+    start = resume(args, model, model_cfg, optimizer, scheduler)
     place_model(model, info.device, args.channels_last)
     if info.distributed:
         # The priors are constant buffers: no broadcast, so rank 0 can validate alone.
@@ -111,55 +107,24 @@ def run(args):
                                     info.rank, info.world_size)
     loader = DataLoader(SeededDataset(train_set), batch_sampler=sampler, num_workers=args.num_workers,
                         collate_fn=collate, pin_memory=info.device.type == "cuda")
-    val_loader = validation_loader(args, data_cfg) if info.is_main else None
+    if info.is_main:
+        validate_fn = partial(validate, loader=validation_loader(args, data_cfg), device=info.device,
+                              num_classes=train_set.num_classes, conf_thresh=args.conf_thresh,
+                              nms_thresh=args.nms_thresh, top_k=args.topk, iou_thresh=args.iou_thresh)
     plots = VisdomPlots(exp_dir.name, args.vis_port, train_set.classes, args.vis_server) \
         if args.visdom and info.is_main else None
-    flags = {k: v for k, v in vars(args).items()}
-
-    meters = {k: AverageMeter() for k in ("loc", "cls", "avg", "time")}
-    prints = 0
-    tick = time.perf_counter()
-    bar = tqdm(total=args.max_iter, initial=start, desc="train", disable=not (info.is_main and sys.stderr.isatty()))
+    monitor = TrainingMonitor(exp_dir, train_set.classes, start, args.max_iter, args.print_step, args.loss_reset_step,
+                              info.is_main, plots)
+    flags = dict(vars(args))
     for iteration, batch in enumerate(loader, start=start + 1):
         loss_l, loss_c = train_step(model, criterion, batch, optimizer, scheduler, info.device, iteration,
                                     info.world_size, scaler)
-        meters["loc"].update(loss_l)
-        meters["cls"].update(loss_c)
-        meters["avg"].update((loss_l + loss_c) / 2)
-        bar.update()
-        if iteration % args.print_step == 0 and info.is_main:
-            now = time.perf_counter()
-            meters["time"].update((now - tick) / args.print_step)
-            tick = now
-            log.info("iteration %d/%d loc-loss %.3f(%.3f) cls-loss %.3f(%.3f) average-loss %.3f(%.3f) "
-                     "lr %.6f %.3fs/it ETA %s", iteration, args.max_iter, meters["loc"].val, meters["loc"].avg,
-                     meters["cls"].val, meters["cls"].avg, meters["avg"].val, meters["avg"].avg,
-                     scheduler.get_last_lr()[-1], meters["time"].avg, eta(meters["time"].avg, args.max_iter - iteration))
-            if plots:
-                plots.loss(iteration, [meters[k].val for k in ("loc", "cls", "avg")] +
-                           [meters[k].avg for k in ("loc", "cls", "avg")])
-            prints += 1
-            if prints % args.loss_reset_step == 0:
-                for meter in meters.values():
-                    meter.reset()
+        monitor.step(iteration, loss_l, loss_c, scheduler.get_last_lr()[-1])
         if iteration % args.val_step == 0 or iteration == args.max_iter:
             if info.is_main:
-                path = save_checkpoint(checkpoint_path(exp_dir, iteration), model=model, model_config=model_cfg.to_dict(),
-                                       optimizer=optimizer, scheduler=scheduler, iteration=iteration, flags=flags,
-                                       extra={"classes": list(train_set.classes)})
-                log.info("saved %s", path)
-                started = time.perf_counter()
-                mean_ap, aps = validate(getattr(model, "module", model), val_loader, info.device, train_set.num_classes, args.conf_thresh,
-                                        args.nms_thresh, args.topk, args.iou_thresh)
-                for name, ap in zip(train_set.classes, aps):
-                    log.info("AP %6.2f %s", 100 * ap, name)
-                log.info("iteration %d frame-mAP@%.2f %.4f (validation %.1fs)", iteration, args.iou_thresh, mean_ap,
-                         time.perf_counter() - started)
-                if plots:
-                    plots.map(iteration, mean_ap, aps)
-                tick = time.perf_counter()
+                monitor.checkpoint(iteration, model, optimizer, scheduler, flags, validate_fn, args.iou_thresh)
             barrier(info)
-    bar.close()
+    monitor.close()
 
 
 def worker(args):

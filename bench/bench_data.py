@@ -6,26 +6,22 @@ flow fusion, with 0 and 2 workers, and prints a table. Matching to priors is not
 of the data pipeline: it runs in the loss, on the device. With ``--workers 0`` the
 time is also split into decoding and augmentation.
 
-python bench/bench_data.py [--samples 240] [--batch_size 8] [--workers 0,2] [--root DIR]
+python -m bench.bench_data [--samples 240] [--batch_size 8] [--workers 0,2] [--root DIR]
 """
 import argparse
 import logging
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data.dataset import ActionDetection, DataConfig, collate  # noqa: E402
-from data.toy import ToyConfig, make_toy_dataset  # noqa: E402
+from data.dataset import ActionDetection, DataConfig, collate
+from data.toy import ToyConfig, make_toy_dataset
 
 SETUPS = {
-    "rgb": dict(fusion=False),
-    "rgb + fastOF x5 (fusion)": dict(fusion=True, input_type_extra="fastOF", input_frames_extra=5),
+    "rgb": dict(two_stream=False),
+    "rgb + fastOF x5 (fusion)": dict(two_stream=True, input_type_extra="fastOF", input_frames_extra=5),
 }
 
 

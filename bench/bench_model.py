@@ -15,7 +15,7 @@ process runs with MALLOC_MMAP_THRESHOLD_=131072 so that glibc maps every large t
 separately and gives it back when freed, and the resident size follows the live tensors. On
 CUDA: torch.cuda.max_memory_allocated minus memory_allocated before the call.
 
-    .venv/bin/python bench/bench_model.py [--batch 8] [--repeats 3] [--sizes full small]
+    .venv/bin/python -m bench.bench_model [--batch 8] [--repeats 3] [--sizes full small]
 """
 import argparse
 import json
@@ -26,15 +26,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from models import ModelConfig, build_model  # noqa: E402
-from models.backbone import FEATURE_MAPS  # noqa: E402
-from models.checkpoints import load_original_amtnet  # noqa: E402
-from models.heads import fuse_frames, fuse_streams, pooled_heads  # noqa: E402
-from models.reference import ReferenceAMTNet, reference_pool_heads  # noqa: E402
+from models import ModelConfig, build_model
+from models.backbone import FEATURE_MAPS
+from models.config import FUSION_TYPES
+from models.weights import load_original_amtnet
+from models.heads import fuse_frames, fuse_streams, pooled_heads
+from models.reference import ReferenceAMTNet, reference_pool_heads
 
 WIDTHS = {"full": 1.0, "small": 1 / 16}
 
@@ -154,7 +153,8 @@ def _child(job):
     env = dict(os.environ)
     if job["what"] == "memory":
         env["MALLOC_MMAP_THRESHOLD_"] = "131072"
-    out = subprocess.run([sys.executable, __file__, "--job", json.dumps(job)], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-m", "bench.bench_model", "--job", json.dumps(job)], capture_output=True,
+                         text=True, env=env, cwd=Path(__file__).resolve().parents[1])
     if out.returncode != 0:
         raise RuntimeError(f"benchmark job {job} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -164,7 +164,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq_len", type=int, default=2)
-    ap.add_argument("--fusion_type", default="NONE", choices=["NONE", "SUM", "CAT", "MEAN"], type=str.upper)
+    ap.add_argument("--fusion_type", default="NONE", choices=FUSION_TYPES, type=str.upper)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())

@@ -6,20 +6,16 @@ times ``update`` and ``current`` (the live paths drawn on each frame) around the
 numbers; for comparison, also reading every class's live paths with ``linker.paths(c)`` (what
 ``current`` did before it kept running sums).
 
-python bench/bench_online_tubes.py [--frames 3000] [--at 100,1000,3000] [--boxes 40]
+python -m bench.bench_online_tubes [--frames 3000] [--at 100,1000,3000] [--boxes 40]
 """
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.bench_tubes import SHARED, synth_video  # noqa: E402
-from data.annotations import load_pyannot, read_video_list  # noqa: E402
-from utils.online import OnlineTubes  # noqa: E402
+from bench.bench_tubes import SHARED, synth_video
+from data.annotations import load_pyannot, read_video_list
+from tubes.linking import OnlineTubes
 
 
 def stream(num_frames, boxes, rng):

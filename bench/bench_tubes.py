@@ -7,21 +7,20 @@ the video's class. Writes them in the npz format (and road_mat for ``--road_mat_
 videos, which are also timed), then times reading, linking + trimming, frame-AP
 filtering and the evaluation separately, and the whole run with ``--workers``.
 
-python bench/bench_tubes.py [--videos 910] [--workers 2] [--boxes 40] [--work DIR] [--format npz|road_mat]
+python -m bench.bench_tubes [--videos 910] [--workers 2] [--boxes 40] [--work DIR] [--format npz|road_mat]
 """
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data.annotations import load_pyannot, read_video_list  # noqa: E402
-from utils import tube_runner as tr  # noqa: E402
-from utils.detections import write_road_mat_frame, write_video_detections  # noqa: E402
+from data.annotations import load_pyannot, read_video_list
+from tubes import runner as tr
+from tubes.detections import write_road_mat_frame, write_video_detections
+from tubes.frame_map import FrameAP
+from tubes.video_map import gt_from_annotation, video_ap
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "ucf24"
 
@@ -89,7 +88,7 @@ def main():
         nf = sum(annots[v].num_frames for v in vids)
         rows.append((f"read {fmt} (cpu)", time.process_time() - t, nf))
     cfg = tr.TubeConfig(work / args.format, args.format, (3.0, 5.0), workers=args.workers)
-    gts = [tr.gt_from_annotation(annots[v]) for v in names]
+    gts = [gt_from_annotation(annots[v]) for v in names]
     t = time.perf_counter()
     tubes, frame_aps, cpu, _ = tr.build_all(cfg, names, 24, gts)
     wall = time.perf_counter() - t
@@ -99,12 +98,12 @@ def main():
     class_names = tr.class_names_from(annots, 24)
     t = time.process_time()
     for a in cfg.alphas:
-        tr.video_ap(gts, {v: tubes[v][a] for v in names}, 24)
+        video_ap(gts, {v: tubes[v][a] for v in names}, 24)
     vt = time.process_time() - t
     rows.append((f"video-mAP (cpu), {len(cfg.alphas)} alphas x 11 thresholds; "
                  f"{1000 * vt / (11 * len(cfg.alphas)):.1f} ms per threshold", vt, frames))
     t = time.process_time()
-    tr.FrameAP.merge([frame_aps[v] for v in names]).compute()
+    FrameAP.merge([frame_aps[v] for v in names]).compute()
     rows.append(("frame-mAP from the workers' matches (cpu)", time.process_time() - t, frames))
     t = time.perf_counter()
     by_alpha = {a: {v: tubes[v][a] for v in names} for a in cfg.alphas}

@@ -9,11 +9,10 @@ tables' numbers and checks that the results agree (video-mAP per alpha and thres
 frame-mAP). Needs ``octave-cli`` and a local copy of the original repository; the test
 suite does not.
 
-python bench/bench_tubes_octave.py [--videos 10] [--boxes 40] [--sharpness 1] [--src BARE_GIT_DIR] [--work DIR]
+python -m bench.bench_tubes_octave [--videos 10] [--boxes 40] [--sharpness 1] [--src BARE_GIT_DIR] [--work DIR]
 """
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,19 +20,15 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools" / "octave"))
-
-from bench_tubes import SHARED, synth_video  # noqa: E402
-from make_fixtures import MIRROR, run_reference  # noqa: E402
-
-from data.annotations import load_pyannot, read_video_list  # noqa: E402
-from utils import tube_runner as tr  # noqa: E402
-from utils.detections import write_road_mat_frame  # noqa: E402
-from utils.evaluation import VIDEO_IOU_THRESHOLDS, video_ap  # noqa: E402
-from utils.linking import FRAME_AP_FILTER  # noqa: E402
-from utils.tubes import link_frames, trim_video  # noqa: E402
+from bench.bench_tubes import SHARED, synth_video
+from tools.octave.make_fixtures import MIRROR, run_reference
+from data.annotations import load_pyannot, read_video_list
+from tubes import runner as tr
+from tubes.detections import write_road_mat_frame
+from tubes.frame_map import frame_map_of
+from tubes.linking import FRAME_AP_FILTER, link_frames
+from tubes.trimming import trim_video
+from tubes.video_map import VIDEO_IOU_THRESHOLDS, gt_from_annotation, video_ap
 
 
 def write_inputs(work, names, annots, class_names, boxes, sharpness, alphas):
@@ -64,11 +59,11 @@ def run_ours(work, names, annots, num_classes, alphas):
         times["read"] += t1 - t0
         times["link"] += t2 - t1
         times["trim"] += t3 - t2
-    gts = [tr.gt_from_annotation(annots[v]) for v in names]
+    gts = [gt_from_annotation(annots[v]) for v in names]
     t0 = time.perf_counter()
     maps = {a: video_ap(gts, {v: tubes[v][a] for v in names}, num_classes, VIDEO_IOU_THRESHOLDS) for a in alphas}
     t1 = time.perf_counter()
-    fmap = tr.frame_map_of(gts, frame_dets, num_classes)[0]
+    fmap = frame_map_of(gts, frame_dets, num_classes)[0]
     times["video_ap"], times["frame_ap"] = t1 - t0, time.perf_counter() - t1
     return times, maps, fmap
 

@@ -169,11 +169,11 @@ def load_pyannot(path, num_classes=None, frame_size=UCF_FRAME_SIZE, numf_from_fi
     return parse_ucf_database(database, path, num_classes, frame_size, numf_from_first_tube)
 
 
-def read_video_list(path):
-    """One video name per line; blank lines ignored."""
+def read_video_list(path: "str | Path") -> list:
+    """One name per line (videos; also class names, ``--classes``); blank lines ignored."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"video list not found: {path}")
+        raise FileNotFoundError(f"list of names not found: {path}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:

@@ -4,7 +4,7 @@ any dataset in the UCF101-24 layout (``data/layout.py``), and the batch collate 
 A sample (``ActionDetection[i]``) is a dict::
 
     images   {'base': float32 [T, 3 * input_frames_base, S, S],
-              'extra': float32 [T, 3 * input_frames_extra, S, S]}   ('extra' only with fusion)
+              'extra': float32 [T, 3 * input_frames_extra, S, S]}   ('extra' only with two_stream)
     boxes    float32 [N, T, 4]  x1, y1, x2, y2 normalised to [0, 1]
     labels   int64 [N]          class_id + 1 (0 is background)
     video    str; video_index int (into ``dataset.videos``)
@@ -40,7 +40,6 @@ from .windows import make_windows
 log = logging.getLogger(__name__)
 
 DATASETS = ("ucf24", "jhmdb21", "toy")
-FUSION_TYPES = ("none", "sum", "cat", "mean")
 RGB_TYPES = ("rgb",)  # every other <type>-images folder holds flow
 
 
@@ -57,7 +56,7 @@ class DataConfig:
     input_type_extra: str = "brox"
     input_frames_base: int = 1
     input_frames_extra: int = 5
-    fusion: bool = False
+    two_stream: bool = False     # read the extra stream too (a fused two-stream model)
     seq_len: int = 2
     seq_gap: int = 0
     eval_gap: int = 1
@@ -69,13 +68,6 @@ class DataConfig:
     annot_file: str = None       # default: splitfiles/pyannot.pkl, else an ACT *-GT.pkl in data_root
     check_data: bool = False     # check every needed frame file exists before training
     max_expand: float = 4.0      # largest zoom-out of the Expand augmentation (the original's 4)
-
-    @staticmethod
-    def fusion_enabled(fusion_type):
-        """The original's ``args.fusion = args.fusion_type in ['sum', 'cat', 'mean']`` (any case)."""
-        if fusion_type.lower() not in FUSION_TYPES:
-            raise ValueError(f"unknown fusion_type {fusion_type!r}; choose from {', '.join(FUSION_TYPES)}")
-        return fusion_type.lower() != "none"
 
     def validate(self):
         if self.dataset not in DATASETS:
@@ -97,7 +89,7 @@ class DataConfig:
     def streams(self):
         """``{stream: (input type, frames per time step)}``."""
         streams = {"base": (self.input_type_base, self.input_frames_base)}
-        if self.fusion:
+        if self.two_stream:
             streams["extra"] = (self.input_type_extra, self.input_frames_extra)
         return streams
 

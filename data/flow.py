@@ -36,6 +36,7 @@ class FlowChannels:
 
 
 DEFAULT_CHANNELS = FlowChannels()
+CHANNEL_ORDERS = ("xym", "xmy", "yxm", "ymx", "mxy", "myx")  # what FlowChannels.parse accepts (any case)
 
 FLOW_METHODS = ("fastOF",)
 

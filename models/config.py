@@ -5,6 +5,14 @@ FUSION_TYPES = ("NONE", "SUM", "CAT", "MEAN")
 FEAT_FUSIONS = ("cat", "sum", "mean", "mul")
 
 
+def two_stream(fusion_type: str) -> bool:
+    """Whether ``fusion_type`` (any case, as the original accepts) fuses a second stream: the
+    original's ``args.fusion = args.fusion_type in ['sum', 'cat', 'mean']``."""
+    if str(fusion_type).upper() not in FUSION_TYPES:
+        raise ValueError(f"unknown fusion_type {fusion_type!r}; choose from {', '.join(FUSION_TYPES)} (any case)")
+    return str(fusion_type).upper() != "NONE"
+
+
 @dataclass
 class ModelConfig:
     """Options that define an AMTNet.
@@ -47,7 +55,7 @@ class ModelConfig:
 
     @property
     def two_stream(self) -> bool:
-        return self.fusion_type != "NONE"
+        return two_stream(self.fusion_type)
 
     def to_dict(self) -> dict:
         return asdict(self)

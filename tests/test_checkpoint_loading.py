@@ -5,9 +5,9 @@ import torchvision
 
 from models import ModelConfig, build_model
 from models.backbone import SSDCore
-from models.checkpoints import (CheckpointError, convert_torchvision_vgg16, load_backbone, load_model,
-                                load_original_amtnet, save_checkpoint)
 from models.reference import ReferenceAMTNet
+from models.weights import convert_torchvision_vgg16, load_backbone, load_model, load_original_amtnet
+from utils.checkpoint import CheckpointError, save_checkpoint
 
 SMALL = 1 / 16
 

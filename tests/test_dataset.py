@@ -10,6 +10,7 @@ from data import layout
 from data.annotations import Tube, VideoAnnotation, to_pyannot_entry
 from data.dataset import ActionDetection, DataConfig, FrameError, collate
 from data.transforms import TrainTransform
+from models.config import two_stream
 
 MEANS = np.array([104, 117, 123], np.float32)
 SIZE = 32  # network input side in these tests
@@ -64,7 +65,7 @@ def network_value(bgr):
 
 
 def test_test_sample_stacks_frames_and_normalises_boxes(root):
-    cfg = config(root, fusion=True, input_frames_extra=3, seq_len=2, eval_gap=1)
+    cfg = config(root, two_stream=True, input_frames_extra=3, seq_len=2, eval_gap=1)
     data = ActionDetection(cfg, "test", full_test=True)
     assert data.num_classes == 2 and data.classes == ["Alpha", "Beta"]
     # numf 7, eval_gap 1: step 2, starts 0, 2 (arange(0, 7 - 3, 2)) and numf - step - 1 = 4.
@@ -96,7 +97,7 @@ def test_target_boxes_are_normalised_pixels_and_labels_shifted(root):
 
 
 def test_training_samples_and_collate(root):
-    cfg = config(root, fusion=True, input_frames_extra=5, seq_len=2)
+    cfg = config(root, two_stream=True, input_frames_extra=5, seq_len=2)
     data = ActionDetection(cfg, "train", seed=7)
     assert isinstance(data.transform, TrainTransform)
     first = data[3]
@@ -126,7 +127,7 @@ def test_each_distinct_frame_is_decoded_once(root, monkeypatch):
     reads = []
     imread = cv2.imread
     monkeypatch.setattr(cv2, "imread", lambda path, *a: reads.append(path) or imread(path, *a))
-    data = ActionDetection(config(root, fusion=True, input_frames_extra=5), "train", augment=False)
+    data = ActionDetection(config(root, two_stream=True, input_frames_extra=5), "train", augment=False)
     index = next(i for i, w in enumerate(data.windows)
                  if data.videos[w.video_index] == "Alpha/v_a1" and w.frames.tolist() == [2, 3])
     reads.clear()
@@ -150,7 +151,7 @@ def test_missing_frame_error_names_video_frame_and_file(root):
 def test_unreadable_frame_error(root):
     bad = layout.frame_path(root, FLOW, "Alpha/v_a2", 0)
     bad.write_bytes(b"not a jpeg")
-    data = ActionDetection(config(root, fusion=True, input_frames_extra=1), "test", full_test=True)
+    data = ActionDetection(config(root, two_stream=True, input_frames_extra=1), "test", full_test=True)
     with pytest.raises(FrameError, match=rf"frame 1 of {FLOW} cannot be decoded: {bad}"):
         data[0]
 
@@ -162,5 +163,5 @@ def test_bad_configuration_stops_with_a_message(root):
     with pytest.raises(ValueError, match="train split .* has no annotated videos"):
         ActionDetection(config(root), "train")
     with pytest.raises(ValueError, match="unknown fusion_type"):
-        DataConfig.fusion_enabled("concat")
-    assert DataConfig.fusion_enabled("CAT") and not DataConfig.fusion_enabled("NONE")
+        two_stream("concat")
+    assert two_stream("CAT") and not two_stream("NONE") and two_stream("cat")

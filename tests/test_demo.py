@@ -8,12 +8,13 @@ import torch
 import demo
 from data import layout
 from data.annotations import read_video_list
-from models import ModelConfig, build_model, save_checkpoint
+from engine.online import StreamSpec
+from models import ModelConfig, build_model
+from tests.reference import link_and_trim
 from tests.test_train import run_script
-from utils.detections import frame_detections, read_video_detections
-from utils.online import StreamSpec
-from utils.tube_runner import load_tubes
-from utils.tubes import link_and_trim
+from tubes.detections import frame_detections, read_video_detections
+from tubes.tube_files import load_tubes
+from utils.checkpoint import save_checkpoint
 
 CLASSES = ["Walking", "Jumping", "Waving", "Spinning"]
 
@@ -114,7 +115,7 @@ def test_bad_inputs_are_named(weights, tmp_path):
 @pytest.mark.parametrize("num_frames, windows", [(2, 0), (3, 1), (6, 3), (7, 3)])
 def test_short_videos_emit_every_frame_once(num_frames, windows):
     """Windows as data/windows.py's full_test (starts 0, 2, ... below numf - 3, plus numf - 3)."""
-    from utils.online import OnlineDetector
+    from engine.online import OnlineDetector
     torch.manual_seed(0)
     model = build_model(ModelConfig(num_classes=3, width_mult=0.0625))
     runs = []

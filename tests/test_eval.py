@@ -2,9 +2,11 @@
 import numpy as np
 import pytest
 
-from utils.evaluation import (FrameAP, GTTube, VideoGT, average_precision, spatio_temporal_iou, video_ap,
-                              voc_ap)
-from utils.tubes import ActionTube
+from tests.reference import spatio_temporal_iou
+from tubes.ap import average_precision, voc_ap
+from tubes.frame_map import FrameAP
+from tubes.trimming import ActionTube
+from tubes.video_map import GTTube, VideoGT, video_ap
 
 GT_XYWH = np.array([10.0, 20.0, 40.0, 60.0])
 
@@ -118,7 +120,6 @@ def test_frame_ap_by_hand():
 def test_frame_ap_continuous_iou_and_merge():
     """AMTNet's Python frame evaluation: areas without +1. Boxes [0,0,10,10] and [0,0,10,5]
     overlap 50/100 = 0.5 (continuous) but 66/121 = 0.545 with inclusive pixels."""
-    from utils.evaluation import FrameAP
     det, gt = np.array([[0, 0, 10, 5.0]]), np.array([[0, 0, 10, 10.0]])
     strict = FrameAP(1, iou_thresh=0.52, inclusive=False)
     strict.add_frame(det, [0.9], [0], gt, [0])

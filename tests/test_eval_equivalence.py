@@ -2,9 +2,11 @@
 import numpy as np
 import pytest
 
-from utils.evaluation import (FrameAP, GTTube, VideoGT, _video_st_iou, descending_order, eval_boxes,
-                              spatio_temporal_iou)
-from utils.tubes import ActionTube
+from tests.reference import eval_boxes, spatio_temporal_iou
+from tubes.ap import descending_order
+from tubes.frame_map import FrameAP
+from tubes.trimming import ActionTube
+from tubes.video_map import GTTube, VideoGT, _video_st_iou
 
 
 @pytest.mark.parametrize("inclusive", [True, False])

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from utils.linking import (FRAME_AP_FILTER, LINKING_FILTER, FilterConfig, OnlineLinker, filter_frame, link_iou,
-                           loc_to_link_boxes)
+from tubes.boxes import link_iou, loc_to_link_boxes
+from tubes.linking import FRAME_AP_FILTER, LINKING_FILTER, FilterConfig, OnlineLinker, filter_frame
 
 BOX_A = [10.0, 10.0, 50.0, 50.0]
 BOX_B = [200.0, 100.0, 260.0, 180.0]

@@ -12,9 +12,9 @@ import bisect
 import numpy as np
 import pytest
 
-from utils.linking import (FRAME_AP_FILTER, LINKING_FILTER, FilterConfig, OnlineLinker, filter_frame_padded, link_iou,
-                           loc_to_link_boxes, topk_means)
-from utils.tubes import link_frames
+from tubes.boxes import link_iou, loc_to_link_boxes
+from tubes.linking import (FRAME_AP_FILTER, LINKING_FILTER, FilterConfig, OnlineLinker, filter_frame_padded, link_frames,
+                           topk_means)
 
 
 def ref_filter(boxes, class_scores, cfg):

@@ -6,7 +6,7 @@ import torch
 
 from layers import MultiBoxLoss
 from models import ModelConfig, build_model
-from models.checkpoints import load_original_amtnet
+from models.weights import load_original_amtnet
 from models.reference import ReferenceAMTNet
 
 SMALL = 1 / 16  # width multiplier: same head arithmetic, cheap backbone

@@ -14,7 +14,7 @@ import torch
 
 from layers import MultiBoxLoss, detect, match, pad_targets, prior_boxes
 from models import ModelConfig
-from models.checkpoints import load_model
+from models.weights import load_model
 from models.reference import ReferenceAMTNet
 
 ORIGINAL = os.environ.get("AMTNET_ORIGINAL")

@@ -12,8 +12,8 @@ import torch
 from data.annotations import load_class_names, read_video_list
 from data import layout
 from tests.conftest import REPO_ROOT
+from tubes.detections import read_video_detections
 from utils.checkpoint import REQUIRED_KEYS, load_checkpoint
-from utils.detections import read_video_detections
 
 TINY = ["--width_mult", "0.0625", "--batch_size", "2", "--num_workers", "0", "--val_samples", "4",
         "--print_step", "1", "--device", "cpu", "--dataset", "toy"]
@@ -96,7 +96,7 @@ def test_train_then_test_single_stream(toy_root, trained):
     mats = sorted((exp / "detections-AMTNet_4-eg01-mat" / test_videos[0]).iterdir())
     assert len(mats) == det.num_frames
     summary = json.loads((exp / "detections-AMTNet_4-eg01-frame_map.json").read_text())
-    assert 0 <= summary["frame_map"] <= 1 and summary["videos"] == len(test_videos)
+    assert 0 <= summary["frame_map_voc"] <= 1 and summary["videos"] == len(test_videos)
     assert "frames/s network" in result.stderr
 
 
@@ -188,7 +188,7 @@ def test_test_py_split_across_two_processes(toy_root, trained, tmp_path):
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
     results = [json.loads((tmp_path / f"{n}-frame_map.json").read_text()) for n in ("one", "two")]
     assert results[0]["videos"] == results[1]["videos"] == len(files)
-    assert results[0]["frame_map"] == pytest.approx(results[1]["frame_map"], abs=1e-6)
+    assert results[0]["frame_map_voc"] == pytest.approx(results[1]["frame_map_voc"], abs=1e-6)
     assert results[0]["ap"] == pytest.approx(results[1]["ap"], abs=1e-6)
 
 

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
+from data.sampling import IterationBatchSampler, SeededDataset
+from engine.training import build_optimizer
 from utils.checkpoint import CheckpointError, checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
-from utils.distributed import DistInfo, all_reduce_sum, init_distributed, resolve_device
-from utils.engine import build_optimizer, place_model
-from utils.sampling import IterationBatchSampler, SeededDataset
+from utils.distributed import DistInfo, all_reduce_sum, init_distributed, place_model, resolve_device
 
 
 def test_batches_are_a_function_of_the_iteration():

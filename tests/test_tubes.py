@@ -8,10 +8,11 @@ import scipy.io
 
 from data.annotations import load_pyannot, read_video_list, xyxy0_to_xywh1
 from data.matlab_annots import load_final_annots
-from utils.detections import (DetectionError, frame_detections, read_video_detections, write_road_mat_frame,
+from tubes.detections import (DetectionError, frame_detections, read_video_detections, write_road_mat_frame,
                               write_video_detections)
-from utils.linking import ActionPath
-from utils.tubes import label_segments, trim_paths, viterbi_labels
+from tests.reference import label_segments
+from tubes.linking import ActionPath
+from tubes.trimming import trim_paths, viterbi_labels
 
 
 def viterbi_reference(m, alpha):
@@ -143,14 +144,14 @@ def test_build_tubes_end_to_end_on_real_annotations(tmp_path, ucf24_dir):
     for n in names + [missing]:
         for tube in annots[n].tubes:
             gt_boxes[tube.class_id][n != missing] += tube.end - tube.start
-    names_24 = list(res_mat["frame_map"]["ap"])
+    names_24 = list(res_mat["frame_map_frameap"]["ap"])
     for c, (lost, found) in gt_boxes.items():
-        assert res_mat["frame_map"]["ap"][names_24[c]] == pytest.approx(found / (found + lost))
-    assert res_mat["frame_map"]["mAP"] == pytest.approx(sum(f / (f + m) for m, f in gt_boxes.values()) / 24)
+        assert res_mat["frame_map_frameap"]["ap"][names_24[c]] == pytest.approx(found / (found + lost))
+    assert res_mat["frame_map_frameap"]["mAP"] == pytest.approx(sum(f / (f + m) for m, f in gt_boxes.values()) / 24)
     # two worker processes (each matching its videos' frame-AP detections) give the same results
     res_two = build_tubes.main(args + ["--annot", str(ucf24_dir / "pyannot.pkl"), "--out_dir", str(tmp_path / "c"),
                                        "--workers", "2"])
-    assert res_two["video_map"] == res_pkl["video_map"] and res_two["frame_map"] == res_pkl["frame_map"]
+    assert res_two["video_map"] == res_pkl["video_map"] and res_two["frame_map_frameap"] == res_pkl["frame_map_frameap"]
 
 
 def test_trim_paths_equals_per_path_reference():
@@ -183,8 +184,8 @@ def test_tubes_file_keeps_the_box_precision(tmp_path, dtype):
     """Single detections give single link boxes, which the evaluation computes in (convert2eval.m's
     x2 - x1 and the evaluator's + 1): a saved and reloaded tube has the same boxes, bit for bit, in
     the same precision, and the same scores."""
-    from utils.tube_runner import load_tubes, save_tubes
-    from utils.tubes import link_and_trim
+    from tests.reference import link_and_trim
+    from tubes.tube_files import load_tubes, save_tubes
     rng = np.random.default_rng(4)
     track = np.cumsum(rng.normal(0, 1.5, (30, 4)), 0) + [60, 40, 160, 200]
     frames = [((np.stack([b, b + rng.normal(0, 3, 4)]) / [320, 240, 320, 240]).astype(dtype),
@@ -206,7 +207,7 @@ def test_build_tubes_inputs_edges_and_errors(tmp_path, ucf24_dir, caplog, capsys
     """Default video selection, empty frame files (either shape), a video folder without files; a malformed
     video counted as one without detections (or, with --strict, an error); list and flag errors."""
     import build_tubes
-    from utils.tube_runner import load_tubes
+    from tubes.tube_files import load_tubes
     annots = load_pyannot(ucf24_dir / "pyannot.pkl")
     split = read_video_list(ucf24_dir / "testlist01.txt")
     short = [n for n in split if annots[n].num_frames < 90]
@@ -248,7 +249,7 @@ def test_build_tubes_inputs_edges_and_errors(tmp_path, ucf24_dir, caplog, capsys
     shutil.rmtree(tmp_path / "b" / first)
     res_none = build_tubes.main(with_frame_map + ["--out_dir", str(tmp_path / "out_d")])
     assert res_none["failed_videos"] == {} and res_none["video_map"] == res_bad["video_map"]
-    assert res_none["frame_map"] == res_bad["frame_map"] and 0 < res_bad["frame_map"]["mAP"]
+    assert res_none["frame_map_frameap"] == res_bad["frame_map_frameap"] and 0 < res_bad["frame_map_frameap"]["mAP"]
     assert 0 < res_bad["video_map"][0]["mAP"] and res_bad["video_map"][0]["accuracy"] == 0.5
     _write_gt_detections(tmp_path / "b", annots[first], 24, np.random.default_rng(1), jitter=1)
     write_road_mat_frame(tmp_path / "b" / first / "00003.mat", np.zeros((1, 4)), np.full((1, 21), 0.5))
@@ -284,7 +285,7 @@ def test_build_tubes_inputs_edges_and_errors(tmp_path, ucf24_dir, caplog, capsys
 def test_road_mat_frames_are_placed_by_their_number(tmp_path, caplog):
     """Frame n comes from <n>.mat: a missing file is a frame without detections (warned, in the video's
     precision), a hidden leftover of an interrupted write is ignored, other names and NaN are errors."""
-    from utils.detections import read_road_mat_video
+    from tubes.detections import read_road_mat_video
     video = tmp_path / "Basketball" / "v_Basketball_g01_c01"
     rng = np.random.default_rng(0)
     written = {n: (rng.random((3, 4)).astype(np.float32), rng.random((3, 5)).astype(np.float32)) for n in (1, 3, 4)}
@@ -340,7 +341,7 @@ def test_npz_with_non_finite_scores_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("field, value", [("jumpgap", 0), ("workers", 0), ("alphas", (3.0, -1.0)), ("alphas", ())])
 def test_tube_config_checks_its_values(tmp_path, field, value):
-    from utils.tube_runner import TubeConfig
+    from tubes.runner import TubeConfig
     with pytest.raises(ValueError, match=field):
         TubeConfig(tmp_path, **{field: value})
 
@@ -350,8 +351,8 @@ def test_input_files_that_are_not_what_they_claim_name_themselves(tmp_path, ucf2
     eval_video_ap video list with a video unknown to the annotations."""
     import eval_video_ap
     from data.annotations import AnnotationError
-    from utils.tube_runner import load_tubes, save_tubes
-    from utils.tubes import ActionTube
+    from tubes.trimming import ActionTube
+    from tubes.tube_files import load_tubes, save_tubes
     for name in ("pyannot.pkl", "finalAnnots.mat"):
         (tmp_path / name).write_bytes(b"\x00garbage" * 10)
     with pytest.raises(AnnotationError, match=r"pyannot\.pkl: not a readable pickle"):

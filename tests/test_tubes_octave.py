@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from data.matlab_annots import load_final_annots
-from utils.detections import read_road_mat_video, write_road_mat_frame
-from utils.evaluation import VideoGT, gt_from_annotation, video_ap
-from utils.linking import FRAME_AP_FILTER
-from utils.tube_runner import frame_map_of
-from utils.tubes import link_and_trim, link_frames
+from tests.reference import link_and_trim
+from tubes.detections import read_road_mat_video, write_road_mat_frame
+from tubes.frame_map import frame_map_of
+from tubes.linking import FRAME_AP_FILTER, link_frames
+from tubes.video_map import VideoGT, gt_from_annotation, video_ap
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "octave"
 CASES = ["small", "clutter", "mixed", "single", "multiclass"]  # single: float32 detections, computed in single
@@ -137,5 +137,5 @@ def test_build_tubes_cli_equals_matlab(tmp_path):
     want = np.asarray(expected["results"]["rows"])
     got = np.array([[r["alpha"], r["iou"], r["mAP"], r["mean_iou"], r["accuracy"]] for r in res["video_map"]])
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
-    assert abs(res["frame_map"]["mAP"] - expected["frame_map"]["mAP"]) < 1e-12
-    np.testing.assert_allclose(list(res["frame_map"]["ap"].values()), expected["frame_map"]["ap"], rtol=0, atol=1e-12)
+    assert abs(res["frame_map_frameap"]["mAP"] - expected["frame_map"]["mAP"]) < 1e-12
+    np.testing.assert_allclose(list(res["frame_map_frameap"]["ap"].values()), expected["frame_map"]["ap"], rtol=0, atol=1e-12)

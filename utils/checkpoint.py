@@ -1,9 +1,10 @@
-"""Training checkpoints: everything needed to rebuild the model and continue exactly.
+"""Checkpoints: everything needed to rebuild the model and, for training, continue exactly.
 
-A checkpoint is a dict: ``model`` (state dict), ``model_config`` (dict, rebuilds the
-model in test.py and demo.py), ``optimizer``, ``scheduler``, ``iteration``, ``rng``
-(Python, numpy, torch and CUDA generator states) and ``flags``. It is written to a
-temporary file and renamed, so a crash never leaves a truncated checkpoint.
+A checkpoint is a dict: ``model`` (state dict) and ``model_config`` (dict, rebuilds the
+model in test.py and demo.py); a training checkpoint also has ``optimizer``, ``scheduler``,
+``iteration``, ``rng`` (Python, numpy, torch and CUDA generator states) and ``flags``. It is
+written to a temporary file and renamed, so a crash never leaves a truncated checkpoint.
+Loading weights into a model (also the original AMTNet's) is ``models/weights.py``'s.
 """
 import random
 import re
@@ -17,8 +18,8 @@ from .io import atomic_path
 REQUIRED_KEYS = ("model", "model_config", "optimizer", "scheduler", "iteration", "rng", "flags")
 
 
-class CheckpointError(RuntimeError):
-    """A missing, unreadable or incomplete checkpoint; the message names the file."""
+class CheckpointError(ValueError):
+    """A missing, unreadable, incomplete or mismatched checkpoint or weights file; the message says which."""
 
 
 def rng_state():
@@ -45,12 +46,19 @@ def latest_checkpoint(exp_dir):
     return max(found)[1] if found else None
 
 
-def save_checkpoint(path, *, model, model_config, optimizer, scheduler, iteration, flags, extra=None):
-    """Atomically write a training checkpoint to ``path``."""
+def save_checkpoint(path, model, *, model_config=None, optimizer=None, scheduler=None, **extra):
+    """Atomically write ``model``'s checkpoint to ``path``; returns the path.
+
+    ``model_config``: a dict, by default ``model.cfg.to_dict()``. With ``optimizer`` (and
+    ``scheduler``) it is a training checkpoint: their states and the RNG states are added.
+    ``extra`` entries (``iteration``, ``flags``, ``classes``, ...) are stored as given.
+    """
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    state = {"model": model.state_dict(), "model_config": model_config, "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "iteration": int(iteration), "rng": rng_state(),
-             "flags": dict(flags), **(extra or {})}
+    state = {"model": model.state_dict(),
+             "model_config": model.cfg.to_dict() if model_config is None else model_config}
+    if optimizer is not None:
+        state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=rng_state())
+    state.update(extra)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return Path(path)

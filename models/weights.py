@@ -1,5 +1,6 @@
 """Loading weights: the original AMTNet's checkpoints, this project's checkpoints, and
 pretrained backbones (ROAD / ssd.pytorch SSD300, vgg16_reducedfc, torchvision vgg16).
+Saving is ``utils.checkpoint.save_checkpoint``.
 
 Every loader lists unknown, missing and mis-shaped keys in one clear error instead of
 skipping them (the original's load_my_state_dict prints and goes on).
@@ -12,16 +13,12 @@ import torch
 from models.amtnet import AMTNet, build_model
 from models.backbone import SSDCore
 from models.config import ModelConfig
-from utils.io import atomic_path
+from utils.checkpoint import CheckpointError
 
 log = logging.getLogger(__name__)
 
 # Index tables the original stores as buffers; they carry no learned values.
 _INDEX_BUFFER = re.compile(r"(^|\.)featPool\d+\.(ffm_index|spatial_pool\.counts)$")
-
-
-class CheckpointError(ValueError):
-    pass
 
 
 def _strip_module(state_dict):
@@ -38,17 +35,6 @@ def _problems(what, unknown=(), missing=(), shapes=()):
     for name, want, got in shapes:
         lines.append(f"  {name}: model has shape {tuple(want)}, checkpoint has {tuple(got)}")
     return "\n".join(lines)
-
-
-def checkpoint_state(model: AMTNet, **extra) -> dict:
-    """This project's checkpoint: {'model_config': dict, 'model': state_dict, **extra}."""
-    return {"model_config": model.cfg.to_dict(), "model": model.state_dict(), **extra}
-
-
-def save_checkpoint(path, model: AMTNet, **extra):
-    """Write checkpoint_state(model, **extra) to path atomically."""
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint_state(model, **extra), tmp)
 
 
 def _is_project_checkpoint(obj) -> bool:

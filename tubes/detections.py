@@ -38,12 +38,27 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from .io import atomic_path
+from data.annotations import UCF_FRAME_SIZE
+from utils.io import atomic_path
 
 log = logging.getLogger(__name__)
 
 
 FRAME_FILE = re.compile(r"\d+\.mat")
+DET_FORMATS = ("road_mat", "npz")  # see the module doc
+
+
+def detection_path(det_dir, video, det_format):
+    """Where a video's detections are: ``DET_DIR/<Class>/<video>.npz``, or the road_mat folder ``DET_DIR/<Class>/<video>``."""
+    return Path(det_dir) / (f"{video}.npz" if det_format == "npz" else video)
+
+
+def frame_map_path(det_dir):
+    """test.py's summary beside its detections, ``DET_DIR-frame_map.json``: the VOC-style frame-mAP
+    (``frame_map_voc``, IoU ``iou``), per-class ``ap``, ``weights``, ``eval_gap``, ``det_dir``, counts
+    and timings (``windows``, ``frames``, ``videos``, ``network_seconds``, ``total_seconds``)."""
+    det_dir = Path(det_dir)
+    return det_dir.parent / f"{det_dir.name}-frame_map.json"
 
 
 class DetectionError(ValueError):
@@ -57,10 +72,10 @@ class VideoDetections:
     scores: np.ndarray
     window: np.ndarray
     num_frames: int
-    frame_size: tuple = (320, 240)
+    frame_size: tuple = UCF_FRAME_SIZE
 
 
-def write_video_detections(path, frames, boxes, scores, window, num_frames, frame_size=(320, 240)):
+def write_video_detections(path, frames, boxes, scores, window, num_frames, frame_size=UCF_FRAME_SIZE):
     """Write one video's detections atomically (see the module doc for the arrays)."""
     det = VideoDetections(np.asarray(frames, np.int32), np.asarray(boxes, np.float32),
                           np.asarray(scores, np.float32), np.asarray(window, np.int32),
@@ -79,7 +94,7 @@ def read_video_detections(path):
             missing = {"frames", "boxes", "scores", "window", "num_frames"} - set(z.files)
             if missing:
                 raise DetectionError(f"{path}: missing field(s) {sorted(missing)}")
-            size = tuple(int(v) for v in z["frame_size"]) if "frame_size" in z.files else (320, 240)
+            size = tuple(int(v) for v in z["frame_size"]) if "frame_size" in z.files else UCF_FRAME_SIZE
             boxes = (z["boxes"] / _scale(size)).astype(np.float32)
             det = VideoDetections(z["frames"], boxes, z["scores"], z["window"], int(z["num_frames"]), size)
     except DetectionError:

@@ -3,14 +3,14 @@
 The originals are gurkirt/realtime-action-detection ``online-tubes/gentube/``:
 ``PARactionPathSmoother.m`` with ``dpEM_max.m`` (a max-sum Viterbi over class labels,
 a penalty ``alpha`` per label change) and ``convert2eval.m`` (tube scores and the
-minimum length). Boxes stay in the link convention of ``utils.linking``.
+minimum length). Boxes stay in the link convention of ``tubes.boxes``.
 """
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from .linking import OnlineLinker, filter_frame_padded, loc_to_link_boxes, segment_starts, topk_means
+from .linking import segment_starts, topk_means
 
 SCORE_OFFSET = 20.0  # PARactionPathSmoother.m: M = M + 20
 MIN_NUM_FRAMES = 8   # I01onlineTubes.m: min_num_frames = 8 (kept when te - ts > 8)
@@ -84,13 +84,6 @@ def viterbi_labels(unaries, alpha):
     return np.split(labels, np.cumsum(lengths)[:-1])
 
 
-def label_segments(labels, class_id):
-    """``extract_action``: ``(ts, te)`` inclusive 0-based runs where ``labels == class_id``."""
-    m = np.concatenate([[False], labels == class_id, [False]])
-    edges = np.flatnonzero(m[1:] != m[:-1])
-    return list(zip(edges[::2].tolist(), (edges[1::2] - 1).tolist()))
-
-
 def trim_paths(paths_per_class, alpha, min_num_frames=MIN_NUM_FRAMES, topk=TOPK, kthresh=KTHRESH):
     """Paths of one video -> action tubes, in the Matlab's order (class, path, segment).
 
@@ -141,60 +134,3 @@ def trim_video(paths_per_class, alphas, min_num_frames=MIN_NUM_FRAMES, topk=TOPK
                 tubes.append(ActionTube(c, sc, path.start + ts, path.boxes[ts:te + 1]))
         out[alpha] = tubes
     return out
-
-
-def _link_boxes_and_scores(frames, frame_size):
-    """All frames' link boxes ``[M, 4]`` and scores ``[M, C+1]`` at once, and frame offsets ``[F+1]``.
-
-    Boxes keep the precision of ``loc`` and scores that of ``scores`` (float32 when every frame's
-    is single, else float64), as the Matlab computes in the precision its files hold. A frame
-    of another precision is converted first (one precision per video).
-    """
-    offsets = np.cumsum([0] + [len(loc) for loc, _ in frames])
-    locs = [np.asarray(loc) for loc, _ in frames]
-    loc_dtype = np.float32 if all(loc.dtype == np.float32 for loc in locs) else np.float64
-    boxes = loc_to_link_boxes(np.concatenate([loc.reshape(-1, 4).astype(loc_dtype, copy=False) for loc in locs]), frame_size)
-    width = max((np.shape(s)[1] for _, s in frames if np.ndim(s) == 2), default=1)
-    for f, (loc, s) in enumerate(frames):
-        if len(loc) and np.shape(s) != (len(loc), width):
-            raise ValueError(f"frame {f + 1}: scores have shape {np.shape(s)}, expected ({len(loc)}, {width}) as other frames")
-    score_dtype = np.float32 if all(np.asarray(s).dtype == np.float32 for _, s in frames) else np.float64
-    scores = np.concatenate([np.asarray(s, score_dtype).reshape(-1, width) for _, s in frames])
-    return boxes, scores, offsets
-
-
-def link_frames(frames, num_classes, frame_size=(320, 240), iou_thresh=0.1, jumpgap=3, extra_filter=None):
-    """One video's per-frame ``(loc, scores)`` -> ``(paths per class, extra rows)``.
-
-    ``loc`` normalised ``[N, 4]``, ``scores`` ``[N, C+1]`` background first (both formats'
-    reader output). With ``extra_filter`` (e.g. frameAp.m's ``dofilter``), the same pass also
-    gives that filter's picks as rows ``[frame, class, score, x1, y1, x2, y2]`` (link boxes),
-    per frame in class then pick order, in the boxes' precision (frameAp.m's IoU is computed
-    in it); otherwise ``None``.
-    """
-    linker = OnlineLinker(num_classes, iou_thresh, jumpgap)
-    cfgs = (linker.filter_cfg,) if extra_filter is None else (linker.filter_cfg, extra_filter)
-    if not any(len(loc) for loc, _ in frames):  # no video, or no detection in any frame: no paths
-        return linker.finish(), (None if extra_filter is None else np.zeros((0, 7)))
-    boxes, scores, offsets = _link_boxes_and_scores(frames, frame_size)
-    if scores.shape[1] != num_classes + 1:
-        raise ValueError(f"scores have {scores.shape[1]} columns, expected {num_classes + 1} (background first)")
-    class_scores = scores[:, 1:]
-    extra = []
-    for f in range(len(frames)):
-        b, s = boxes[offsets[f]:offsets[f + 1]], class_scores[offsets[f]:offsets[f + 1]]
-        picks = filter_frame_padded(b, s, cfgs)
-        linker.link(b, s, picks[0])
-        if extra_filter is not None:
-            c, j = np.nonzero(picks[1] >= 0)
-            extra.append((np.full(len(c), f), c, offsets[f] + picks[1][c, j]))
-    if extra_filter is None:
-        return linker.finish(), None
-    f, c, rows = (np.concatenate(a) for a in zip(*extra))
-    return linker.finish(), np.column_stack([f, c, class_scores[rows, c], boxes[rows]]).astype(boxes.dtype)
-
-
-def link_and_trim(frames, num_classes, alphas, frame_size=(320, 240), iou_thresh=0.1, jumpgap=3):
-    """One video, per-frame ``(loc, scores)`` -> ``(paths per class, {alpha: [ActionTube]})``."""
-    paths, _ = link_frames(frames, num_classes, frame_size, iou_thresh, jumpgap)
-    return paths, trim_video(paths, alphas)

@@ -1,4 +1,6 @@
-"""Command-line flags, each defined once, composed by the scripts through ``parents=[...]``.
+"""Command-line flags of the training and detection scripts, each defined once, composed by the
+scripts through ``parents=[...]``; ``data_config`` and ``model_config`` turn them into configs.
+The tube flags are in ``tubes/cli.py``.
 
 Flag names are the original AMTNet ones (``--seq_len``, ``--fusion_type``,
 ``--input_type_base``, ``--stepvalues``, ``--val_step``, ``--ngpu``, ...) so the
@@ -7,10 +9,12 @@ published commands run unchanged. Paths expand ``~``.
 import argparse
 from pathlib import Path
 
-from models.config import FUSION_TYPES, ModelConfig
+from data.dataset import DATASETS, DataConfig
+from data.flow import CHANNEL_ORDERS
+from models.config import FUSION_TYPES, ModelConfig, two_stream
 from utils.distributed import DEVICE_CHOICES
 
-DATASETS = ("ucf24", "jhmdb21", "toy")
+OPTIMIZERS = ("sgd", "adam")
 
 
 def str2bool(text):
@@ -35,38 +39,9 @@ def int_list(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def positive_int(text):
-    """An integer >= 1 (``--jumpgap``, ``--workers``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def alpha_list(text):
-    """``--alphas 3,5``: the trimming's label-change penalties, non-negative numbers."""
-    try:
-        alphas = tuple(float(v) for v in str(text).split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if any(not a >= 0 for a in alphas):
-        raise argparse.ArgumentTypeError(f"label-change penalties must be >= 0, got {text!r}")
-    return alphas
-
-
-def upper_choice(choices):
-    def parse(text):
-        if text.upper() not in choices:
-            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)} (any case), got {text!r}")
-        return text.upper()
-    return parse
-
-
 def _add_stream_flags(group, extra_type="brox"):
-    """What each stream reads: shared by the dataset scripts and demo.py."""
+    """What each stream reads: shared by the dataset scripts and demo.py. Input types are open
+    (any ``<type>-images`` folder), so they have no ``choices``."""
     group.add_argument("--seq_len", default=2, type=int, help="frames per micro-tube")
     group.add_argument("--input_type_base", default="rgb", help="base stream: any <type>-images folder (rgb, brox, fastOF)")
     group.add_argument("--input_type_extra", default=extra_type, help="extra stream of a two-stream model")
@@ -88,6 +63,16 @@ def model_config(args, num_classes):
                        width_mult=args.width_mult)
 
 
+def data_config(args):
+    """The DataConfig the data and model flags describe."""
+    return DataConfig(dataset=args.dataset, data_root=args.data_root, input_type_base=args.input_type_base,
+                      input_type_extra=args.input_type_extra, input_frames_base=args.input_frames_base,
+                      input_frames_extra=args.input_frames_extra, two_stream=two_stream(args.fusion_type),
+                      seq_len=args.seq_len, seq_gap=args.seq_gap, train_split=args.train_split,
+                      flow_channels=args.flow_channels, mirror_flow_pixels_only=args.original_flow_mirror,
+                      check_data=args.check_data, max_expand=args.max_expand)
+
+
 def data_args():
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("data")
@@ -98,12 +83,14 @@ def data_args():
     group.add_argument("--train_split", default=1, type=int, help="split id (J-HMDB-21: 1..3)")
     group.add_argument("--seq_gap", default=0, type=int, help="frames skipped between the micro-tube's frames")
     _add_stream_flags(group)
-    group.add_argument("--flow_channels", default="xym", help="order of x, y, magnitude in the flow JPEGs' R, G, B planes")
-    group.add_argument("--original_flow_mirror", action="store_true",
+    group.add_argument("--flow_channels", default="xym", type=str.lower, choices=CHANNEL_ORDERS,
+                       help="order of x, y, magnitude in the flow JPEGs' R, G, B planes")
+    group.add_argument("--original_flow_mirror", action=argparse.BooleanOptionalAction, default=False,
                        help="mirror flow images without negating x, as the original RandomMirror")
     group.add_argument("--max_expand", default=4.0, type=float,
                        help="largest zoom-out of the Expand augmentation (original: 4; 1: none)")
-    group.add_argument("--check_data", action="store_true", help="check every frame file exists before starting")
+    group.add_argument("--check_data", action=argparse.BooleanOptionalAction, default=False,
+                       help="check every frame file exists before starting")
     group.add_argument("--num_workers", "-j", default=2, type=int, help="data loading processes")
     return parser
 
@@ -111,8 +98,8 @@ def data_args():
 def model_args():
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("model")
-    group.add_argument("--fusion_type", default="NONE", type=upper_choice(FUSION_TYPES),
-                       help="two-stream fusion: NONE (base stream only), SUM, CAT, MEAN")
+    group.add_argument("--fusion_type", default="NONE", type=str.upper, choices=FUSION_TYPES,
+                       help="two-stream fusion, any case: NONE (base stream only), SUM, CAT, MEAN")
     group.add_argument("--width_mult", default=1.0, type=float, help="backbone width multiplier (1.0 = the paper's VGG16)")
     return parser
 
@@ -136,16 +123,24 @@ def detection_args():
     group.add_argument("--conf_thresh", default=0.01, type=float, help="minimum class score of a detection")
     group.add_argument("--nms_thresh", default=0.45, type=float, help="per-class NMS overlap")
     group.add_argument("--topk", default=50, type=int, help="detections kept per class before NMS")
-    group.add_argument("--iou_thresh", default=0.5, type=float, help="frame-mAP overlap threshold")
+    group.add_argument("--iou_thresh", default=0.5, type=float, help="VOC-style frame-mAP overlap threshold")
     group.add_argument("--batch_size", default=8, type=int, help="micro-tubes per batch")
+    return parser
+
+
+def experiment_args():
+    """Where train.py saves and test.py finds an experiment's checkpoints."""
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("experiment")
+    group.add_argument("--save_root", default="runs", type=path, help="experiments are saved under SAVE_ROOT/<exp_name>")
+    group.add_argument("--exp_name", default=None,
+                       help="experiment folder under --save_root (train.py's default: built from the flags as the original)")
     return parser
 
 
 def train_args():
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("training")
-    group.add_argument("--save_root", default="runs", type=path, help="experiments are saved under SAVE_ROOT/<exp_name>")
-    group.add_argument("--exp_name", default=None, help="default: built from the flags as the original")
     group.add_argument("--basenet", default=None, type=path,
                        help="pretrained SSD300 / reduced-fc VGG16 / torchvision VGG16 weights for a one-stream model")
     group.add_argument("--base_weights", default=None, type=path, help="two-stream: trained one-stream checkpoint, base")
@@ -153,7 +148,7 @@ def train_args():
     group.add_argument("--max_iter", default=70000, type=int)
     group.add_argument("--lr", "--learning-rate", default=0.0005, type=float)
     group.add_argument("--momentum", default=0.9, type=float)
-    group.add_argument("--optimizer", default="sgd", type=str.lower, choices=["sgd", "adam"],
+    group.add_argument("--optimizer", default="sgd", type=str.lower, choices=OPTIMIZERS,
                        help="sgd: the original's; adam: for backbones trained from scratch (the toy recipe)")
     group.add_argument("--weight_decay", default=1e-4, type=float)
     group.add_argument("--stepvalues", default=[50000], type=int_list, help="iterations where the lr drops by --gamma")
@@ -164,24 +159,29 @@ def train_args():
     group.add_argument("--print_step", default=10, type=int)
     group.add_argument("--loss_reset_step", default=30, type=int, help="prints between running-average resets")
     group.add_argument("--man_seed", default=123, type=int)
-    group.add_argument("--resume", default=None, type=path, help="checkpoint to continue from")
     group.add_argument("--visdom", default=False, type=str2bool)
     group.add_argument("--vis_port", default=8097, type=int)
-    group.add_argument("--vis_server", default="http://127.0.0.1")
+    group.add_argument("--vis_server", default="http://127.0.0.1", help="visdom server URL")
     return parser
 
 
-def tube_args(alphas="3,5"):
-    parser = argparse.ArgumentParser(add_help=False)
-    group = parser.add_argument_group("tubes")
-    group.add_argument("--alphas", default=alphas, type=alpha_list, help="label-change penalties of the temporal trimming")
-    return parser
-
-
-def annotation_args():
-    parser = argparse.ArgumentParser(add_help=False)
-    group = parser.add_argument_group("annotations")
-    group.add_argument("--annot", required=True, type=Path, help="finalAnnots.mat or pyannot.pkl")
-    group.add_argument("--video_list", type=Path, default=None, help="videos to evaluate, one Class/video per line")
-    group.add_argument("--classes", type=Path, default=None, help="class names in label order, one per line")
-    return parser
+def changed_flags(args, parsers):
+    """The argv that passes on ``args``' values of the flags of ``parsers`` (argument groups of this
+    module or ``tubes/cli.py``) that differ from the groups' defaults: what pipeline.py gives each
+    stage, so that a stage keeps its own defaults (test.py's ``--topk``) for the flags left alone."""
+    argv = []
+    for parser in parsers:
+        for action in parser._actions:
+            flag = next((o for o in action.option_strings if o.startswith("--")), None)
+            value = getattr(args, action.dest, None) if flag else None
+            if flag is None or value is None or value == action.default or action.dest == "help":
+                continue
+            if isinstance(action, argparse.BooleanOptionalAction):
+                argv.append(flag if value else f"--no-{flag[2:]}")
+            elif isinstance(value, bool):
+                argv += [flag, str(value).lower()]
+            elif isinstance(value, (list, tuple)):
+                argv += [flag, ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)]
+            else:
+                argv += [flag, str(value)]
+    return argv

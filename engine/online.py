@@ -1,14 +1,17 @@
-"""Online detection on a stream of frames: micro-tube windows as soon as their frames are in,
-per-frame detections in frame order, and online linking into action paths.
+"""Online detection on a stream of frames: reading the frames, micro-tube windows as soon as
+their frames are in, per-frame detections in frame order (linked online by
+``tubes.linking.OnlineTubes``), and drawing the live paths (demo.py).
 
 The windows, the frame stacking and the per-frame detections are those of test.py on a video
 of the dataset (``data/windows.py`` with ``full_test``, ``data/dataset.py`` ``stack_indices``,
-``utils/detections.py`` ``frame_detections``), so on the same frames the online linker gets
+``tubes/detections.py`` ``frame_detections``), so on the same frames the online linker gets
 exactly what build_tubes.py gets from test.py's files. Flow streams (``fastOF``) are computed
 from the frames with OpenCV's DIS flow as prepare_data.py does, without the JPEG round trip.
 """
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -17,11 +20,12 @@ from data.flow import DEFAULT_CHANNELS, FlowComputer, encode_flow
 from data.transforms import MEANS, TestTransform
 from data.windows import window_offsets
 from layers.postprocess import decode_outputs
-from utils.detections import VideoDetections, frame_detections
-from utils.inference import linking_outputs
-from utils.linking import OnlineLinker, loc_to_link_boxes
+from tubes.detections import VideoDetections, frame_detections, write_video_detections
+
+from .inference import linking_outputs
 
 ONLINE_FLOW_TYPES = ("fastOF",)
+COLOURS = [(0, 200, 255), (255, 120, 0), (60, 220, 60), (220, 60, 220), (0, 80, 255), (255, 255, 0)]
 
 
 @dataclass
@@ -157,19 +161,49 @@ class OnlineDetector:
         return out
 
 
-class OnlineTubes:
-    """Online linking of per-frame detections (``OnlineLinker``), with the frame size's link boxes."""
+def read_frames(source: Path):
+    """BGR frames of a video file or a folder of 00001.jpg ...; errors name the file."""
+    if source.is_dir():
+        files = sorted(source.glob("*.jpg"))
+        if not files:
+            raise SystemExit(f"{source}: no .jpg frames in this folder")
+        for path in files:
+            image = cv2.imread(str(path))
+            if image is None:
+                raise SystemExit(f"{path}: cannot be decoded")
+            yield image
+        return
+    if not source.is_file():
+        raise SystemExit(f"{source}: no such video file or frame folder")
+    capture = cv2.VideoCapture(str(source))
+    ok, image = capture.read()
+    if not ok:
+        raise SystemExit(f"{source}: cannot be read as a video")
+    while ok:
+        yield image
+        ok, image = capture.read()
+    capture.release()
 
-    def __init__(self, num_classes, frame_size, iou_thresh=0.1, jumpgap=3):
-        self.linker = OnlineLinker(num_classes, iou_thresh, jumpgap)
-        self.frame_size = frame_size
 
-    def update(self, loc, scores):
-        self.linker.update(loc_to_link_boxes(np.asarray(loc).reshape(-1, 4), self.frame_size), np.asarray(scores))
+def draw(frame, index, paths, classes):
+    out = frame.copy()
+    for class_id, box, score, mean in paths:
+        colour = COLOURS[class_id % len(COLOURS)]
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
+        label = f"{classes[class_id]} {mean:.2f}"
+        (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+        top = max(y1 - h - 6, 0)
+        cv2.rectangle(out, (x1, top), (x1 + w + 4, top + h + 6), colour, -1)
+        cv2.putText(out, label, (x1 + 2, top + h + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(out, f"{index + 1}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
 
-    def current(self, min_score=0.0):
-        """Live paths extended at the latest frame: ``[(class_id, box x1 y1 x2 y2 0-based pixels,
-        score at this frame, mean path score)]``, those with a mean below ``min_score`` left out."""
-        classes, boxes, scores, means = self.linker.current()
-        return [(int(c), b - 1, float(s), float(m))
-                for c, b, s, m in zip(classes, boxes, scores, means) if m >= min_score]
+
+def write_detections(path, detections, frame_size):
+    """Per-frame detections as a one-frame-window npz (T = 1), readable by build_tubes.py."""
+    boxes = np.concatenate([loc for loc, _ in detections]).reshape(-1, 1, 4)
+    scores = np.concatenate([s for _, s in detections])
+    window = np.concatenate([np.full(len(loc), f) for f, (loc, _) in enumerate(detections)])
+    frames = np.arange(len(detections))[:, None]
+    write_video_detections(path, frames, boxes, scores, window, len(detections), frame_size)

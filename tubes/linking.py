@@ -27,7 +27,9 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-EPS = np.finfo(np.float64).eps  # Matlab's eps in inters_union
+from data.annotations import UCF_FRAME_SIZE
+
+from .boxes import EPS, loc_to_link_boxes
 
 
 def work_dtype(*arrays):
@@ -46,25 +48,6 @@ class FilterConfig:
 
 LINKING_FILTER = FilterConfig()  # actionPaths.m dofilter
 FRAME_AP_FILTER = FilterConfig(score_thresh=0.01, post_nms_topk=20)  # frameAp.m dofilter
-
-
-def loc_to_link_boxes(loc, frame_size=(320, 240)):
-    """Normalised x1, y1, x2, y2 -> link boxes, as ``actionPaths.m`` ``readDetections``.
-
-    ``loc .* [320 240 320 240]``; only x1, y1 < 0 and x2 > 319, y2 > 239 are clipped;
-    then ``+1`` on all four. Computed and returned in the input's precision (float32 or
-    float64; Matlab keeps single data single).
-    """
-    loc = np.asarray(loc)
-    if loc.dtype not in (np.float32, np.float64):
-        loc = loc.astype(np.float64)
-    width, height = frame_size
-    b = loc * np.array([width, height, width, height], dtype=loc.dtype)
-    b[:, 0] = np.where(b[:, 0] < 0, 0, b[:, 0])
-    b[:, 1] = np.where(b[:, 1] < 0, 0, b[:, 1])
-    b[:, 2] = np.where(b[:, 2] > width - 1, width - 1, b[:, 2])
-    b[:, 3] = np.where(b[:, 3] > height - 1, height - 1, b[:, 3])
-    return b + loc.dtype.type(1)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -182,37 +165,6 @@ def filter_frame(boxes, class_scores, cfg=LINKING_FILTER):
     """``filter_frame_padded`` for one config as a list of C index arrays."""
     picks = filter_frame_padded(boxes, class_scores, (cfg,))[0]
     return [row[row >= 0] for row in picks]
-
-
-def link_iou(boxes_a, boxes_b):
-    """``[..., A, B]`` IoU as ``incremental_linking.m`` ``inters_union``, over leading batch dims.
-
-    Boxes become ``[x1 y1 x2-x1+1 y2-y1+1]``; Matlab's ``rectint``; union + eps.
-    """
-    xa, xb = boxes_a[..., :2], boxes_b[..., :2]
-    wa = boxes_a[..., 2:] - xa + 1
-    wb = boxes_b[..., 2:] - xb + 1
-    d = np.minimum((xa + wa)[..., :, None, :], (xb + wb)[..., None, :, :]) - np.maximum(xa[..., :, None, :], xb[..., None, :, :])
-    d[d < 0] = 0
-    inter = d[..., 0] * d[..., 1]
-    union = (wa[..., 0] * wa[..., 1])[..., :, None] + (wb[..., 0] * wb[..., 1])[..., None, :] - inter
-    return inter / (union + EPS)
-
-
-def rectint(a, b):
-    """Matlab/Octave ``rectint`` of ``[A, 4]`` and ``[B, 4]`` x, y, w, h rectangles."""
-    ea = a[:, :2] + a[:, 2:]
-    eb = b[:, :2] + b[:, 2:]
-    d = np.minimum(ea[:, None], eb[None]) - np.maximum(a[:, None, :2], b[None, :, :2])
-    d[d < 0] = 0
-    return d[..., 0] * d[..., 1]
-
-
-def rect_iou(a, b, eps):
-    """``inters ./ (ar1 + ar2' - inters + eps)`` over x, y, w, h rectangles."""
-    inter = rectint(a, b)
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
-    return inter / (union + eps)
 
 
 def segment_starts(lengths):
@@ -548,9 +500,70 @@ class OnlineLinker:
         return out
 
 
-def link_video(frames, num_classes, iou_thresh=0.1, jumpgap=3):
-    """Run ``OnlineLinker`` over an iterable of ``(boxes, scores)`` frames; return ``finish()``."""
+def _link_boxes_and_scores(frames, frame_size):
+    """All frames' link boxes ``[M, 4]`` and scores ``[M, C+1]`` at once, and frame offsets ``[F+1]``.
+
+    Boxes keep the precision of ``loc`` and scores that of ``scores`` (float32 when every frame's
+    is single, else float64), as the Matlab computes in the precision its files hold. A frame
+    of another precision is converted first (one precision per video).
+    """
+    offsets = np.cumsum([0] + [len(loc) for loc, _ in frames])
+    locs = [np.asarray(loc) for loc, _ in frames]
+    loc_dtype = np.float32 if all(loc.dtype == np.float32 for loc in locs) else np.float64
+    boxes = loc_to_link_boxes(np.concatenate([loc.reshape(-1, 4).astype(loc_dtype, copy=False) for loc in locs]), frame_size)
+    width = max((np.shape(s)[1] for _, s in frames if np.ndim(s) == 2), default=1)
+    for f, (loc, s) in enumerate(frames):
+        if len(loc) and np.shape(s) != (len(loc), width):
+            raise ValueError(f"frame {f + 1}: scores have shape {np.shape(s)}, expected ({len(loc)}, {width}) as other frames")
+    score_dtype = np.float32 if all(np.asarray(s).dtype == np.float32 for _, s in frames) else np.float64
+    scores = np.concatenate([np.asarray(s, score_dtype).reshape(-1, width) for _, s in frames])
+    return boxes, scores, offsets
+
+
+def link_frames(frames, num_classes, frame_size=UCF_FRAME_SIZE, iou_thresh=0.1, jumpgap=3, extra_filter=None):
+    """One video's per-frame ``(loc, scores)`` -> ``(paths per class, extra rows)``.
+
+    ``loc`` normalised ``[N, 4]``, ``scores`` ``[N, C+1]`` background first (both formats'
+    reader output). With ``extra_filter`` (e.g. frameAp.m's ``dofilter``), the same pass also
+    gives that filter's picks as rows ``[frame, class, score, x1, y1, x2, y2]`` (link boxes),
+    per frame in class then pick order, in the boxes' precision (frameAp.m's IoU is computed
+    in it); otherwise ``None``.
+    """
     linker = OnlineLinker(num_classes, iou_thresh, jumpgap)
-    for boxes, scores in frames:
-        linker.update(boxes, scores)
-    return linker.finish()
+    cfgs = (linker.filter_cfg,) if extra_filter is None else (linker.filter_cfg, extra_filter)
+    if not any(len(loc) for loc, _ in frames):  # no video, or no detection in any frame: no paths
+        return linker.finish(), (None if extra_filter is None else np.zeros((0, 7)))
+    boxes, scores, offsets = _link_boxes_and_scores(frames, frame_size)
+    if scores.shape[1] != num_classes + 1:
+        raise ValueError(f"scores have {scores.shape[1]} columns, expected {num_classes + 1} (background first)")
+    class_scores = scores[:, 1:]
+    extra = []
+    for f in range(len(frames)):
+        b, s = boxes[offsets[f]:offsets[f + 1]], class_scores[offsets[f]:offsets[f + 1]]
+        picks = filter_frame_padded(b, s, cfgs)
+        linker.link(b, s, picks[0])
+        if extra_filter is not None:
+            c, j = np.nonzero(picks[1] >= 0)
+            extra.append((np.full(len(c), f), c, offsets[f] + picks[1][c, j]))
+    if extra_filter is None:
+        return linker.finish(), None
+    f, c, rows = (np.concatenate(a) for a in zip(*extra))
+    return linker.finish(), np.column_stack([f, c, class_scores[rows, c], boxes[rows]]).astype(boxes.dtype)
+
+
+class OnlineTubes:
+    """Online linking of per-frame detections (``OnlineLinker``), with the frame size's link boxes."""
+
+    def __init__(self, num_classes, frame_size, iou_thresh=0.1, jumpgap=3):
+        self.linker = OnlineLinker(num_classes, iou_thresh, jumpgap)
+        self.frame_size = frame_size
+
+    def update(self, loc, scores):
+        self.linker.update(loc_to_link_boxes(np.asarray(loc).reshape(-1, 4), self.frame_size), np.asarray(scores))
+
+    def current(self, min_score=0.0):
+        """Live paths extended at the latest frame: ``[(class_id, box x1 y1 x2 y2 0-based pixels,
+        score at this frame, mean path score)]``, those with a mean below ``min_score`` left out."""
+        classes, boxes, scores, means = self.linker.current()
+        return [(int(c), b - 1, float(s), float(m))
+                for c, b, s, m in zip(classes, boxes, scores, means) if m >= min_score]

@@ -16,16 +16,24 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.annotations import load_pyannot, read_video_list
+from data.annotations import UCF_FRAME_SIZE, load_pyannot, read_video_list
 from data.matlab_annots import load_final_annots
+from utils.io import atomic_path
 
-from .detections import frame_detections, read_road_mat_video, read_video_detections
-from .evaluation import VIDEO_IOU_THRESHOLDS, FrameAP, gt_from_annotation, video_ap
-from .io import atomic_path
-from .linking import FRAME_AP_FILTER, check_jumpgap
-from .tubes import ActionTube, link_frames, trim_video
+from .detections import detection_path, frame_detections, read_road_mat_video, read_video_detections
+from .frame_map import FrameAP, video_frame_ap
+from .linking import FRAME_AP_FILTER, check_jumpgap, link_frames
+from .trimming import trim_video
+from .video_map import VIDEO_IOU_THRESHOLDS, gt_from_annotation, video_ap
 
 log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+
+
+def results_path(out_dir):
+    """build_tubes.py's and eval_video_ap.py's results in ``out_dir`` (``results.json``; see ``evaluate``)."""
+    return Path(out_dir) / RESULTS_FILE
 
 
 @dataclass
@@ -33,9 +41,9 @@ class TubeConfig:
     det_dir: Path
     det_format: str = "road_mat"
     alphas: tuple = (3.0, 5.0)
-    iou_thresh: float = 0.1
+    link_iou: float = 0.1  # linking IoU threshold (build_tubes.py --link_iou)
     jumpgap: int = 3
-    frame_size: tuple = (320, 240)
+    frame_size: tuple = UCF_FRAME_SIZE
     workers: int = 1
     frame_ap_any_class: bool = False  # frameAp.m's matching of any GT class (see FrameAP)
     strict: bool = False  # a video with unreadable or malformed detections stops the run (else: no detections)
@@ -66,10 +74,6 @@ def class_names_from(annotations, num_classes, classes_file=None):
     if len(names) != num_classes:
         raise ValueError(f"{len(names)} class names for {num_classes} classes of detections")
     return names
-
-
-def detection_path(det_dir, video, det_format):
-    return Path(det_dir) / (f"{video}.npz" if det_format == "npz" else video)
 
 
 def resolve_videos(cfg, annotations, annot_path, video_list=None):
@@ -119,7 +123,7 @@ def process_video(cfg, video, num_classes, gt=None):
     video without detections and its error message returned (else None).
     """
     def link(frames, frame_size):
-        return link_frames(frames, num_classes, frame_size, cfg.iou_thresh, cfg.jumpgap,
+        return link_frames(frames, num_classes, frame_size, cfg.link_iou, cfg.jumpgap,
                            None if gt is None else FRAME_AP_FILTER)
 
     t0 = t1 = time.process_time()
@@ -194,33 +198,6 @@ def build_all(cfg, videos, num_classes, gts=None):
     return tubes, frame_aps, times, failed
 
 
-def video_frame_ap(gt, rows, num_classes, iou_thresh=0.5, any_class=False):
-    """frameAp.m's matching for one video: ``FrameAP`` of its frames 1..num_frames of the annotation.
-
-    ``rows``: ``link_frames``'s frame-AP rows ``[frame, class, score, x1, y1, x2, y2]``.
-    """
-    acc = FrameAP(num_classes, iou_thresh, any_class=any_class)
-    rows = np.zeros((0, 7)) if rows is None else rows[rows[:, 0] < gt.num_frames]
-    gt_parts = []
-    for t in gt.tubes:
-        f = np.arange(t.sf - 1, min(t.ef, gt.num_frames))
-        if len(f):
-            x, y, w, h = t.boxes[f + 1 - t.sf].T
-            gt_parts.append((f, np.stack([x, y, x + w - 1, y + h - 1], 1), np.full(len(f), t.class_id)))
-    gt_frame, gt_boxes, gt_labels = ((np.concatenate(a) for a in zip(*gt_parts)) if gt_parts
-                                     else (np.zeros(0), np.zeros((0, 4)), np.zeros(0)))
-    order = np.argsort(gt_frame, kind="stable")  # per frame, GT boxes in tube order
-    acc.add_frames(rows[:, 0].astype(np.int64), rows[:, 3:], rows[:, 2], rows[:, 1].astype(np.int64),
-                   gt_frame[order], gt_boxes[order], gt_labels[order])
-    return acc
-
-
-def frame_map_of(gts, frame_dets, num_classes, iou_thresh=0.5, any_class=False):
-    """frameAp.m over the listed videos from their frame-AP rows (``{video: rows}``)."""
-    return FrameAP.merge([video_frame_ap(g, frame_dets.get(g.name), num_classes, iou_thresh, any_class)
-                          for g in gts]).compute()
-
-
 def evaluate(annotations, videos, tubes_by_alpha, num_classes, class_names, frame_aps=None):
     """results.json content (values as fractions) and the PR curves per alpha.
 
@@ -237,7 +214,7 @@ def evaluate(annotations, videos, tubes_by_alpha, num_classes, class_names, fram
                                      "accuracy": r.accuracy, "ap": dict(zip(class_names, r.ap.tolist()))})
     if frame_aps is not None:
         fmap, fap, _ = FrameAP.merge([frame_aps[v] for v in videos]).compute()
-        out["frame_map"] = {"iou": 0.5, "mAP": fmap, "ap": dict(zip(class_names, fap.tolist()))}
+        out["frame_map_frameap"] = {"iou": 0.5, "mAP": fmap, "ap": dict(zip(class_names, fap.tolist()))}
     return out, curves
 
 
@@ -250,63 +227,11 @@ def table(results):
         avg = np.mean([rows[t]["mAP"] for t in rows if t >= 0.5])
         lines.append(f"{a:<6g} {100 * rows[0.2]['mAP']:7.2f}  {100 * rows[0.5]['mAP']:7.2f}  {100 * rows[0.75]['mAP']:8.2f}"
                      f"  {100 * avg:12.2f}  {100 * rows[0.2]['accuracy']:8.2f}")
-    if "frame_map" in results:
-        lines.append(f"frame-mAP@0.5: {100 * results['frame_map']['mAP']:.2f}")
+    if "frame_map_frameap" in results:
+        lines.append(f"frameAp.m frame-mAP@0.5: {100 * results['frame_map_frameap']['mAP']:.2f}")
     return "\n".join(lines)
 
 
 def write_json(path, obj):
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(obj, indent=1))
-
-
-def save_tubes(path, videos, tubes, alpha):
-    """Tubes of one alpha: boxes in this project's 0-based pixels (link boxes - 1, in double: exact),
-    and the precision the link boxes had (``box_dtype``), which the evaluation computes in."""
-    flat = [(i, t) for i, v in enumerate(videos) for t in tubes.get(v, {}).get(alpha, [])]
-    boxes = np.concatenate([t.boxes.astype(np.float64) - 1 for _, t in flat]) if flat else np.zeros((0, 4))
-    box_dtype = "float32" if flat and all(t.boxes.dtype == np.float32 for _, t in flat) else "float64"
-    with atomic_path(path) as tmp:
-        np.savez(tmp, videos=np.asarray(videos), alpha=np.float64(alpha),
-                 video=np.array([i for i, _ in flat], np.int32), class_id=np.array([t.class_id for _, t in flat], np.int32),
-                 score=np.array([t.score for _, t in flat], np.float64), start=np.array([t.start for _, t in flat], np.int32),
-                 length=np.array([len(t.boxes) for _, t in flat], np.int32), boxes=boxes, box_dtype=box_dtype)
-
-
-def load_tubes(path):
-    """``(alpha, {video: [ActionTube]})`` from ``save_tubes`` (boxes back to link boxes, +1)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"tube file not found: {path}")
-    try:
-        return _load_tubes(path)
-    except Exception as e:  # numpy raises several types (zipfile.BadZipFile, OSError, KeyError, ...)
-        raise ValueError(f"{path}: not a tube file written by build_tubes.py ({type(e).__name__}: {e})") from e
-
-
-def _load_tubes(path):
-    with np.load(path) as z:
-        box_dtype = np.dtype(str(z["box_dtype"])) if "box_dtype" in z else np.dtype(np.float64)
-        all_boxes = (z["boxes"] + 1).astype(box_dtype)  # exact: the stored values came from box_dtype
-        videos = [str(v) for v in z["videos"]]
-        out = {v: [] for v in videos}
-        ends = np.cumsum(z["length"])
-        for k, (i, c, s, st) in enumerate(zip(z["video"], z["class_id"], z["score"], z["start"])):
-            out[videos[i]].append(ActionTube(int(c), float(s), int(st), all_boxes[ends[k] - z["length"][k]:ends[k]]))
-        return float(z["alpha"]), out
-
-
-def plot_pr_curves(path, results, class_names, title):
-    """One figure: PR curve per class (Agg backend)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(9, 7))
-    for name, (recall, precision), ap in zip(class_names, results.curves, results.ap):
-        if len(recall):
-            ax.plot(np.nan_to_num(recall), np.nan_to_num(precision), label=f"{name} {100 * ap:.1f}")
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"{title}: mAP {100 * results.mAP:.2f}")
-    ax.grid(True)
-    ax.legend(fontsize=6, ncol=2, loc="lower left")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)

@@ -1,4 +1,6 @@
-"""Run a model over test videos: per-video detection files and frame-mAP (gurkirt/AMTNet ``evaluate.py``)."""
+"""Run a model over test videos: per-video detection files and the VOC-style frame-mAP
+(gurkirt/AMTNet ``evaluate.py``); the model inputs of a batch and the frame-AP accumulation
+that the validation during training shares."""
 import logging
 import time
 from collections import defaultdict
@@ -8,9 +10,8 @@ import numpy as np
 import torch
 
 from layers.postprocess import decode_outputs, detect_decoded
-from utils.detections import VideoDetections, frame_detections, write_road_mat_frame, write_video_detections
-from utils.engine import batch_inputs
-from utils.evaluation import FrameAP
+from tubes.detections import VideoDetections, frame_detections, write_road_mat_frame, write_video_detections
+from tubes.frame_map import FrameAP
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,31 @@ log = logging.getLogger(__name__)
 # priors above 0.001 (with their full score rows) loses nothing the linking can select.
 LINK_SCORE_THRESH = 0.001
 LINK_TOP_K = 50
+
+
+def batch_inputs(batch, device):
+    """Model inputs (base, extra or None) and targets on ``device``."""
+    images = batch["images"]
+    base = images["base"].to(device, non_blocking=True)
+    extra = images["extra"].to(device, non_blocking=True) if "extra" in images else None
+    targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in batch["targets"]]
+    return base, extra, targets
+
+
+def voc_frame_ap(num_classes, iou_thresh=0.5):
+    """The accumulator of the VOC-style frame-mAP (continuous box areas, as the original Python
+    evaluation), which test.py and the validation during training report."""
+    return FrameAP(num_classes, iou_thresh, inclusive=False)
+
+
+def add_first_frames(accumulator, detections, targets, sizes):
+    """Add each window's first frame to a ``voc_frame_ap`` accumulator: ``detect``'s detections and
+    the targets (normalised boxes ``[K, T, 4]``, labels 1..C) in pixels of frames of ``sizes`` (height, width)."""
+    for det, target, (height, width) in zip(detections, targets, sizes):
+        scale = np.array([width, height, width, height], np.float64)
+        accumulator.add_frame(det["boxes"][:, 0].cpu().double().numpy() * scale, det["scores"].cpu().numpy(),
+                              det["labels"].cpu().numpy() - 1, target["boxes"][:, 0].cpu().double().numpy() * scale,
+                              target["labels"].cpu().numpy() - 1)
 
 
 def linking_candidates(scores, top_k=LINK_TOP_K, thresh=LINK_SCORE_THRESH):
@@ -85,7 +111,7 @@ def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms
         per_video[dataset.videos[dataset.windows[i].video_index]] += 1
     num_frames = {dataset.videos[v]: dataset.num_frames(v) for v in range(len(dataset.videos))}
     writer = VideoWriter(out_dir, per_video, num_frames, save_mat)
-    accumulator = FrameAP(dataset.num_classes, iou_thresh, inclusive=False)
+    accumulator = voc_frame_ap(dataset.num_classes, iou_thresh)
     priors = model.priors
     net_time, windows = 0.0, 0
     started = time.perf_counter()
@@ -101,13 +127,10 @@ def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms
         loc, conf = loc.float(), conf.float()
         boxes_all, scores_all = decode_outputs(loc, conf, priors)
         candidates = linking_outputs(boxes_all, scores_all)
-        for i, det in enumerate(detect_decoded(boxes_all, scores_all, conf_thresh, nms_thresh, top_k)):
-            height, width = batch["sizes"][i]
-            scale = np.array([width, height, width, height], np.float64)
-            accumulator.add_frame(det["boxes"][:, 0].cpu().double().numpy() * scale, det["scores"].cpu().numpy(),
-                                  det["labels"].cpu().numpy() - 1, targets[i]["boxes"][:, 0].cpu().double().numpy() * scale,
-                                  targets[i]["labels"].cpu().numpy() - 1)
-            writer.add(batch["videos"][i], batch["frames"][i].numpy(), *candidates[i], (height, width))
+        add_first_frames(accumulator, detect_decoded(boxes_all, scores_all, conf_thresh, nms_thresh, top_k), targets,
+                         batch["sizes"])
+        for i, (boxes, scores) in enumerate(candidates):
+            writer.add(batch["videos"][i], batch["frames"][i].numpy(), boxes, scores, batch["sizes"][i])
         windows += len(candidates)
     total = time.perf_counter() - started
     if writer.parts:

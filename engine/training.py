@@ -1,0 +1,218 @@
+"""Training: optimizer, step, validation, and the loop's bookkeeping (running losses, log lines,
+visdom plots, periodic checkpoint + validation), shared by train.py and the tests (gurkirt/AMTNet ``train.py``)."""
+import logging
+import math
+import sys
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from layers.postprocess import detect
+from models.config import two_stream
+from utils.checkpoint import checkpoint_path, save_checkpoint
+
+from .inference import add_first_frames, batch_inputs, voc_frame_ap
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stops and the last good checkpoint stays."""
+
+
+def experiment_name(args):
+    """The original's experiment name (``train.py``), which also names the visdom environment."""
+    lr = int(args.lr * 100000)
+    if not two_stream(args.fusion_type):
+        return (f"AMTNet-{args.dataset}-s{args.train_split:d}-{args.input_type_base}-"
+                f"sl{args.seq_len:02d}sg{args.seq_gap:02d}-bs{args.batch_size:02d}-lr{lr:05d}")
+    return (f"AMTNet-{args.dataset}-s{args.train_split:d}-{args.fusion_type.lower()}-{args.input_type_base}-"
+            f"{args.input_type_extra}-sl{args.seq_len:02d}sg{args.seq_gap:02d}-bs{args.batch_size:02d}-lr{lr:05d}")
+
+
+def param_groups(model, lr, weight_decay, seq_len):
+    """The original's per-parameter settings: biases at 2x lr without weight decay; backbone
+    parameters (names with 'vgg', 'extra' or 'L2Norm') at lr / seq_len."""
+    groups = []
+    for name, param in model.named_parameters():
+        mult, decay = (2.0, 0.0) if "bias" in name else (1.0, 1.0)
+        if "vgg" in name or "extra" in name or "L2Norm" in name:
+            mult /= seq_len
+        groups.append({"params": [param], "lr": lr * mult, "weight_decay": weight_decay * decay, "name": name})
+    return groups
+
+
+def build_optimizer(model, lr, momentum, weight_decay, seq_len, stepvalues, gamma, name="sgd"):
+    """The original's SGD with momentum (``name='sgd'``), or Adam (``'adam'``, betas (momentum,
+    0.999)) with the same per-parameter groups: not in the original, but a backbone trained
+    from scratch without batch norm (the toy recipe) learns much faster with it."""
+    groups = param_groups(model, lr, weight_decay, seq_len)
+    if name == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    elif name == "adam":
+        optimizer = torch.optim.Adam(groups, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {name!r}: choose sgd or adam")
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(stepvalues), gamma=gamma)
+    return optimizer, scheduler
+
+
+def train_step(model, criterion, batch, optimizer, scheduler, device, iteration, world_size=1, scaler=None):
+    """One SGD step. Returns (loss_l, loss_c) as floats.
+
+    With several processes each loss is normalised by the positives of the whole
+    global batch (summed over processes) and scaled by the number of processes, so
+    DDP's gradient average equals the one-process gradient of the full batch.
+    """
+    base, extra, targets = batch_inputs(batch, device)
+    autocast = torch.autocast(device.type, enabled=scaler is not None and scaler.is_enabled())
+    with autocast:
+        loc, conf = model(base, extra)
+    sum_l, sum_c, num_pos = criterion.sums(loc.float(), conf.float(), targets)
+    total_pos = num_pos.detach().double()
+    if world_size > 1:
+        torch.distributed.all_reduce(total_pos)
+    scale = world_size / total_pos.clamp(min=1).to(sum_l.dtype)
+    loss_l, loss_c = sum_l * scale, sum_c * scale
+    loss = loss_l + loss_c
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(f"iteration {iteration}: loss is {loss.item()} "
+                                 f"(loc-loss {loss_l.item()}, cls-loss {loss_c.item()})")
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    scheduler.step()
+    return loss_l.item() / world_size, loss_c.item() / world_size
+
+
+@torch.no_grad()
+def validate(model, loader, device, num_classes, conf_thresh=0.01, nms_thresh=0.45, top_k=50, iou_thresh=0.5,
+             progress=None):
+    """VOC-style frame-mAP of the first frame of each micro-tube, as the original's ``validate``
+    (``add_first_frames``, as test.py).
+
+    ``model`` is the plain module (not the DDP wrapper): only the main process validates.
+    Returns ``(mAP, per-class AP [C])`` with classes 0-based.
+    """
+    was_training = model.training
+    model.eval()
+    accumulator = voc_frame_ap(num_classes, iou_thresh)
+    priors = model.priors
+    for batch in (progress(loader) if progress else loader):
+        base, extra, targets = batch_inputs(batch, device)
+        loc, conf = model(base, extra)
+        add_first_frames(accumulator, detect(loc.float(), conf.float(), priors, conf_thresh, nms_thresh, top_k),
+                         targets, batch["sizes"])
+    model.train(was_training)
+    mean_ap, ap, _ = accumulator.compute()
+    return mean_ap, ap
+
+
+def eta(seconds_per_iteration, remaining):
+    seconds = int(seconds_per_iteration * remaining)
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if math.isfinite(seconds_per_iteration) else "?"
+
+
+class AverageMeter:
+    """Current value and running average (reset every ``--loss_reset_step`` prints, as the original)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.val, self.sum, self.count = 0.0, 0.0, 0
+
+    def update(self, value, n=1):
+        self.val = float(value)
+        self.sum += float(value) * n
+        self.count += n
+
+    @property
+    def avg(self):
+        return self.sum / max(1, self.count)
+
+
+class VisdomPlots:
+    """The original's two windows: losses (current and averaged) and validation mAP with per-class APs."""
+
+    LOSS_LEGEND = ["REG", "CLS", "AVG", "S-REG", "S-CLS", "S-AVG"]
+
+    def __init__(self, env, port, class_names, server="http://127.0.0.1"):
+        import visdom  # optional at import time: only needed with --visdom
+        self.viz = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True)
+        self.env = env
+        self.loss_win = self.viz.line(X=np.zeros(1), Y=np.zeros((1, 6)), win="loss", opts=dict(
+            xlabel="Iteration", ylabel="Loss", title="Training loss", legend=self.LOSS_LEGEND))
+        self.map_win = self.viz.line(X=np.zeros(1), Y=np.zeros((1, len(class_names) + 1)), win="map", opts=dict(
+            xlabel="Iteration", ylabel="AP", title="Validation frame-mAP (VOC-style)", legend=["meanAP"] + list(class_names)))
+
+    def loss(self, iteration, values):
+        self.viz.line(X=np.full((1, 6), iteration), Y=np.asarray(values, dtype=np.float64)[None],
+                      win=self.loss_win, update="append")
+
+    def map(self, iteration, mean_ap, class_aps):
+        values = np.concatenate([[mean_ap], class_aps])[None]
+        self.viz.line(X=np.full(values.shape, iteration), Y=values, win=self.map_win, update="append")
+
+
+class TrainingMonitor:
+    """The training loop's bookkeeping on the main process: running averages of the losses, a log
+    line (and visdom points) every ``print_step`` iterations with the averages reset every
+    ``loss_reset_step`` prints, as the original; at ``checkpoint`` the checkpoint and the
+    validation frame-mAP. Other processes only count (and wait at the checkpoints' barrier)."""
+
+    def __init__(self, exp_dir, classes, start, max_iter, print_step, loss_reset_step, is_main=True, plots=None):
+        self.exp_dir, self.classes, self.max_iter, self.is_main, self.plots = exp_dir, list(classes), max_iter, is_main, plots
+        self.print_step, self.loss_reset_step = print_step, loss_reset_step
+        self.meters = {k: AverageMeter() for k in ("loc", "cls", "avg", "time")}
+        self.prints = 0
+        self.tick = time.perf_counter()
+        self.bar = tqdm(total=max_iter, initial=start, desc="train", disable=not (is_main and sys.stderr.isatty()))
+
+    def step(self, iteration, loss_l, loss_c, lr):
+        meters = self.meters
+        meters["loc"].update(loss_l)
+        meters["cls"].update(loss_c)
+        meters["avg"].update((loss_l + loss_c) / 2)
+        self.bar.update()
+        if iteration % self.print_step or not self.is_main:
+            return
+        now = time.perf_counter()
+        meters["time"].update((now - self.tick) / self.print_step)
+        self.tick = now
+        log.info("iteration %d/%d loc-loss %.3f(%.3f) cls-loss %.3f(%.3f) average-loss %.3f(%.3f) "
+                 "lr %.6f %.3fs/it ETA %s", iteration, self.max_iter, meters["loc"].val, meters["loc"].avg,
+                 meters["cls"].val, meters["cls"].avg, meters["avg"].val, meters["avg"].avg,
+                 lr, meters["time"].avg, eta(meters["time"].avg, self.max_iter - iteration))
+        if self.plots:
+            self.plots.loss(iteration, [meters[k].val for k in ("loc", "cls", "avg")] +
+                            [meters[k].avg for k in ("loc", "cls", "avg")])
+        self.prints += 1
+        if self.prints % self.loss_reset_step == 0:
+            for meter in meters.values():
+                meter.reset()
+
+    def checkpoint(self, iteration, model, optimizer, scheduler, flags, validate_fn, iou_thresh):
+        """Save ``AMTNet_<iteration>.pth``, then log ``validate_fn(plain model)``'s VOC-style frame-mAP."""
+        path = save_checkpoint(checkpoint_path(self.exp_dir, iteration), model, optimizer=optimizer, scheduler=scheduler,
+                               iteration=iteration, flags=flags, classes=self.classes)
+        log.info("saved %s", path)
+        started = time.perf_counter()
+        mean_ap, aps = validate_fn(getattr(model, "module", model))
+        for name, ap in zip(self.classes, aps):
+            log.info("AP %6.2f %s", 100 * ap, name)
+        log.info("iteration %d VOC frame-mAP@%.2f %.4f (validation %.1fs)", iteration, iou_thresh, mean_ap,
+                 time.perf_counter() - started)
+        if self.plots:
+            self.plots.map(iteration, mean_ap, aps)
+        self.tick = time.perf_counter()
+
+    def close(self):
+        self.bar.close()

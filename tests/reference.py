@@ -1,0 +1,50 @@
+"""Literal ports of the Matlab that only the tests use, as oracles for the vectorised code in tubes/, and
+``link_and_trim``, one video's linking and trimming in one call."""
+import numpy as np
+
+from data.annotations import UCF_FRAME_SIZE
+from tubes.boxes import EPS
+from tubes.linking import link_frames
+from tubes.trimming import trim_video
+
+
+def spatio_temporal_iou(gt, start1, eval_boxes):
+    """``compute_spatio_temporal_iou.m`` of one GT tube and one detection.
+
+    start1: the detection's 1-based first frame; eval_boxes ``[n, 4]`` the
+    ``convert2eval.m`` boxes ``[x1 y1 x2-x1 y2-y1]``, which get ``+1`` on all four here.
+    A temporal overlap of exactly one frame counts as zero (``T_i > 0`` before ``+1``).
+    """
+    tgb, tge = gt.sf, gt.ef
+    tdb, tde = start1, start1 + len(eval_boxes) - 1
+    t_i = max(0, min(tge, tde) - max(tgb, tdb))
+    if t_i <= 0:
+        return 0.0
+    t_iou = (t_i + 1) / (max(tge, tde) - min(tgb, tdb) + 1)
+    lo, hi = max(tgb, tdb), min(tge, tde)
+    g = gt.boxes[lo - tgb:hi - tgb + 1].astype(np.float64)
+    d = (eval_boxes[lo - tdb:hi - tdb + 1] + 1).astype(np.float64)  # + 1 in the boxes' precision, then double()
+    inter = np.minimum(g[:, :2] + g[:, 2:], d[:, :2] + d[:, 2:]) - np.maximum(g[:, :2], d[:, :2])
+    inter[inter < 0] = 0
+    inter = inter[:, 0] * inter[:, 1]
+    iou = inter / ((g[:, 2] * g[:, 3] + d[:, 2] * d[:, 3]) - inter + EPS)
+    return t_iou * (np.cumsum(iou)[-1] / len(iou))
+
+
+def eval_boxes(tube):
+    """convert2eval.m: link boxes -> ``[x1 y1 x2-x1 y2-y1]`` (in the boxes' precision, as the Matlab)."""
+    b = tube.boxes
+    return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], 1)
+
+
+def label_segments(labels, class_id):
+    """``extract_action``: ``(ts, te)`` inclusive 0-based runs where ``labels == class_id``."""
+    m = np.concatenate([[False], labels == class_id, [False]])
+    edges = np.flatnonzero(m[1:] != m[:-1])
+    return list(zip(edges[::2].tolist(), (edges[1::2] - 1).tolist()))
+
+
+def link_and_trim(frames, num_classes, alphas, frame_size=UCF_FRAME_SIZE, iou_thresh=0.1, jumpgap=3):
+    """One video, per-frame ``(loc, scores)`` -> ``(paths per class, {alpha: [ActionTube]})``."""
+    paths, _ = link_frames(frames, num_classes, frame_size, iou_thresh, jumpgap)
+    return paths, trim_video(paths, alphas)

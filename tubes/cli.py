@@ -1,0 +1,91 @@
+"""The tube flags (build_tubes.py, eval_video_ap.py, demo.py, pipeline.py), each defined once in an
+argument group that the scripts compose through ``parents=[...]``. Imports no torch, so
+build_tubes.py starts in well under a second.
+"""
+import argparse
+from pathlib import Path
+
+from .detections import DET_FORMATS
+from .runner import TubeConfig
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (``--jumpgap``, ``--workers``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def alpha_list(text: str) -> tuple:
+    """``--alphas 3,5``: the trimming's label-change penalties, non-negative numbers."""
+    try:
+        alphas = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if any(not a >= 0 for a in alphas):
+        raise argparse.ArgumentTypeError(f"label-change penalties must be >= 0, got {text!r}")
+    return alphas
+
+
+def tube_args(alphas: str = "3,5") -> argparse.ArgumentParser:
+    """The temporal trimming's flag (``--alphas``)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("tubes")
+    group.add_argument("--alphas", default=alphas, type=alpha_list, help="label-change penalties of the temporal trimming")
+    return parser
+
+
+def class_args(num_classes: bool = False) -> argparse.ArgumentParser:
+    """``--classes`` (a file of class names) and, with ``num_classes``, ``--num_classes``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("classes")
+    group.add_argument("--classes", type=Path, default=None,
+                       help="class names in label order, one per line (default: from the annotations or the checkpoint)")
+    if num_classes:
+        group.add_argument("--num_classes", type=int, default=None,
+                           help="action classes, without the background (default: from the annotations or the "
+                                "checkpoint; needed for an original AMTNet checkpoint without --classes)")
+    return parser
+
+
+def annotation_args() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("annotations")
+    group.add_argument("--annot", required=True, type=Path, help="finalAnnots.mat or pyannot.pkl")
+    group.add_argument("--video_list", type=Path, default=None, help="videos to evaluate, one Class/video per line")
+    return parser
+
+
+def build_args() -> argparse.ArgumentParser:
+    """build_tubes.py's inputs, linking and run flags (beside ``annotation_args``, ``class_args`` and ``tube_args``)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("detections and outputs")
+    group.add_argument("--det_dir", required=True, type=Path,
+                       help="detections: DIR/<Class>/<video>/00001.mat or DIR/<Class>/<video>.npz")
+    group.add_argument("--out_dir", required=True, type=Path)
+    group.add_argument("--det_format", default="road_mat", type=str.lower, choices=DET_FORMATS)
+    group = parser.add_argument_group("linking")
+    # --iou_thresh: the old spelling (test.py's --iou_thresh is the frame-mAP threshold).
+    group.add_argument("--link_iou", "--iou_thresh", dest="link_iou", default=0.1, type=float,
+                       help="linking IoU threshold")
+    group.add_argument("--jumpgap", default=3, type=positive_int, help="frames a path may go unmatched")
+    group = parser.add_argument_group("run")
+    group.add_argument("--workers", default=1, type=positive_int)
+    group.add_argument("--no_frame_map", action="store_true", help="skip frame-mAP")
+    group.add_argument("--strict", action=argparse.BooleanOptionalAction, default=False,
+                       help="stop at a video with unreadable or malformed detections (default: count it as a video "
+                            "without detections, list it in results.json 'failed_videos' and go on)")
+    group.add_argument("--frame_ap_any_class", action=argparse.BooleanOptionalAction, default=False,
+                       help="frameAp.m's matching: a detection may take a GT box of another class in a frame that has one "
+                            "of its own (differs only where frames have GT of two classes; can give AP > 1)")
+    return parser
+
+
+def tube_config(args: argparse.Namespace) -> TubeConfig:
+    """The ``TubeConfig`` that build_tubes.py's flags describe."""
+    return TubeConfig(args.det_dir, args.det_format, args.alphas, args.link_iou, args.jumpgap, workers=args.workers,
+                      frame_ap_any_class=args.frame_ap_any_class, strict=args.strict)

@@ -1,0 +1,164 @@
+"""Video-mAP as the original Matlab computes it.
+
+Originals: gurkirt/realtime-action-detection ``online-tubes/eval/`` (``get_PR_curve.m``,
+``compute_spatio_temporal_iou.m``, ``xVOCap.m``); the
+same evaluation is in gurkirt/corrected-UCF101-Annots ``evaluation/``.
+
+Ground truth here is in the Matlab's form (``GTTube``: 1-based inclusive frames,
+boxes ``x y w h`` in 1-based pixels); ``gt_from_annotation`` converts this project's
+``VideoAnnotation`` exactly. Detected tubes are ``tubes.trimming.ActionTube`` with link
+boxes.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from data.annotations import xyxy0_to_xywh1
+
+from .ap import descending_order, pr_curve_ranked, voc_ap
+from .boxes import EPS
+from .linking import segment_starts
+
+# I01onlineTubes.m: [0.2, 0.5:0.05:0.95]; Matlab's range gives 0.5 + k * 0.05 (0.8500000000000001).
+VIDEO_IOU_THRESHOLDS = (0.2,) + tuple(0.5 + k * 0.05 for k in range(10))
+
+
+@dataclass
+class GTTube:
+    """Matlab ground truth: class_id 0-based, sf/ef 1-based inclusive, boxes ``[n, 4]`` x y w h 1-based."""
+    class_id: int
+    sf: int
+    ef: int
+    boxes: np.ndarray
+
+
+@dataclass
+class VideoGT:
+    name: str
+    class_id: int
+    num_frames: int
+    tubes: list = field(default_factory=list)
+
+
+def gt_from_annotation(video):
+    """``VideoAnnotation`` -> ``VideoGT`` (exact inverse of the readers' conversion)."""
+    tubes = [GTTube(t.class_id, t.start + 1, t.end, xyxy0_to_xywh1(t.boxes)) for t in video.tubes]
+    return VideoGT(video.name, video.class_id, video.num_frames, tubes)
+
+
+@dataclass
+class VideoAPResult:
+    iou: float
+    mAP: float
+    mean_iou: float
+    accuracy: float
+    ap: np.ndarray
+    class_iou: np.ndarray
+    curves: list  # per class (recall, precision)
+
+
+def _video_st_iou(video, tubes):
+    """``[K, N]`` ``compute_spatio_temporal_iou.m`` of every tube against every GT tube of its class (else -inf).
+
+    Vectorised over the pairs; the per-frame IoU mean is a left-to-right sum (a row-wise
+    cumsum over a zero-padded table) over the count, as ``spatio_temporal_iou`` (tests/reference.py).
+    """
+    iou = np.full((len(tubes), len(video.tubes)), -np.inf)
+    if not len(tubes) or not video.tubes:
+        return iou
+    tcls = np.array([t.class_id for t in tubes])
+    gcls = np.array([g.class_id for g in video.tubes])
+    ti, gi = np.nonzero(tcls[:, None] == gcls[None])
+    if not len(ti):
+        return iou
+    tdb = np.array([t.start + 1 for t in tubes])[ti]
+    tde = tdb + np.array([len(t.boxes) for t in tubes])[ti] - 1
+    tgb, tge = np.array([g.sf for g in video.tubes])[gi], np.array([g.ef for g in video.tubes])[gi]
+    t_i = np.maximum(0, np.minimum(tge, tde) - np.maximum(tgb, tdb))
+    iou[ti, gi] = 0.0
+    ok = t_i > 0  # compute_spatio_temporal_iou.m: one common frame counts as no overlap
+    ti, gi, tdb, tde, tgb, tge, t_i = (x[ok] for x in (ti, gi, tdb, tde, tgb, tge, t_i))
+    if not len(ti):
+        return iou
+    t_iou = (t_i + 1) / (np.maximum(tge, tde) - np.minimum(tgb, tdb) + 1)
+    lo, n = np.maximum(tgb, tdb), t_i + 1
+    pair = np.repeat(np.arange(len(ti)), n)
+    off = np.arange(n.sum()) - np.repeat(segment_starts(n), n)
+    det_boxes = np.concatenate([t.boxes for t in tubes])  # a video's tubes share one precision
+    det_rows = np.repeat(segment_starts(np.array([len(t.boxes) for t in tubes]))[ti] + lo - tdb, n) + off
+    gt_boxes = np.concatenate([g.boxes for g in video.tubes]).astype(np.float64)
+    gt_rows = np.repeat(segment_starts(np.array([len(g.boxes) for g in video.tubes]))[gi] + lo - tgb, n) + off
+    g = gt_boxes[gt_rows]
+    b = det_boxes[det_rows]
+    # convert2eval.m, then +1, in the boxes' precision; compute_spatio_temporal_iou.m's IoU is double
+    d = (np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], 1) + 1).astype(np.float64)
+    inter = np.minimum(g[:, :2] + g[:, 2:], d[:, :2] + d[:, 2:]) - np.maximum(g[:, :2], d[:, :2])
+    inter[inter < 0] = 0
+    inter = inter[:, 0] * inter[:, 1]
+    frame_iou = inter / ((g[:, 2] * g[:, 3] + d[:, 2] * d[:, 3]) - inter + EPS)
+    table = np.zeros((len(ti), int(n.max())))
+    table[pair, off] = frame_iou
+    iou[ti, gi] = t_iou * (np.cumsum(table, 1)[:, -1] / n)
+    return iou
+
+
+def video_ap(gts, detections, num_classes, iou_thresholds=VIDEO_IOU_THRESHOLDS):
+    """``get_PR_curve.m`` at several thresholds; one ``VideoAPResult`` per threshold.
+
+    gts: list of ``VideoGT`` in the test list's order; detections: ``{name: [ActionTube]}``
+    (a missing video has no detections). Per video, tubes in descending score (stable),
+    each to the best uncovered GT tube of its class; a match needs IoU > threshold.
+    The ST-IoUs do not depend on the threshold and are computed once; at each threshold
+    only the tubes with some IoU above it can match, and only those are walked in order.
+    """
+    total_gt = np.zeros(num_classes)
+    preds, labels, per_video = [], [], []
+    all_scores, all_classes = [], []
+    for video in gts:
+        tubes = detections.get(video.name, [])
+        scores = np.array([t.score for t in tubes], np.float64)
+        order = np.argsort(-scores, kind="stable")
+        tubes = [tubes[i] for i in order]
+        for g in video.tubes:
+            total_gt[g.class_id] += 1
+        # get_PR_curve.m: gts(vid) is the class of the last GT tube (the video's class without tubes).
+        labels.append(video.tubes[-1].class_id if video.tubes else video.class_id)
+        preds.append(tubes[0].class_id if tubes else -1)
+        per_video.append(_video_st_iou(video, tubes))
+        all_scores.append(scores[order])
+        all_classes.append(np.array([t.class_id for t in tubes], np.int64))
+    accuracy = float(np.mean(np.asarray(preds) == np.asarray(labels))) if gts else 0.0
+    offsets = segment_starts(np.array([len(s) for s in all_scores], np.int64))
+    scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
+    classes = np.concatenate(all_classes) if all_classes else np.zeros(0, np.int64)
+    best = np.concatenate([iou.max(1) if iou.shape[1] else np.full(len(iou), -np.inf) for iou in per_video]) \
+        if per_video else np.zeros(0)
+    # Each class's tubes in rank order (scores as single, stable), once for all thresholds.
+    ranked = [np.flatnonzero(classes == c) for c in range(num_classes)]
+    ranked = [idx[descending_order(scores[idx].astype(np.float32))] for idx in ranked]
+    results = []
+    for th in iou_thresholds:
+        hit = np.zeros(len(scores), bool)
+        iou_sum = np.zeros(num_classes)
+        for k in np.unique(np.searchsorted(offsets, np.flatnonzero(best > th), side="right") - 1):
+            iou = per_video[k]
+            covered = np.zeros(iou.shape[1], bool)
+            for i in np.flatnonzero(best[offsets[k]:offsets[k] + len(iou)] > th):
+                row = np.where(covered, -np.inf, iou[i])
+                j = int(row.argmax())
+                if row[j] > th:
+                    covered[j] = True
+                    hit[offsets[k] + i] = True
+                    iou_sum[classes[offsets[k] + i]] += row[j]
+        ap, class_iou, curves = np.zeros(num_classes), np.zeros(num_classes), []
+        for c, idx in enumerate(ranked):
+            if not len(idx):  # no tubes: AP 0, as voc_ap of an empty curve
+                curves.append((np.zeros(0), np.zeros(0)))
+                continue
+            recall, precision = pr_curve_ranked(hit[idx], total_gt[c])
+            a = voc_ap(recall, precision)
+            ap[c] = 0.0 if np.isnan(a) else a
+            class_iou[c] = (iou_sum[c] + 0.000001) / (hit[idx].sum() + 0.00001)
+            curves.append((recall, precision))
+        results.append(VideoAPResult(th, float(ap.mean()), float(class_iou.mean()), accuracy, ap, class_iou, curves))
+    return results
