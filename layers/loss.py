@@ -34,8 +34,8 @@ class MultiBoxLoss(nn.Module):
         self.variances = tuple(variances)
 
     def forward(self, loc: torch.Tensor, conf: torch.Tensor, targets):
-        """loc [B, A, 4*T], conf [B, A, C]; targets: list of B dicts {'boxes': [N, T, 4]
-        normalised x1y1x2y2, 'labels': [N] in 1..C-1}. Returns (loss_l, loss_c)."""
+        """loc [B, A, 4*T], conf [B, A, C+1]; targets: list of B dicts {'boxes': [N, T, 4]
+        normalised x1y1x2y2, 'labels': [N] in 1..C}. Returns (loss_l, loss_c)."""
         sum_l, sum_c, num_pos = self.sums(loc, conf, targets)
         num_pos = num_pos.clamp(min=1)
         return sum_l / num_pos, sum_c / num_pos

@@ -31,14 +31,14 @@ def pad_targets(targets, seq_len: int, device=None, dtype=torch.float32):
 def match(gt_boxes, gt_labels, valid, priors_cxcywh, iou_threshold=0.5, variances=VARIANCES):
     """Assign ground-truth micro-tubes to priors.
 
-    gt_boxes [B, M, T, 4] x1y1x2y2, gt_labels [B, M] in 1..C-1, valid [B, M], priors [A, 4].
+    gt_boxes [B, M, T, 4] x1y1x2y2, gt_labels [B, M] in 1..C, valid [B, M], priors [A, 4].
     Returns labels [B, A] (0 = background) and loc targets [B, A, T, 4].
 
     As MatchPrior: overlap = IoU averaged over the T frames; each prior takes its best
     ground truth, each ground truth keeps its best prior (overlap forced to 2; when two
     ground truths share a best prior the later one wins, as the original's loop does);
     priors under iou_threshold are background. The original adds 1 to its 0-based
-    dataset labels here; this project's targets already carry labels 1..C-1.
+    dataset labels here; this project's targets already carry labels 1..C.
     """
     b, m = gt_labels.shape
     a = priors_cxcywh.shape[0]

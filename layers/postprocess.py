@@ -10,9 +10,9 @@ from layers.box_coding import VARIANCES, decode
 def detect(loc, conf, priors_cxcywh, conf_thresh=0.01, nms_thresh=0.45, top_k=50, variances=VARIANCES):
     """Detections per sample from raw outputs.
 
-    loc [B, A, 4*T], conf [B, A, C] (logits), priors [A, 4] (cx, cy, w, h).
+    loc [B, A, 4*T], conf [B, A, C+1] (logits, background first), priors [A, 4] (cx, cy, w, h).
     Returns a list of B dicts: 'boxes' [K, T, 4] normalised x1y1x2y2 clipped to [0, 1],
-    'scores' [K], 'labels' [K] in 1..C-1, 'class_scores' [K, C] (the prior's softmax row),
+    'scores' [K], 'labels' [K] in 1..C, 'class_scores' [K, C+1] (the prior's softmax row),
     sorted by decreasing score.
 
     As the original: softmax scores; for each class, the priors scoring above conf_thresh,
@@ -25,7 +25,7 @@ def detect(loc, conf, priors_cxcywh, conf_thresh=0.01, nms_thresh=0.45, top_k=50
 
 
 def decode_outputs(loc, conf, priors_cxcywh, variances=VARIANCES):
-    """Every prior's decoded boxes [B, A, T, 4] (normalised, unclipped) and softmax scores [B, A, C]."""
+    """Every prior's decoded boxes [B, A, T, 4] (normalised, unclipped) and softmax scores [B, A, C+1]."""
     b, a, _ = conf.shape
     boxes_all = decode(loc.reshape(b, a, loc.shape[2] // 4, 4), priors_cxcywh.to(loc), variances)
     return boxes_all, F.softmax(conf, dim=2)
@@ -37,8 +37,8 @@ def detect_decoded(boxes_all, scores_all, conf_thresh=0.01, nms_thresh=0.45, top
     k = min(top_k, a)
     out = []
     for i in range(b):
-        cls_scores = scores_all[i, :, 1:]  # [A, C-1]
-        top_scores, top_idx = cls_scores.topk(k, dim=0)  # [k, C-1]
+        cls_scores = scores_all[i, :, 1:]  # [A, C]
+        top_scores, top_idx = cls_scores.topk(k, dim=0)  # [k, C]
         cls = torch.arange(1, c, device=scores_all.device).expand(k, c - 1)
         keep = top_scores > conf_thresh
         prior_idx, scores, labels = top_idx[keep], top_scores[keep], cls[keep]

@@ -21,8 +21,8 @@ class AMTNet(nn.Module):
     """Action micro-tube detector.
 
     forward(base, extra=None): base [B, T, 3*input_frames_base, 300, 300]; extra
-    [B, T, 3*input_frames_extra, 300, 300] when cfg.fusion_type != 'NONE'. Returns
-    (loc [B, A, 4*T], conf [B, A, C]) with A = 8732 priors in the original's order; loc
+    [B, T, 3*input_frames_extra, 300, 300] when cfg.two_stream. Returns
+    (loc [B, A, 4*T], conf [B, A, C+1], background first) with A = 8732 priors in the original's order; loc
     holds, per prior, the T frames' (dx, dy, dw, dh) one frame after the other. (The
     original forward returns (conf, loc); this one returns loc first.)
 

@@ -88,7 +88,7 @@ class ReferenceSSDCore(nn.Module):
 
 def linear_heads(model, pooled_base, pooled_extra=None):
     """Stream fusion and the Linear heads of model (model.cfg, model.loc, model.conf) over
-    pooled features [B, S*S, F] per source -> (conf [B, A, C], loc [B, A, 4*T])."""
+    pooled features [B, S*S, F] per source -> (conf [B, A, C+1], loc [B, A, 4*T])."""
     cfg = model.cfg
     locs, confs = [], []
     for k, (lin_l, lin_c) in enumerate(zip(model.loc, model.conf)):
@@ -110,7 +110,7 @@ def linear_heads(model, pooled_base, pooled_extra=None):
 
 
 class ReferenceAMTNet(nn.Module):
-    """forward([base, extra]) -> (conf [B, A, C], loc [B, A, 4*T]), the original's order."""
+    """forward([base, extra]) -> (conf [B, A, C+1], loc [B, A, 4*T]), the original's order."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
