@@ -26,7 +26,7 @@ ACT_FILES = ("UCF101v2-GT.pkl", "JHMDB-GT.pkl")
 ACT_KEYS = ("labels", "gttubes", "nframes", "train_videos", "test_videos", "resolution")
 
 
-def is_act_file(content):
+def is_act_file(content: object) -> bool:
     return isinstance(content, dict) and "gttubes" in content
 
 
@@ -49,7 +49,7 @@ def _parse_tube(rows, label, num_frames, where):
     return [Tube(label, int(frames[a]) - 1, rows[a:b, 1:].astype(np.float32)) for a, b in _contiguous_pieces(frames)]
 
 
-def parse_act_gt(content, path, split=1):
+def parse_act_gt(content: dict, path: Path, split: int = 1) -> DatasetAnnotations:
     """Convert an ACT ground-truth dictionary to ``DatasetAnnotations`` (split ``split``, 1-based)."""
     for key in ACT_KEYS:
         if key not in content:
@@ -96,7 +96,7 @@ def _split_names(names, videos, path, key):
     return sorted(n for n in set(names) if n in videos)
 
 
-def load_act_gt(path, split=1):
+def load_act_gt(path: Path, split: int = 1) -> DatasetAnnotations:
     """Read ``UCF101v2-GT.pkl`` / ``JHMDB-GT.pkl`` (or any file in that format)."""
     content = load_pickle(path)
     if not is_act_file(content):

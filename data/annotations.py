@@ -40,7 +40,7 @@ class Tube:
     boxes: np.ndarray
 
     @property
-    def end(self):
+    def end(self) -> int:
         return self.start + len(self.boxes)
 
 
@@ -59,7 +59,7 @@ class ClipStats:
     dropped: int = 0
 
 
-def load_pickle(path):
+def load_pickle(path: Path) -> object:
     """Pickles written by Python 2 (the released ones) need latin1 decoding."""
     path = Path(path)
     if not path.is_file():
@@ -71,13 +71,13 @@ def load_pickle(path):
         raise AnnotationError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from e
 
 
-def xywh1_to_xyxy0(boxes):
+def xywh1_to_xyxy0(boxes: np.ndarray) -> np.ndarray:
     """x, y, w, h in 1-based pixels -> x1, y1, x2, y2 in 0-based pixels (see module doc)."""
     b = np.asarray(boxes, dtype=np.float32) - 1.0
     return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
 
 
-def xyxy0_to_xywh1(boxes):
+def xyxy0_to_xywh1(boxes: np.ndarray) -> np.ndarray:
     """Inverse of ``xywh1_to_xyxy0``: the released annotation format."""
     b = np.asarray(boxes, dtype=np.float64)
     return np.concatenate([b[:, :2] + 1.0, b[:, 2:] - b[:, :2] + 1.0], axis=1)
@@ -110,8 +110,8 @@ def _field(entry, key, path, video):
         raise AnnotationError(f"{path}: video {video!r} has no field {key!r}") from None
 
 
-def parse_ucf_database(database, path, num_classes=None, frame_size=UCF_FRAME_SIZE,
-                       numf_from_first_tube=False):
+def parse_ucf_database(database: dict, path: Path, num_classes: int | None = None,
+                       frame_size: tuple = UCF_FRAME_SIZE, numf_from_first_tube: bool = False) -> dict:
     """Convert a ``pyannot.pkl`` dictionary to ``{name: VideoAnnotation}``.
 
     ``numf_from_first_tube``: J-HMDB-21's file; the original
@@ -155,7 +155,8 @@ def parse_ucf_database(database, path, num_classes=None, frame_size=UCF_FRAME_SI
     return videos
 
 
-def load_pyannot(path, num_classes=None, frame_size=UCF_FRAME_SIZE, numf_from_first_tube=False):
+def load_pyannot(path: Path, num_classes: int | None = None, frame_size: tuple = UCF_FRAME_SIZE,
+                 numf_from_first_tube: bool = False) -> dict:
     """Read a ``pyannot.pkl`` (UCF101-24 layout; J-HMDB-21 with ``numf_from_first_tube``).
 
     Accepts both the plain dictionary and ``pyannot_with_class_names.pkl``'s
@@ -169,7 +170,7 @@ def load_pyannot(path, num_classes=None, frame_size=UCF_FRAME_SIZE, numf_from_fi
     return parse_ucf_database(database, path, num_classes, frame_size, numf_from_first_tube)
 
 
-def read_video_list(path: "str | Path") -> list:
+def read_video_list(path: str | Path) -> list:
     """One name per line (videos; also class names, ``--classes``); blank lines ignored."""
     path = Path(path)
     if not path.is_file():
@@ -181,7 +182,7 @@ def read_video_list(path: "str | Path") -> list:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def load_class_names(root):
+def load_class_names(root: str | Path) -> list:
     """Class names of a dataset in the UCF24 layout.
 
     ``classes`` of ``splitfiles/pyannot_with_class_names.pkl`` when present, else the
@@ -199,7 +200,7 @@ def load_class_names(root):
     return names
 
 
-def to_pyannot_entry(video):
+def to_pyannot_entry(video: VideoAnnotation) -> dict:
     """``VideoAnnotation`` -> the released ``pyannot.pkl`` entry (inverse of the reader)."""
     tubes = [{"label": t.class_id, "sf": t.start, "ef": t.end,
               "boxes": np.round(xyxy0_to_xywh1(t.boxes)).astype(np.uint16)} for t in video.tubes]
@@ -220,7 +221,7 @@ class DatasetAnnotations:
     test_videos: list
     frame_sizes: dict = field(default_factory=dict)
 
-    def split_videos(self, split):
+    def split_videos(self, split: str) -> list:
         """Names of the ``'train'`` or ``'test'`` videos."""
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -235,7 +236,7 @@ def _annotated_subset(names, videos, source):
     return sorted(n for n in set(names) if n in videos)
 
 
-def resolve_split(root, split, videos):
+def resolve_split(root: str | Path, split: int, videos: dict) -> tuple:
     """Training and test video names of split ``split`` for a dataset in the UCF101-24 layout.
 
     The original (``data/shared.py``) reads ``splitfiles/trainlistNN.txt`` and treats every
@@ -260,7 +261,7 @@ def resolve_split(root, split, videos):
     return train, test
 
 
-def load_ucf_layout(root, split=1, jhmdb=False, annot_file=None):
+def load_ucf_layout(root: str | Path, split: int = 1, jhmdb: bool = False, annot_file: str | Path | None = None) -> "DatasetAnnotations":
     """``DatasetAnnotations`` of a dataset in the UCF101-24 layout (``splitfiles/pyannot.pkl``).
 
     ``jhmdb``: J-HMDB-21's file, whose ``numf`` is taken from the first tube's boxes.
@@ -272,7 +273,7 @@ def load_ucf_layout(root, split=1, jhmdb=False, annot_file=None):
     return DatasetAnnotations(classes, videos, train, test)
 
 
-def check_dataset(root, input_types=("rgb",)):
+def check_dataset(root: str | Path, input_types: tuple = ("rgb",)) -> dict:
     """Load ``root``'s annotations and check that the test list names annotated videos and that the
     last frame of every annotated video exists for each input type. Returns a summary dict."""
     classes = load_class_names(root)

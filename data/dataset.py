@@ -35,7 +35,7 @@ from .annotations import (UCF_FRAME_SIZE, DatasetAnnotations, load_class_names, 
                           resolve_split)
 from .flow import FlowChannels
 from .transforms import MEANS, TestTransform, TrainTransform
-from .windows import make_windows
+from .windows import Window, make_windows
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class DataConfig:
     check_data: bool = False     # check every needed frame file exists before training
     max_expand: float = 4.0      # largest zoom-out of the Expand augmentation (the original's 4)
 
-    def validate(self):
+    def validate(self) -> None:
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)} "
                              f"(any dataset in the UCF101-24 layout works as ucf24 with --data_root)")
@@ -86,7 +86,7 @@ class DataConfig:
         if self.max_expand < 1:
             raise ValueError(f"max_expand must be at least 1, got {self.max_expand}")
 
-    def streams(self):
+    def streams(self) -> dict:
         """``{stream: (input type, frames per time step)}``."""
         streams = {"base": (self.input_type_base, self.input_frames_base)}
         if self.two_stream:
@@ -94,7 +94,7 @@ class DataConfig:
         return streams
 
 
-def stack_indices(frame, count, num_frames):
+def stack_indices(frame: int, count: int, num_frames: int) -> np.ndarray:
     """0-based indices of the ``count`` frames stacked for time step ``frame``.
 
     The original (``data/dataset.py``, ``pull_item``, 1-based ``fn``): if ``numf + 1 <= fn +
@@ -107,7 +107,7 @@ def stack_indices(frame, count, num_frames):
     return np.clip(np.arange(start, start + count), 0, num_frames - 1)
 
 
-def probe_frame_size(root, videos, input_type="rgb"):
+def probe_frame_size(root: str | Path, videos: dict, input_type: str = "rgb") -> tuple:
     """(width, height) of the first existing frame of the first video, else UCF101-24's."""
     for name in sorted(videos)[:1]:
         path = layout.frame_path(root, input_type, name, 0)
@@ -117,7 +117,7 @@ def probe_frame_size(root, videos, input_type="rgb"):
     return UCF_FRAME_SIZE
 
 
-def load_annotations(cfg):
+def load_annotations(cfg: DataConfig) -> DatasetAnnotations:
     """``DatasetAnnotations`` for ``cfg``: pyannot.pkl (UCF101-24 layout) or the ACT format."""
     root = Path(cfg.data_root)
     path = Path(cfg.annot_file) if cfg.annot_file else layout.split_path(root, layout.ANNOT_FILE)
@@ -148,7 +148,8 @@ class ActionDetection(Dataset):
     and DataLoader workers give reproducible, distinct streams).
     """
 
-    def __init__(self, cfg, split, full_test=False, augment=None, annotations=None, seed=None):
+    def __init__(self, cfg: DataConfig, split: str, full_test: bool = False, augment: bool | None = None,
+                 annotations: DatasetAnnotations | None = None, seed: int | None = None):
         cfg.validate()
         self.cfg, self.split, self.full_test, self.seed = cfg, split, full_test, seed
         self.root = Path(cfg.data_root)
@@ -178,26 +179,26 @@ class ActionDetection(Dataset):
             self.check_frames()
 
     @property
-    def num_classes(self):
+    def num_classes(self) -> int:
         """Number of classes, without background."""
         return len(self.classes)
 
     def __len__(self):
         return len(self.windows)
 
-    def num_frames(self, video_index):
+    def num_frames(self, video_index: int) -> int:
         return self.annotations.videos[self.videos[video_index]].num_frames
 
-    def class_counts(self):
+    def class_counts(self) -> Counter:
         """Windows per class (the video's class), as the original's per-class print."""
         return Counter(self.annotations.videos[self.videos[w.video_index]].class_id for w in self.windows)
 
-    def frame_indices(self, window, count):
+    def frame_indices(self, window: Window, count: int) -> np.ndarray:
         """[T, count] 0-based frames stacked for each time step of ``window``."""
         numf = self.num_frames(window.video_index)
         return np.stack([stack_indices(int(f), count, numf) for f in window.frames])
 
-    def check_frames(self):
+    def check_frames(self) -> None:
         """Raise ``FrameError`` for the first frame file any window needs that does not exist."""
         needed = {}
         for window in self.windows:
@@ -213,7 +214,7 @@ class ActionDetection(Dataset):
                     raise FrameError(f"video {name!r}: frame {f + 1} of {input_type} is missing: "
                                      f"{layout.frame_path(self.root, input_type, name, f)}")
 
-    def read_frame(self, video, input_type, frame):
+    def read_frame(self, video: str, input_type: str, frame: int) -> np.ndarray:
         path = layout.frame_path(self.root, input_type, video, frame)
         image = cv2.imread(str(path))
         if image is None:
@@ -228,7 +229,7 @@ class ActionDetection(Dataset):
             self._rng, self._rng_pid = np.random.default_rng(seed), os.getpid()
         return self._rng
 
-    def load_window(self, window):
+    def load_window(self, window: Window) -> tuple:
         """Decoded distinct frames per stream and where each stack takes them from.
 
         Returns ``streams`` {stream: uint8 [F, H, W, 3]} and ``gather`` {stream: [T, count]}
@@ -258,7 +259,7 @@ class ActionDetection(Dataset):
     def __getitem__(self, index):
         return self.sample(index, self._generator())
 
-    def sample(self, index, rng):
+    def sample(self, index: int, rng: np.random.Generator) -> dict:
         """Window ``index`` augmented with the random generator ``rng`` (train.py passes one
         seeded per sample, so a resumed run draws the same crops and flips)."""
         window = self.windows[index]
@@ -279,7 +280,7 @@ class ActionDetection(Dataset):
         }
 
 
-def collate(batch):
+def collate(batch: list) -> dict:
     """Samples -> ``{'images': {stream: [B, T, C, S, S]}, 'targets': [{'boxes', 'labels'}],
     'videos', 'video_indices', 'frames' [B, T], 'sizes'}``."""
     return {

@@ -9,6 +9,7 @@ it gives: channel 2 = x, channel 1 = y, channel 0 = magnitude. These constants a
 the only place that order is written down; flow made elsewhere with another order
 is described with ``FlowChannels``.
 """
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -26,7 +27,7 @@ class FlowChannels:
     magnitude: int = 0
 
     @classmethod
-    def parse(cls, text):
+    def parse(cls, text: str) -> "FlowChannels":
         """``'xym'``-style order of the file's R, G, B planes, e.g. ``'xym'`` (default) or ``'yxm'``."""
         text = text.lower()
         if sorted(text) != ["m", "x", "y"]:
@@ -41,7 +42,7 @@ CHANNEL_ORDERS = ("xym", "xmy", "yxm", "ymx", "mxy", "myx")  # what FlowChannels
 FLOW_METHODS = ("fastOF",)
 
 
-def encode_flow(flow, channels=DEFAULT_CHANNELS):
+def encode_flow(flow: np.ndarray, channels: FlowChannels = DEFAULT_CHANNELS) -> np.ndarray:
     """``[H, W, 2]`` float flow (x, y in pixels) -> ``[H, W, 3]`` uint8 image for ``cv2.imwrite``."""
     flow = np.asarray(flow, dtype=np.float32)
     magnitude = np.sqrt(flow[..., 0] ** 2 + flow[..., 1] ** 2)
@@ -51,7 +52,7 @@ def encode_flow(flow, channels=DEFAULT_CHANNELS):
     return image
 
 
-def decode_flow(image, channels=DEFAULT_CHANNELS):
+def decode_flow(image: np.ndarray, channels: FlowChannels = DEFAULT_CHANNELS) -> np.ndarray:
     """Inverse of ``encode_flow`` (up to quantisation and clipping): ``[H, W, 2]`` flow in pixels."""
     image = np.asarray(image, dtype=np.float32)
     return np.stack([(image[..., channels.x] - FLOW_CENTRE) / FLOW_SCALE,
@@ -65,7 +66,7 @@ class FlowComputer:
     preset trades a little speed for accuracy on 320x240 frames.
     """
 
-    def __init__(self, method="fastOF"):
+    def __init__(self, method: str = "fastOF"):
         if method not in FLOW_METHODS:
             raise ValueError(f"unknown flow method {method!r}; choose from {FLOW_METHODS}")
         self.method = method
@@ -77,7 +78,7 @@ class FlowComputer:
         return self._dis.calc(prev_gray, next_gray, None)
 
 
-def flow_images(frames, method="fastOF", channels=DEFAULT_CHANNELS):
+def flow_images(frames: Iterable, method: str = "fastOF", channels: FlowChannels = DEFAULT_CHANNELS) -> Iterator:
     """Yield one encoded flow image per frame of a sequence of BGR frames.
 
     Image ``i`` is the flow from frame ``i`` to frame ``i + 1``; the last frame,

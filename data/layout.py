@@ -15,24 +15,24 @@ ANNOT_FILE = "pyannot.pkl"
 ANNOT_WITH_NAMES_FILE = "pyannot_with_class_names.pkl"
 
 
-def images_dir(root, input_type):
+def images_dir(root: str | Path, input_type: str) -> Path:
     """Folder of one input type (``rgb``, ``brox``, ``fastOF``, ...)."""
     return Path(root) / f"{input_type}-images"
 
 
-def video_dir(root, input_type, video):
+def video_dir(root: str | Path, input_type: str, video: str) -> Path:
     return images_dir(root, input_type) / video
 
 
-def frame_path(root, input_type, video, frame_index):
+def frame_path(root: str | Path, input_type: str, video: str, frame_index: int) -> Path:
     """Path of the frame with 0-based index ``frame_index`` (file ``frame_index + 1``)."""
     return video_dir(root, input_type, video) / FRAME_PATTERN.format(frame_index + 1)
 
 
-def split_path(root, name):
+def split_path(root: str | Path, name: str) -> Path:
     return Path(root) / SPLIT_DIR / name
 
 
-def split_list_name(kind, split):
+def split_list_name(kind: str, split: int) -> str:
     """``trainlist01.txt`` / ``testlist01.txt`` for ``kind`` in {train, test}."""
     return f"{kind}list{split:02d}.txt"

@@ -21,7 +21,7 @@ def _get(entry, key, path, name):
     return getattr(entry, key)
 
 
-def load_final_annots(path, class_names=None):
+def load_final_annots(path: str | Path, class_names: list | None = None) -> dict:
     """``{name: VideoAnnotation}``; a video without tubes takes its class from ``class_names``."""
     path = Path(path)
     if not path.is_file():

@@ -45,7 +45,7 @@ class VideoJob:
     name: str  # Class/video
 
 
-def find_videos(videos_dir, default_class="videos"):
+def find_videos(videos_dir: str | Path, default_class: str = "videos") -> list:
     """Video files under ``videos_dir`` with their dataset names, sorted."""
     root = Path(videos_dir)
     if not root.is_dir():
@@ -62,7 +62,7 @@ def find_videos(videos_dir, default_class="videos"):
     return jobs
 
 
-def write_frames(frames, directory):
+def write_frames(frames: list, directory: Path) -> None:
     """Write frames as 1-based ``%05d.jpg`` files into a directory that appears only when complete."""
     with atomic_dir(directory) as tmp:
         for i, frame in enumerate(frames):
@@ -70,7 +70,7 @@ def write_frames(frames, directory):
                 raise OSError(f"could not write frame {i + 1} into {directory}")
 
 
-def read_video(path, resize=None):
+def read_video(path: Path, resize: tuple | None = None) -> list:
     """All frames of a video as BGR arrays; raises ``VideoError`` naming the file."""
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
@@ -89,7 +89,7 @@ def read_video(path, resize=None):
     return frames
 
 
-def read_frame_folder(directory):
+def read_frame_folder(directory: Path) -> list:
     paths = sorted(Path(directory).glob("*.jpg"))
     frames = [cv2.imread(str(p)) for p in paths]
     bad = [str(p) for p, f in zip(paths, frames) if f is None]
@@ -104,7 +104,7 @@ def _remove_stale_temporaries(directory):
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def prepare_video(job, cfg):
+def prepare_video(job: VideoJob, cfg: PrepareConfig) -> str:
     """Extract one video's frames and flow. Returns 'done' or 'skipped'."""
     rgb_dir = layout.video_dir(cfg.out, "rgb", job.name)
     todo = [d for d in [rgb_dir] + [layout.video_dir(cfg.out, f, job.name) for f in cfg.flows] if not d.is_dir()]
@@ -129,7 +129,7 @@ def _run(job, cfg):
         return job, "failed", f"{job.path}: {error}"
 
 
-def prepare_videos(cfg, progress=True):
+def prepare_videos(cfg: PrepareConfig, progress: bool = True) -> dict:
     """Prepare every video; returns ``{'done': [...], 'skipped': [...], 'failed': [(name, message)]}``."""
     jobs = find_videos(cfg.videos_dir, cfg.default_class)
     if not jobs:

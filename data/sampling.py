@@ -21,7 +21,8 @@ class IterationBatchSampler(Sampler):
     Each item is a list of ``(dataset_index, sample_seed)`` pairs.
     """
 
-    def __init__(self, num_samples, batch_size, seed, start, stop, rank=0, world_size=1):
+    def __init__(self, num_samples: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0,
+                 world_size: int = 1):
         if num_samples < batch_size:
             raise ValueError(f"the training split has {num_samples} samples, fewer than one batch of {batch_size}")
         if batch_size % world_size:
@@ -34,7 +35,7 @@ class IterationBatchSampler(Sampler):
     def __len__(self):
         return max(0, self.stop - self.start)
 
-    def global_batch(self, iteration):
+    def global_batch(self, iteration: int) -> list:
         """Dataset indices of the whole batch of ``iteration`` (all processes)."""
         epoch, step = divmod(iteration, self.epoch_size)
         if epoch != self._epoch:
@@ -51,7 +52,7 @@ class IterationBatchSampler(Sampler):
                    for k, index in enumerate(batch[first:first + share])]
 
 
-def sample_seed(seed, iteration, position):
+def sample_seed(seed: int, iteration: int, position: int) -> int:
     """A 32-bit seed for one sample of one iteration, independent of process and worker."""
     return int(np.random.SeedSequence([seed, iteration, position]).generate_state(1)[0])
 
@@ -59,7 +60,7 @@ def sample_seed(seed, iteration, position):
 class SeededDataset(Dataset):
     """Seeds Python, numpy and torch from the sample's seed before loading it."""
 
-    def __init__(self, dataset):
+    def __init__(self, dataset: Dataset):
         self.dataset = dataset
 
     def __len__(self):

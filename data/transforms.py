@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .flow import DEFAULT_CHANNELS
+from .flow import DEFAULT_CHANNELS, FlowChannels
 
 MEANS = (104, 117, 123)  # BGR, as the original's args.means
 CROP_MODES = (None, (0.1, None), (0.3, None), (0.5, None), (0.7, None), (0.9, None), (None, None))
@@ -36,7 +36,7 @@ CROP_TRIALS = 50
 MAX_CV_CHANNELS = 512  # OpenCV's CV_CN_MAX
 
 
-def resize_frames(frames, size):
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     """[F, H, W, 3] -> [F, size, size, 3], bilinear, one OpenCV call for all frames."""
     num, height, width, channels = frames.shape
     if (height, width) == (size, size):
@@ -48,7 +48,7 @@ def resize_frames(frames, size):
     return out.reshape(size, size, num, channels).transpose(2, 0, 1, 3)
 
 
-def to_network(frames, means):
+def to_network(frames: np.ndarray, means: tuple) -> np.ndarray:
     """[F, H, W, 3] in the file's channel order -> float32 [F, 3, H, W]: BGR means subtracted,
     channels reversed (the original's ``aug_imgs[:, :, :, (2, 1, 0)]``)."""
     num, height, width, _ = frames.shape
@@ -59,7 +59,7 @@ def to_network(frames, means):
     return out
 
 
-def normalise_boxes(boxes, width, height):
+def normalise_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return (np.asarray(boxes, np.float32) / np.array([width, height, width, height], np.float32)).astype(np.float32)
 
 
@@ -67,7 +67,7 @@ class TestTransform:
     """Resize and mean subtraction only (the original's ``BaseTransform``)."""
     __test__ = False  # not a pytest class
 
-    def __init__(self, size=300, means=MEANS):
+    def __init__(self, size: int = 300, means: tuple = MEANS):
         self.size, self.means = size, means
 
     def __call__(self, streams, is_flow, boxes, class_ids, rng=None):
@@ -88,7 +88,7 @@ class Photometric:
     swap: tuple = None
 
     @classmethod
-    def draw(cls, rng):
+    def draw(cls, rng: np.random.Generator) -> "Photometric":
         p = cls()
         if rng.integers(2):
             p.brightness = rng.uniform(-32, 32)
@@ -103,7 +103,7 @@ class Photometric:
             p.swap = CHANNEL_PERMUTATIONS[rng.integers(len(CHANNEL_PERMUTATIONS))]
         return p
 
-    def apply(self, frames):
+    def apply(self, frames: np.ndarray) -> np.ndarray:
         """float32 BGR [F, H, W, 3] -> distorted copy."""
         x = frames.copy()
         if self.brightness is not None:
@@ -128,7 +128,7 @@ class Photometric:
         return x
 
 
-def jaccard(boxes, rect):
+def jaccard(boxes: np.ndarray, rect: np.ndarray) -> np.ndarray:
     """IoU of boxes [K, 4] with one rectangle [4] (areas without +1, as the original)."""
     lt = np.maximum(boxes[:, :2], rect[:2])
     rb = np.minimum(boxes[:, 2:], rect[2:])
@@ -137,7 +137,7 @@ def jaccard(boxes, rect):
     return inter / (area + np.prod(rect[2:] - rect[:2]) - inter)
 
 
-def draw_expand(rng, width, height, max_ratio=4.0):
+def draw_expand(rng: np.random.Generator, width: int, height: int, max_ratio: float = 4.0) -> tuple | None:
     """Expand: ``None`` (half the time) or (canvas width, canvas height, left, top) in integers.
     The original's canvas is up to 4 times the frame (``max_ratio``); the draws are the same
     whatever ``max_ratio``, and 1 leaves the frame as it is."""
@@ -149,7 +149,7 @@ def draw_expand(rng, width, height, max_ratio=4.0):
     return int(width * ratio), int(height * ratio), int(left), int(top)
 
 
-def draw_crop(rng, boxes, width, height):
+def draw_crop(rng: np.random.Generator, boxes: np.ndarray, width: int, height: int) -> tuple | None:
     """Random crop of the original's ``RandomSampleCrop``: ``None`` or (rect [4] int, keep [N] bool).
 
     A micro-tube is kept only if its box centres lie inside the crop in every frame; the
@@ -184,7 +184,7 @@ def draw_crop(rng, boxes, width, height):
                 return rect, keep
 
 
-def expanded_crop(frames, canvas, offset, rect, fill):
+def expanded_crop(frames: np.ndarray, canvas: tuple, offset: tuple, rect: tuple, fill: tuple) -> np.ndarray:
     """Pixels of ``rect`` (x1, y1, x2, y2) in a canvas of size ``canvas`` (w, h) filled with
     ``fill`` and holding ``frames`` [F, H, W, 3] at ``offset`` (left, top): the original's
     ``Expand`` followed by the crop, materialised (the reference for ``crop_resize``)."""
@@ -200,7 +200,7 @@ def expanded_crop(frames, canvas, offset, rect, fill):
     return out
 
 
-def crop_resize(frames, offset, rect, size, fill):
+def crop_resize(frames: np.ndarray, offset: tuple, rect: tuple, size: int, fill: tuple) -> np.ndarray:
     """``resize(expanded_crop(...), size)`` without building the canvas.
 
     One bilinear ``warpAffine`` per frame from the part of the image inside the crop,
@@ -251,8 +251,8 @@ class Augmentation:
 class TrainTransform:
     """The original's ``SSDAugmentation``, drawn once per window (see module doc)."""
 
-    def __init__(self, size=300, means=MEANS, flow_channels=DEFAULT_CHANNELS, mirror_flow_pixels_only=False,
-                 max_expand=4.0):
+    def __init__(self, size: int = 300, means: tuple = MEANS, flow_channels: FlowChannels = DEFAULT_CHANNELS,
+                 mirror_flow_pixels_only: bool = False, max_expand: float = 4.0):
         self.size, self.means = size, means
         self.flow_channels = flow_channels
         self.mirror_flow_pixels_only = mirror_flow_pixels_only
@@ -268,7 +268,7 @@ class TrainTransform:
         mirror = bool(rng.integers(2))
         return self.apply(streams, is_flow, boxes, class_ids, Augmentation(photometric, expand, crop, mirror))
 
-    def apply(self, streams, is_flow, boxes, class_ids, aug):
+    def apply(self, streams: dict, is_flow: dict, boxes: np.ndarray, class_ids: np.ndarray, aug: Augmentation) -> tuple:
         """Apply the decisions ``aug`` (an ``Augmentation``) to every frame of every stream."""
         height, width = next(iter(streams.values())).shape[1:3]
         boxes = np.asarray(boxes, np.float32).copy()

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .annotations import DatasetAnnotations, VideoAnnotation
+
 log = logging.getLogger(__name__)
 
 UCF24_CLASSES = ("Basketball", "BasketballDunk", "Biking", "CliffDiving", "CricketBowling", "Diving", "Fencing",
@@ -53,11 +55,11 @@ class Window:
     class_ids: np.ndarray
 
 
-def window_offsets(seq_len, seq_gap):
+def window_offsets(seq_len: int, seq_gap: int) -> np.ndarray:
     return np.arange(seq_len) * (seq_gap + 1)
 
 
-def presence_matrix(video):
+def presence_matrix(video: VideoAnnotation) -> np.ndarray:
     """``[num_frames, num_tubes]`` bool: tube present in frame."""
     present = np.zeros((video.num_frames, len(video.tubes)), dtype=bool)
     for t, tube in enumerate(video.tubes):
@@ -65,7 +67,7 @@ def presence_matrix(video):
     return present
 
 
-def candidate_starts(num_frames, seq_len, seq_gap, step, full_test=False):
+def candidate_starts(num_frames: int, seq_len: int, seq_gap: int, step: int, full_test: bool = False) -> np.ndarray:
     """Window starts, as the original computes them (see module doc)."""
     limit = num_frames - ((seq_len - 1) * seq_gap + seq_len)
     starts = np.arange(0, limit, step) if limit > 0 else np.zeros(0)
@@ -74,7 +76,7 @@ def candidate_starts(num_frames, seq_len, seq_gap, step, full_test=False):
     return starts.astype(np.int64)
 
 
-def valid_mask(present, frames):
+def valid_mask(present: np.ndarray, frames: np.ndarray) -> tuple:
     """For windows ``frames`` [W, T]: (valid [W], full [W, tubes]) under the all-or-none rule."""
     counts = present[frames].sum(axis=1)  # [W, tubes]
     seq_len = frames.shape[1]
@@ -83,7 +85,8 @@ def valid_mask(present, frames):
     return valid, full
 
 
-def video_windows(video, video_index, seq_len, seq_gap, step, full_test=False):
+def video_windows(video: VideoAnnotation, video_index: int, seq_len: int, seq_gap: int, step: int,
+                  full_test: bool = False) -> list:
     """Windows of one video (list of ``Window``)."""
     starts = candidate_starts(video.num_frames, seq_len, seq_gap, step, full_test)
     frames = starts[:, None] + window_offsets(seq_len, seq_gap)[None, :]
@@ -99,7 +102,7 @@ def video_windows(video, video_index, seq_len, seq_gap, step, full_test=False):
             for w in range(len(frames)) if valid[w] or full_test]
 
 
-def valid_window_counts(videos, names, num_classes, seq_len, seq_gap):
+def valid_window_counts(videos: dict, names: list, num_classes: int, seq_len: int, seq_gap: int) -> np.ndarray:
     """Number of valid windows per class at step 1 (the basis of the balanced steps)."""
     counts = np.zeros(num_classes, dtype=np.int64)
     for name in names:
@@ -111,7 +114,7 @@ def valid_window_counts(videos, names, num_classes, seq_len, seq_gap):
     return counts
 
 
-def class_ratios(dataset, classes, videos, train_names, seq_len, seq_gap):
+def class_ratios(dataset: str, classes: list, videos: dict, train_names: list, seq_len: int, seq_gap: int) -> np.ndarray:
     """Per-class training step (see module doc)."""
     if dataset == "jhmdb21":
         return np.ones(len(classes))
@@ -126,7 +129,8 @@ def class_ratios(dataset, classes, videos, train_names, seq_len, seq_gap):
     return ratios
 
 
-def make_windows(dataset, annotations, split, seq_len, seq_gap, eval_gap=1, full_test=False, video_order=None):
+def make_windows(dataset: str, annotations: DatasetAnnotations, split: str, seq_len: int, seq_gap: int,
+                 eval_gap: int = 1, full_test: bool = False, video_order: list | None = None) -> list:
     """All windows of ``split`` (``'train'``/``'test'``) of a ``DatasetAnnotations``.
 
     ``video_order``: names in index order (``Window.video_index``); default all annotated

@@ -1,11 +1,13 @@
 """Average precision as the original Matlab computes it: ``xVOCap.m`` (VOC 2011 all-point AP),
 ``get_PR_curve.m``'s ranking (scores as single, stable descending) and precision/recall curves."""
+from pathlib import Path
+
 import numpy as np
 
 from utils.io import atomic_path
 
 
-def voc_ap(recall, precision):
+def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     """``xVOCap.m`` (PASCAL VOC 2011): all-point interpolated AP.
 
     The precision envelope uses Matlab's ``max``, which ignores NaN (``np.fmax``).
@@ -19,7 +21,7 @@ def voc_ap(recall, precision):
     return float(np.cumsum(terms)[-1]) if len(terms) else 0.0
 
 
-def descending_order(scores):
+def descending_order(scores: np.ndarray) -> np.ndarray:
     """``np.argsort(-scores, kind="stable")`` of float32 scores, about twice as fast.
 
     Each score's bits become an unsigned key that sorts in descending score order, with
@@ -34,12 +36,12 @@ def descending_order(scores):
     return (np.sort(keys) & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
-def pr_curve(scores, is_tp, num_gt):
+def pr_curve(scores: np.ndarray, is_tp: np.ndarray, num_gt: float) -> tuple:
     """Recall and precision as get_PR_curve.m: scores as single, stable descending sort."""
     return pr_curve_ranked(np.asarray(is_tp, bool)[descending_order(np.asarray(scores, np.float32))], num_gt)
 
 
-def pr_curve_ranked(labels, num_gt):
+def pr_curve_ranked(labels: np.ndarray, num_gt: float) -> tuple:
     """Recall and precision of TP flags already in rank order."""
     tp = np.cumsum(labels).astype(np.float64)
     fp = np.cumsum(~labels).astype(np.float64)
@@ -49,13 +51,13 @@ def pr_curve_ranked(labels, num_gt):
     return recall, precision
 
 
-def average_precision(scores, is_tp, num_gt):
+def average_precision(scores: np.ndarray, is_tp: np.ndarray, num_gt: float) -> float:
     """VOC AP of one class from per-detection scores and TP flags; NaN -> 0 as the Matlab."""
     ap = voc_ap(*pr_curve(scores, is_tp, num_gt))
     return 0.0 if np.isnan(ap) else ap
 
 
-def plot_pr_curves(path, results, class_names, title):
+def plot_pr_curves(path: Path, results: "VideoAPResult", class_names: list, title: str) -> None:
     """One figure: PR curve per class (Agg backend)."""
     import matplotlib
     matplotlib.use("Agg")

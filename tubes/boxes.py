@@ -13,7 +13,7 @@ from data.annotations import UCF_FRAME_SIZE
 EPS = np.finfo(np.float64).eps  # Matlab's eps in inters_union
 
 
-def loc_to_link_boxes(loc, frame_size=UCF_FRAME_SIZE):
+def loc_to_link_boxes(loc: np.ndarray, frame_size: tuple = UCF_FRAME_SIZE) -> np.ndarray:
     """Normalised x1, y1, x2, y2 -> link boxes, as ``actionPaths.m`` ``readDetections``.
 
     ``loc .* [320 240 320 240]``; only x1, y1 < 0 and x2 > 319, y2 > 239 are clipped;
@@ -32,7 +32,7 @@ def loc_to_link_boxes(loc, frame_size=UCF_FRAME_SIZE):
     return b + loc.dtype.type(1)
 
 
-def link_iou(boxes_a, boxes_b):
+def link_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """``[..., A, B]`` IoU as ``incremental_linking.m`` ``inters_union``, over leading batch dims.
 
     Boxes become ``[x1 y1 x2-x1+1 y2-y1+1]``; Matlab's ``rectint``; union + eps.
@@ -47,7 +47,7 @@ def link_iou(boxes_a, boxes_b):
     return inter / (union + EPS)
 
 
-def rectint(a, b):
+def rectint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Matlab/Octave ``rectint`` of ``[A, 4]`` and ``[B, 4]`` x, y, w, h rectangles."""
     ea = a[:, :2] + a[:, 2:]
     eb = b[:, :2] + b[:, 2:]
@@ -56,7 +56,7 @@ def rectint(a, b):
     return d[..., 0] * d[..., 1]
 
 
-def spatial_iou_inclusive(det_boxes, gt_boxes):
+def spatial_iou_inclusive(det_boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
     """``frameAp.m`` ``compute_spatial_iou``: x1 y1 x2 y2 boxes with width ``x2-x1+1``, no eps."""
     def xywh(b):
         return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2] + 1], 1)
@@ -66,7 +66,7 @@ def spatial_iou_inclusive(det_boxes, gt_boxes):
         return inter / ((gt[:, 2] * gt[:, 3])[None] + (dt[:, 2] * dt[:, 3])[:, None] - inter)
 
 
-def box_iou_np(det_boxes, gt_boxes):
+def box_iou_np(det_boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
     """IoU of x1 y1 x2 y2 boxes with continuous areas (no +1), ``[K, N]``."""
     x1 = np.maximum(det_boxes[:, None, 0], gt_boxes[None, :, 0])
     y1 = np.maximum(det_boxes[:, None, 1], gt_boxes[None, :, 1])

@@ -48,12 +48,12 @@ FRAME_FILE = re.compile(r"\d+\.mat")
 DET_FORMATS = ("road_mat", "npz")  # see the module doc
 
 
-def detection_path(det_dir, video, det_format):
+def detection_path(det_dir: Path, video: str, det_format: str) -> Path:
     """Where a video's detections are: ``DET_DIR/<Class>/<video>.npz``, or the road_mat folder ``DET_DIR/<Class>/<video>``."""
     return Path(det_dir) / (f"{video}.npz" if det_format == "npz" else video)
 
 
-def frame_map_path(det_dir):
+def frame_map_path(det_dir: Path) -> Path:
     """test.py's summary beside its detections, ``DET_DIR-frame_map.json``: the VOC-style frame-mAP
     (``frame_map_voc``, IoU ``iou``), per-class ``ap``, ``weights``, ``eval_gap``, ``det_dir``, counts
     and timings (``windows``, ``frames``, ``videos``, ``network_seconds``, ``total_seconds``)."""
@@ -75,7 +75,8 @@ class VideoDetections:
     frame_size: tuple = UCF_FRAME_SIZE
 
 
-def write_video_detections(path, frames, boxes, scores, window, num_frames, frame_size=UCF_FRAME_SIZE):
+def write_video_detections(path: Path, frames: np.ndarray, boxes: np.ndarray, scores: np.ndarray, window: np.ndarray,
+                           num_frames: int, frame_size: tuple = UCF_FRAME_SIZE) -> None:
     """Write one video's detections atomically (see the module doc for the arrays)."""
     det = VideoDetections(np.asarray(frames, np.int32), np.asarray(boxes, np.float32),
                           np.asarray(scores, np.float32), np.asarray(window, np.int32),
@@ -86,7 +87,7 @@ def write_video_detections(path, frames, boxes, scores, window, num_frames, fram
                  num_frames=np.int32(det.num_frames), frame_size=np.asarray(det.frame_size, np.int32))
 
 
-def read_video_detections(path):
+def read_video_detections(path: Path) -> VideoDetections:
     """Read and check one video's ``npz``; errors name the file and the field."""
     path = Path(path)
     try:
@@ -137,7 +138,7 @@ def _check(det, path):
         raise DetectionError(f"{path}: field 'frames' must increase along T and lie in 0..{det.num_frames - 1}")
 
 
-def frame_detections(det, first=0):
+def frame_detections(det: VideoDetections, first: int = 0) -> list:
     """Per-frame ``(loc [N, 4] normalised, scores [N, C+1])`` for frames ``first``..num_frames-1
     (see module doc)."""
     num_classes1 = det.scores.shape[1]
@@ -166,7 +167,7 @@ def frame_detections(det, first=0):
     return out
 
 
-def read_road_mat_video(video_dir):
+def read_road_mat_video(video_dir: Path) -> list:
     """Per-frame ``(loc, scores)`` of one video in the road_mat layout, frame n from ``<n>.mat``
     (frames up to the highest number; see the module doc for missing and stray files).
 
@@ -225,7 +226,7 @@ def read_road_mat_video(video_dir):
     return [(loc, scores.reshape(0, width or 0) if len(loc) == 0 else scores) for loc, scores in frames]
 
 
-def write_road_mat_frame(path, loc, scores):
+def write_road_mat_frame(path: Path, loc: np.ndarray, scores: np.ndarray) -> None:
     """One frame of the road_mat layout (as ROAD's test script writes it)."""
     with atomic_path(path) as tmp:
         scipy.io.savemat(tmp, {"loc": np.asarray(loc), "scores": np.asarray(scores)})

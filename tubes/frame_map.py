@@ -8,6 +8,7 @@ import numpy as np
 from .ap import pr_curve, voc_ap
 from .boxes import box_iou_np, spatial_iou_inclusive
 from .linking import segment_starts
+from .video_map import VideoGT
 
 class FrameAP:
     """Frame-mAP (``frameAp.m``), accumulated frame by frame.
@@ -25,7 +26,7 @@ class FrameAP:
     frame has GT of two classes, as on UCF101-24 and J-HMDB-21 (one class per video).
     """
 
-    def __init__(self, num_classes, iou_thresh=0.5, inclusive=True, any_class=False):
+    def __init__(self, num_classes: int, iou_thresh: float = 0.5, inclusive: bool = True, any_class: bool = False):
         self.num_classes = num_classes
         self.iou_thresh = iou_thresh
         # inclusive: frameAp.m's pixel areas (x2 - x1 + 1); otherwise the continuous areas
@@ -50,7 +51,8 @@ class FrameAP:
         dtype = np.float32 if self.inclusive and det_boxes.dtype == np.float32 else np.float64
         return det_boxes.astype(dtype, copy=False).reshape(-1, 4), np.asarray(gt_boxes, dtype).reshape(-1, 4)
 
-    def add_frame(self, det_boxes, det_scores, det_labels, gt_boxes, gt_labels):
+    def add_frame(self, det_boxes: np.ndarray, det_scores: np.ndarray, det_labels: np.ndarray, gt_boxes: np.ndarray,
+                  gt_labels: np.ndarray) -> None:
         det_boxes, gt_boxes = self._boxes(det_boxes, gt_boxes)
         det_labels = np.asarray(det_labels, np.int64).reshape(-1)
         gt_labels = np.asarray(gt_labels, np.int64).reshape(-1)
@@ -71,7 +73,8 @@ class FrameAP:
                     hits[d] = True
         self._append(det_scores, det_labels, hits)
 
-    def add_frames(self, det_frame, det_boxes, det_scores, det_labels, gt_frame, gt_boxes, gt_labels):
+    def add_frames(self, det_frame: np.ndarray, det_boxes: np.ndarray, det_scores: np.ndarray,
+                   det_labels: np.ndarray, gt_frame: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndarray) -> None:
         """Many frames at once: the same as ``add_frame`` per frame in increasing frame id.
 
         det_frame ``[K]`` and gt_frame ``[N]`` are integer frame ids, non-decreasing; within
@@ -120,14 +123,14 @@ class FrameAP:
                 hits[matchable[m[ok]]] = True
         self._append(det_scores, det_labels, hits)
 
-    def class_arrays(self, c):
+    def class_arrays(self, c: int) -> tuple:
         """Class ``c``'s detections so far: ``(scores float32 [K], hits bool [K])`` in the order added."""
         if not self.scores[c]:
             return np.zeros(0, np.float32), np.zeros(0, bool)
         return np.concatenate(self.scores[c]), np.concatenate(self.tp[c])
 
     @classmethod
-    def merge(cls, parts):
+    def merge(cls, parts: list) -> "FrameAP":
         """One accumulator from several (e.g. one per process, each over its share of videos)."""
         merged = cls(parts[0].num_classes, parts[0].iou_thresh, parts[0].inclusive, parts[0].any_class)
         for part in parts:
@@ -137,7 +140,7 @@ class FrameAP:
             merged.num_gt += part.num_gt
         return merged
 
-    def compute(self):
+    def compute(self) -> tuple:
         """Returns ``(mAP, ap [C], curves)``; a class without GT has AP 0 (NaN -> 0)."""
         ap, curves = np.zeros(self.num_classes), []
         for c in range(self.num_classes):
@@ -148,7 +151,8 @@ class FrameAP:
         return float(ap.mean()), ap, curves
 
 
-def video_frame_ap(gt, rows, num_classes, iou_thresh=0.5, any_class=False):
+def video_frame_ap(gt: VideoGT, rows: np.ndarray | None, num_classes: int, iou_thresh: float = 0.5,
+                   any_class: bool = False) -> FrameAP:
     """frameAp.m's matching for one video: ``FrameAP`` of its frames 1..num_frames of the annotation.
 
     ``rows``: ``link_frames``'s frame-AP rows ``[frame, class, score, x1, y1, x2, y2]``.
@@ -169,7 +173,7 @@ def video_frame_ap(gt, rows, num_classes, iou_thresh=0.5, any_class=False):
     return acc
 
 
-def frame_map_of(gts, frame_dets, num_classes, iou_thresh=0.5, any_class=False):
+def frame_map_of(gts: list, frame_dets: dict, num_classes: int, iou_thresh: float = 0.5, any_class: bool = False) -> tuple:
     """frameAp.m over the listed videos from their frame-AP rows (``{video: rows}``)."""
     return FrameAP.merge([video_frame_ap(g, frame_dets.get(g.name), num_classes, iou_thresh, any_class)
                           for g in gts]).compute()

@@ -32,7 +32,7 @@ from data.annotations import UCF_FRAME_SIZE
 from .boxes import EPS, loc_to_link_boxes
 
 
-def work_dtype(*arrays):
+def work_dtype(*arrays: np.ndarray) -> np.dtype:
     """float32 if any of the arrays is single (Matlab's single-double arithmetic gives single), else float64."""
     return np.dtype(np.float32) if any(np.asarray(a).dtype == np.float32 for a in arrays) else np.dtype(np.float64)
 
@@ -134,7 +134,7 @@ def _dofilter(boxes, class_scores, score_threshs, pre_topk, nms_thresh, post_top
     return out
 
 
-def filter_frame_padded(boxes, class_scores, cfgs=(LINKING_FILTER,)):
+def filter_frame_padded(boxes: np.ndarray, class_scores: np.ndarray, cfgs: tuple = (LINKING_FILTER,)) -> list:
     """Per-class ``dofilter`` of one frame for one or more configs (compiled: a frame is tiny).
 
     boxes: ``[N, 4]``; class_scores: ``[N, C]``. Returns, per config, ``[C, post_nms_topk]``
@@ -161,13 +161,13 @@ def filter_frame_padded(boxes, class_scores, cfgs=(LINKING_FILTER,)):
     return out
 
 
-def filter_frame(boxes, class_scores, cfg=LINKING_FILTER):
+def filter_frame(boxes: np.ndarray, class_scores: np.ndarray, cfg: FilterConfig = LINKING_FILTER) -> list:
     """``filter_frame_padded`` for one config as a list of C index arrays."""
     picks = filter_frame_padded(boxes, class_scores, (cfg,))[0]
     return [row[row >= 0] for row in picks]
 
 
-def segment_starts(lengths):
+def segment_starts(lengths: np.ndarray) -> np.ndarray:
     """First index of each of the consecutive segments of ``lengths``."""
     return np.cumsum(lengths) - lengths
 
@@ -186,7 +186,7 @@ def _topk_means(values, starts, lengths, k):
     return out
 
 
-def topk_means(values, lengths, k):
+def topk_means(values: np.ndarray, lengths: np.ndarray, k: int) -> np.ndarray:
     """Per segment of ``values`` (consecutive, ``lengths`` long, all > 0): the mean of its k highest.
 
     As the Matlab's ``mean(sorted(1:min(k, n)))`` in the ports: a left-to-right sum, in
@@ -198,7 +198,7 @@ def topk_means(values, lengths, k):
     return _topk_means(values, segment_starts(lengths), lengths, int(k))
 
 
-def check_jumpgap(jumpgap):
+def check_jumpgap(jumpgap: int) -> int:
     """``jumpgap`` as an int, or ValueError unless it is an integer >= 1."""
     if isinstance(jumpgap, bool) or int(jumpgap) != jumpgap or jumpgap < 1:
         # the compiled step keeps jumpgap + 1 scores per path (with 0 the original never extends a path)
@@ -221,7 +221,7 @@ class ActionPath:
     found: np.ndarray
 
     @property
-    def end(self):
+    def end(self) -> int:
         return self.start + len(self.boxes)
 
 
@@ -344,7 +344,7 @@ class OnlineLinker:
     are converted to it.
     """
 
-    def __init__(self, num_classes, iou_thresh=0.1, jumpgap=3, filter_cfg=LINKING_FILTER):
+    def __init__(self, num_classes: int, iou_thresh: float = 0.1, jumpgap: int = 3, filter_cfg: FilterConfig = LINKING_FILTER):
         jumpgap = check_jumpgap(jumpgap)
         self.num_classes = num_classes
         self.iou_thresh = iou_thresh
@@ -367,7 +367,7 @@ class OnlineLinker:
         self._run = {"class": np.zeros(0, np.int64), "last_t": np.zeros(0, np.int64),
                      "sum": np.zeros(0), "length": np.zeros(0, np.int64)}
 
-    def update(self, boxes, scores):
+    def update(self, boxes: np.ndarray, scores: np.ndarray) -> None:
         """One frame: link boxes ``[N, 4]`` and scores ``[N, C+1]`` (background first), float32 or float64."""
         boxes = np.asarray(boxes).reshape(-1, 4)
         scores = np.asarray(scores)
@@ -377,7 +377,7 @@ class OnlineLinker:
         class_scores = scores[:, 1:]
         self.link(boxes, class_scores, filter_frame_padded(boxes, class_scores, (self.filter_cfg,))[0])
 
-    def link(self, boxes, class_scores, picks):
+    def link(self, boxes: np.ndarray, class_scores: np.ndarray, picks: np.ndarray) -> None:
         """One frame: boxes ``[N, 4]``, class_scores ``[N, C]``, picks ``[C, k]`` (-1 padded)."""
         if self.box_dtype is None:
             self.box_dtype, self.score_dtype = work_dtype(boxes), work_dtype(class_scores)
@@ -405,10 +405,10 @@ class OnlineLinker:
         self._rec_t.append(np.full(len(pids), self.t))
         self._rec_row.append(self._offset + box_idx)
 
-    def num_live(self, class_id):
+    def num_live(self, class_id: int) -> int:
         return int(self.n_live[class_id])
 
-    def num_dead(self, class_id):
+    def num_dead(self, class_id: int) -> int:
         dead = np.concatenate(self._dead) if self._dead else np.zeros(0, np.int64)
         return int((np.concatenate(self._path_class)[dead] == class_id).sum()) if len(dead) else 0
 
@@ -443,11 +443,11 @@ class OnlineLinker:
                  for e, ln, fe, m in zip(ends.tolist(), lengths.tolist(), found_ends.tolist(), n.tolist())]
         return paths, classes, scores, lengths
 
-    def paths(self, class_id):
+    def paths(self, class_id: int) -> list:
         """Live paths of one class, gaps filled (short paths included); gathers from the whole video."""
         return self._gather(self._live_pids(class_id), 0)[0]
 
-    def current(self):
+    def current(self) -> tuple:
         """Paths extended at the latest frame, in class order: ``(class_ids, boxes [K, 4] link boxes,
         scores at that frame, mean gap-filled path scores)``.
 
@@ -480,7 +480,7 @@ class OnlineLinker:
         cls = run["class"][pid]
         return cls, self._boxes[-1][row], self._class_scores[-1][row, cls], run["sum"][pid] / run["length"][pid]
 
-    def finish(self):
+    def finish(self) -> list:
         """Final paths per class: live then dead, gaps filled, sorted (``incremental_linking.m``).
 
         sort_paths: stable descending sort by the mean of each path's 20 highest scores.
@@ -520,7 +520,8 @@ def _link_boxes_and_scores(frames, frame_size):
     return boxes, scores, offsets
 
 
-def link_frames(frames, num_classes, frame_size=UCF_FRAME_SIZE, iou_thresh=0.1, jumpgap=3, extra_filter=None):
+def link_frames(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SIZE, iou_thresh: float = 0.1,
+                jumpgap: int = 3, extra_filter: FilterConfig | None = None) -> tuple:
     """One video's per-frame ``(loc, scores)`` -> ``(paths per class, extra rows)``.
 
     ``loc`` normalised ``[N, 4]``, ``scores`` ``[N, C+1]`` background first (both formats'
@@ -554,14 +555,14 @@ def link_frames(frames, num_classes, frame_size=UCF_FRAME_SIZE, iou_thresh=0.1, 
 class OnlineTubes:
     """Online linking of per-frame detections (``OnlineLinker``), with the frame size's link boxes."""
 
-    def __init__(self, num_classes, frame_size, iou_thresh=0.1, jumpgap=3):
+    def __init__(self, num_classes: int, frame_size: tuple, iou_thresh: float = 0.1, jumpgap: int = 3):
         self.linker = OnlineLinker(num_classes, iou_thresh, jumpgap)
         self.frame_size = frame_size
 
-    def update(self, loc, scores):
+    def update(self, loc: np.ndarray, scores: np.ndarray) -> None:
         self.linker.update(loc_to_link_boxes(np.asarray(loc).reshape(-1, 4), self.frame_size), np.asarray(scores))
 
-    def current(self, min_score=0.0):
+    def current(self, min_score: float = 0.0) -> list:
         """Live paths extended at the latest frame: ``[(class_id, box x1 y1 x2 y2 0-based pixels,
         score at this frame, mean path score)]``, those with a mean below ``min_score`` left out."""
         classes, boxes, scores, means = self.linker.current()

@@ -24,14 +24,14 @@ from .detections import detection_path, frame_detections, read_road_mat_video, r
 from .frame_map import FrameAP, video_frame_ap
 from .linking import FRAME_AP_FILTER, check_jumpgap, link_frames
 from .trimming import trim_video
-from .video_map import VIDEO_IOU_THRESHOLDS, gt_from_annotation, video_ap
+from .video_map import VIDEO_IOU_THRESHOLDS, VideoGT, gt_from_annotation, video_ap
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
 
 
-def results_path(out_dir):
+def results_path(out_dir: Path) -> Path:
     """build_tubes.py's and eval_video_ap.py's results in ``out_dir`` (``results.json``; see ``evaluate``)."""
     return Path(out_dir) / RESULTS_FILE
 
@@ -56,13 +56,13 @@ class TubeConfig:
             raise ValueError(f"alphas must be one or more numbers >= 0, got {self.alphas!r}")
 
 
-def load_annotations(path):
+def load_annotations(path: Path) -> dict:
     """``finalAnnots.mat`` or ``pyannot.pkl`` -> ``{name: VideoAnnotation}`` (identical on UCF101-24)."""
     path = Path(path)
     return load_final_annots(path) if path.suffix == ".mat" else load_pyannot(path)
 
 
-def class_names_from(annotations, num_classes, classes_file=None):
+def class_names_from(annotations: dict, num_classes: int, classes_file: Path | None = None) -> list:
     """Names in label order: a ``--classes`` file, else each class's video-name prefix."""
     if classes_file:
         names = read_video_list(classes_file)
@@ -76,7 +76,7 @@ def class_names_from(annotations, num_classes, classes_file=None):
     return names
 
 
-def resolve_videos(cfg, annotations, annot_path, video_list=None):
+def resolve_videos(cfg: TubeConfig, annotations: dict, annot_path: Path, video_list: Path | None = None) -> list:
     """The listed videos, or the test split beside the annotations (else all annotated) with detections."""
     if video_list:
         return check_videos(read_video_list(video_list), annotations, annot_path, video_list)
@@ -88,7 +88,7 @@ def resolve_videos(cfg, annotations, annot_path, video_list=None):
     return check_videos(videos, annotations, annot_path, split if split.is_file() else annot_path)
 
 
-def check_videos(videos, annotations, annot_path, source):
+def check_videos(videos: list, annotations: dict, annot_path: Path, source: Path) -> list:
     """``videos`` (from ``source``, named in the errors) if each is annotated and listed once."""
     repeated = sorted(v for v, n in Counter(videos).items() if n > 1)
     if repeated:
@@ -100,7 +100,7 @@ def check_videos(videos, annotations, annot_path, source):
     return videos
 
 
-def read_frames(cfg, video):
+def read_frames(cfg: TubeConfig, video: str) -> tuple:
     """Per-frame ``(loc, scores)`` of a video; ``[]`` (with a warning) when it has no detections."""
     path = detection_path(cfg.det_dir, video, cfg.det_format)
     if not path.exists():
@@ -115,7 +115,7 @@ def read_frames(cfg, video):
     return frames, cfg.frame_size
 
 
-def process_video(cfg, video, num_classes, gt=None):
+def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | None = None) -> tuple:
     """Worker: read, link + trim one video and, given its ``VideoGT``, its frame-AP matching.
 
     Returns ``(video, {alpha: tubes}, FrameAP of the video or None, CPU seconds per stage, error)``:
@@ -150,7 +150,7 @@ def process_video(cfg, video, num_classes, gt=None):
     return video, tubes, frame_ap, times, error
 
 
-def num_classes_of(cfg, videos, annotations=None):
+def num_classes_of(cfg: TubeConfig, videos: list, annotations: dict | None = None) -> int:
     """Score columns minus background, from the first video with readable detections; with
     ``annotations``, an error if they are fewer than the annotated classes (a detector scores them all)."""
     first_error = None
@@ -175,7 +175,7 @@ def num_classes_of(cfg, videos, annotations=None):
                      + (f" (first error: {first_error})" if first_error else ""))
 
 
-def build_all(cfg, videos, num_classes, gts=None):
+def build_all(cfg: TubeConfig, videos: list, num_classes: int, gts: list | None = None) -> tuple:
     """``{video: {alpha: [ActionTube]}}``, ``{video: FrameAP}`` (empty without ``gts``), summed stage
     times and ``{video: error}`` of the videos counted as without detections (see ``process_video``).
 
@@ -198,7 +198,8 @@ def build_all(cfg, videos, num_classes, gts=None):
     return tubes, frame_aps, times, failed
 
 
-def evaluate(annotations, videos, tubes_by_alpha, num_classes, class_names, frame_aps=None):
+def evaluate(annotations: dict, videos: list, tubes_by_alpha: dict, num_classes: int, class_names: list,
+             frame_aps: dict | None = None) -> tuple:
     """results.json content (values as fractions) and the PR curves per alpha.
 
     ``frame_aps``: ``{video: FrameAP}`` from ``build_all``, merged in the videos' order.
@@ -218,7 +219,7 @@ def evaluate(annotations, videos, tubes_by_alpha, num_classes, class_names, fram
     return out, curves
 
 
-def table(results):
+def table(results: dict) -> str:
     """The seed's layout: mAP at 0.2, 0.5, 0.75, mean over 0.5:0.95, accuracy, per alpha (percent)."""
     lines = ["alpha  mAP@0.2  mAP@0.5  mAP@0.75  mAP@0.5:0.95  accuracy"]
     alphas = sorted({r["alpha"] for r in results["video_map"]})
@@ -232,6 +233,6 @@ def table(results):
     return "\n".join(lines)
 
 
-def write_json(path, obj):
+def write_json(path: Path, obj: dict) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(obj, indent=1))

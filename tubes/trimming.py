@@ -27,7 +27,7 @@ class ActionTube:
     boxes: np.ndarray
 
     @property
-    def end(self):
+    def end(self) -> int:
         return self.start + len(self.boxes)
 
 
@@ -64,7 +64,7 @@ def _viterbi(u, starts, lengths, alpha):
     return labels
 
 
-def viterbi_labels(unaries, alpha):
+def viterbi_labels(unaries: list, alpha: float) -> list:
     """``dpEM_max.m`` for many paths (compiled); returns one label array per path.
 
     unaries: list of ``[L, C]`` arrays (the Matlab's ``M'``); alpha >= 0. Each frame's label
@@ -84,7 +84,8 @@ def viterbi_labels(unaries, alpha):
     return np.split(labels, np.cumsum(lengths)[:-1])
 
 
-def trim_paths(paths_per_class, alpha, min_num_frames=MIN_NUM_FRAMES, topk=TOPK, kthresh=KTHRESH):
+def trim_paths(paths_per_class: list, alpha: float, min_num_frames: int = MIN_NUM_FRAMES, topk: int = TOPK,
+               kthresh: float = KTHRESH) -> list:
     """Paths of one video -> action tubes, in the Matlab's order (class, path, segment).
 
     ``PARactionPathSmoother.m``: the path's C class scores + 20 go to the Viterbi;
@@ -96,7 +97,8 @@ def trim_paths(paths_per_class, alpha, min_num_frames=MIN_NUM_FRAMES, topk=TOPK,
     return trim_video(paths_per_class, (alpha,), min_num_frames, topk, kthresh)[alpha]
 
 
-def trim_video(paths_per_class, alphas, min_num_frames=MIN_NUM_FRAMES, topk=TOPK, kthresh=KTHRESH):
+def trim_video(paths_per_class: list, alphas: tuple, min_num_frames: int = MIN_NUM_FRAMES, topk: int = TOPK,
+               kthresh: float = KTHRESH) -> dict:
     """``{alpha: trim_paths(paths_per_class, alpha)}``, the paths gathered once for all alphas."""
     for alpha in alphas:
         if alpha < 0:

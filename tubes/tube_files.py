@@ -15,12 +15,12 @@ from utils.io import atomic_path
 from .trimming import ActionTube
 
 
-def tube_file(out_dir, alpha):
+def tube_file(out_dir: Path, alpha: float) -> Path:
     """build_tubes.py's tube file of ``alpha`` in ``out_dir``: ``tubes_alpha<alpha>.npz``."""
     return Path(out_dir) / f"tubes_alpha{alpha:g}.npz"
 
 
-def save_tubes(path, videos, tubes, alpha):
+def save_tubes(path: Path, videos: list, tubes: dict, alpha: float) -> None:
     """Tubes of one alpha: boxes in this project's 0-based pixels (link boxes - 1, in double: exact),
     and the precision the link boxes had (``box_dtype``), which the evaluation computes in."""
     flat = [(i, t) for i, v in enumerate(videos) for t in tubes.get(v, {}).get(alpha, [])]
@@ -33,7 +33,7 @@ def save_tubes(path, videos, tubes, alpha):
                  length=np.array([len(t.boxes) for _, t in flat], np.int32), boxes=boxes, box_dtype=box_dtype)
 
 
-def load_tubes(path):
+def load_tubes(path: Path) -> tuple:
     """``(alpha, {video: [ActionTube]})`` from ``save_tubes`` (boxes back to link boxes, +1)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"tube file not found: {path}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data.annotations import xyxy0_to_xywh1
+from data.annotations import VideoAnnotation, xyxy0_to_xywh1
 
 from .ap import descending_order, pr_curve_ranked, voc_ap
 from .boxes import EPS
@@ -40,7 +40,7 @@ class VideoGT:
     tubes: list = field(default_factory=list)
 
 
-def gt_from_annotation(video):
+def gt_from_annotation(video: VideoAnnotation) -> VideoGT:
     """``VideoAnnotation`` -> ``VideoGT`` (exact inverse of the readers' conversion)."""
     tubes = [GTTube(t.class_id, t.start + 1, t.end, xyxy0_to_xywh1(t.boxes)) for t in video.tubes]
     return VideoGT(video.name, video.class_id, video.num_frames, tubes)
@@ -102,7 +102,7 @@ def _video_st_iou(video, tubes):
     return iou
 
 
-def video_ap(gts, detections, num_classes, iou_thresholds=VIDEO_IOU_THRESHOLDS):
+def video_ap(gts: list, detections: dict, num_classes: int, iou_thresholds: tuple = VIDEO_IOU_THRESHOLDS) -> list:
     """``get_PR_curve.m`` at several thresholds; one ``VideoAPResult`` per threshold.
 
     gts: list of ``VideoGT`` in the test list's order; detections: ``{name: [ActionTube]}``
