@@ -1,5 +1,6 @@
 """The layout's import rules (STYLE.md, "who owns what"): tubes/ is numpy only, utils/ imports no
 package of ours, no package imports a script, and only pipeline.py calls other scripts."""
+import argparse
 import ast
 import subprocess
 import sys
@@ -41,3 +42,13 @@ def test_build_tubes_does_not_load_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     seconds, torch_loaded = out.stdout.split()
     assert torch_loaded == "False", f"importing build_tubes loads torch ({seconds} s)"
+
+
+def test_link_iou_keeps_its_old_spelling():
+    """build_tubes.py's linking threshold is --link_iou; --iou_thresh, its former name, still sets it."""
+    from tubes.cli import annotation_args, build_args, tube_args, tube_config
+    parser = argparse.ArgumentParser(parents=[annotation_args(), tube_args(), build_args()])
+    required = ["--annot", "a.pkl", "--det_dir", "d", "--out_dir", "o"]
+    for flag in ("--link_iou", "--iou_thresh"):
+        assert tube_config(parser.parse_args(required + [flag, "0.3"])).link_iou == 0.3
+    assert tube_config(parser.parse_args(required)).link_iou == 0.1
