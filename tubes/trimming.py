@@ -33,7 +33,16 @@ class ActionTube:
 
 @numba.njit(cache=True)
 def _viterbi(u, starts, lengths, alpha):
-    """``viterbi_labels`` of the paths stacked in ``u`` ``[sum L, C]``; labels ``[sum L]``."""
+    """``dpEM_max.m`` for the paths stacked in ``u`` ``[sum L, C]`` (the Matlab's ``M'``, path ``i`` at
+    rows ``starts[i]:starts[i] + lengths[i]``); labels ``[sum L]``.
+
+    Each frame's label score is ``M + max_k(D_k - alpha * (k != i))`` with the first ``k`` on ties;
+    the traceback starts from the first best label of the last frame. With ``a = D - alpha``
+    and ``j`` its first argmax, the max over ``k`` is ``max(D_i, a_j)``: label i keeps
+    itself when ``D_i > a_j``, or ``D_i == a_j`` and ``i <= j`` (i = j always keeps itself,
+    since ``a_k <= D_j`` for every k), else comes from j. These are exactly the numbers and
+    choices of the full ``C x C`` comparison.
+    """
     num_classes = u.shape[1]
     labels = np.empty(len(u), np.int64)
     d = np.empty(num_classes)
@@ -63,25 +72,6 @@ def _viterbi(u, starts, lengths, alpha):
             labels[s + t - 1] = i
     return labels
 
-
-def viterbi_labels(unaries: list, alpha: float) -> list:
-    """``dpEM_max.m`` for many paths (compiled); returns one label array per path.
-
-    unaries: list of ``[L, C]`` arrays (the Matlab's ``M'``); alpha >= 0. Each frame's label
-    score is ``M + max_k(D_k - alpha * (k != i))`` with the first ``k`` on ties; the
-    traceback starts from the first best label of the last frame. With ``a = D - alpha``
-    and ``j`` its first argmax, the max over ``k`` is ``max(D_i, a_j)``: label i keeps
-    itself when ``D_i > a_j``, or ``D_i == a_j`` and ``i <= j`` (i = j always keeps itself,
-    since ``a_k <= D_j`` for every k), else comes from j. These are exactly the numbers and
-    choices of the full ``C x C`` comparison.
-    """
-    if alpha < 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha}")
-    if not unaries:
-        return []
-    lengths = np.array([len(u) for u in unaries], np.int64)
-    labels = _viterbi(np.concatenate(unaries).astype(np.float64), segment_starts(lengths), lengths, float(alpha))
-    return np.split(labels, np.cumsum(lengths)[:-1])
 
 
 def trim_paths(paths_per_class: list, alpha: float, min_num_frames: int = MIN_NUM_FRAMES, topk: int = TOPK,
