@@ -10,6 +10,7 @@ from .boxes import box_iou_np, spatial_iou_inclusive
 from .linking import segment_starts
 from .video_map import VideoGT
 
+
 class FrameAP:
     """Frame-mAP (``frameAp.m``), accumulated frame by frame.
 

@@ -1,8 +1,8 @@
 """Video-mAP as the original Matlab computes it.
 
 Originals: gurkirt/realtime-action-detection ``online-tubes/eval/`` (``get_PR_curve.m``,
-``compute_spatio_temporal_iou.m``, ``xVOCap.m``); the
-same evaluation is in gurkirt/corrected-UCF101-Annots ``evaluation/``.
+``compute_spatio_temporal_iou.m``, ``xVOCap.m``); the same evaluation is in
+gurkirt/corrected-UCF101-Annots ``evaluation/``.
 
 Ground truth here is in the Matlab's form (``GTTube``: 1-based inclusive frames,
 boxes ``x y w h`` in 1-based pixels); ``gt_from_annotation`` converts this project's
