@@ -7,6 +7,7 @@ published commands run unchanged. Paths expand ``~``.
 import argparse
 from pathlib import Path
 
+from data.layout import annotation_path
 from models.config import FUSION_TYPES, ModelConfig
 from utils.distributed import DEVICE_CHOICES
 
@@ -181,7 +182,8 @@ def tube_args(alphas="3,5"):
 def annotation_args():
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("annotations")
-    group.add_argument("--annot", required=True, type=Path, help="finalAnnots.mat or pyannot.pkl")
+    group.add_argument("--annot", required=True, type=annotation_path,
+                       help="finalAnnots.mat or pyannot.pkl, or ucf24: the shipped UCF101-24 annotations")
     group.add_argument("--video_list", type=Path, default=None, help="videos to evaluate, one Class/video per line")
     group.add_argument("--classes", type=Path, default=None, help="class names in label order, one per line")
     return parser
