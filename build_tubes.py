@@ -1,6 +1,6 @@
 """Detections -> linked, trimmed action tubes -> video-mAP and frame-mAP (ROAD's online-tubes, in Python).
 
-python build_tubes.py --det_dir DIR --annot finalAnnots.mat|pyannot.pkl --out_dir OUT
+python build_tubes.py --det_dir DIR --annot finalAnnots.mat|pyannot.pkl|ucf24 --out_dir OUT
     [--video_list FILE] [--det_format road_mat|npz] [--alphas 3,5] [--link_iou 0.1]
     [--jumpgap 3] [--workers N] [--classes FILE]
 Writes OUT/tubes_alpha<a>.npz, OUT/results.json and prints the results table.

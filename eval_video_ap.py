@@ -1,6 +1,6 @@
 """Tubes + ground truth -> video-mAP table (get_PR_curve.m) and precision/recall plots.
 
-python eval_video_ap.py --tubes OUT/tubes_alpha3.npz [OUT/tubes_alpha5.npz ...] --annot finalAnnots.mat|pyannot.pkl
+python eval_video_ap.py --tubes OUT/tubes_alpha3.npz [OUT/tubes_alpha5.npz ...] --annot finalAnnots.mat|pyannot.pkl|ucf24
     [--video_list FILE] [--classes FILE] [--num_classes C] --out_dir DIR
 Evaluates the videos stored in the tube files (or --video_list); writes DIR/results.json
 and DIR/pr_alpha<a>_iou<t>.png for IoU 0.2, 0.5 and 0.75.

@@ -1,7 +1,7 @@
 """Make datasets in the UCF24 layout.
 
   python prepare_data.py toy --out DIR [--videos N --seed S]
-      render the toy dataset (frames, fastOF flow, splitfiles/pyannot.pkl)
+      render the toy dataset (frames, fastOF flow, splitfiles/pyannot.pkl); DIR appears when complete
   python prepare_data.py videos --videos_dir DIR --out DIR [--flow fastOF] [--workers N]
       frames + optical flow from your own videos (resumable; bad videos reported by name)
 """
@@ -33,6 +33,7 @@ def get_args_parser():
     toy.add_argument("--min_frames", type=int, default=ToyConfig.min_frames)
     toy.add_argument("--max_frames", type=int, default=ToyConfig.max_frames)
     toy.add_argument("--no_flow", action="store_true", help="skip the fastOF flow images")
+    toy.add_argument("--frame_size", type=parse_size, default=ToyConfig.frame_size, help="WIDTHxHEIGHT (default 320x240)")
     videos = commands.add_parser("videos", help="frames and flow from your own videos")
     videos.add_argument("--videos_dir", required=True, help="videos as <Class>/<video>.avi or <video>.mp4")
     videos.add_argument("--out", required=True, help="dataset root to fill")
@@ -46,13 +47,17 @@ def get_args_parser():
 
 
 def main(argv=None):
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     out = Path(args.out).expanduser()
     if args.command == "toy":
-        cfg = ToyConfig(num_videos=args.videos, seed=args.seed, min_frames=args.min_frames,
-                        max_frames=args.max_frames, flow=not args.no_flow)
-        videos = make_toy_dataset(out, cfg, progress=not args.quiet)
+        try:
+            cfg = ToyConfig(num_videos=args.videos, seed=args.seed, min_frames=args.min_frames,
+                            max_frames=args.max_frames, flow=not args.no_flow, frame_size=args.frame_size)
+            videos = make_toy_dataset(out, cfg, progress=not args.quiet)
+        except (ValueError, FileExistsError) as error:
+            parser.error(str(error))
         logging.info("toy dataset: %d videos, %d frames, %d tubes in %s", len(videos),
                      sum(v.num_frames for v in videos.values()), sum(len(v.tubes) for v in videos.values()), out)
         return 0

@@ -1,6 +1,6 @@
 """Benchmark of tube building at UCF101-24 test-split scale, stage by stage.
 
-Synthetic detections with the real frame counts of the test videos (../shared/ucf24),
+Synthetic detections with the real frame counts of the test videos (data/ucf24),
 C classes, ``--boxes`` boxes per frame around the ground-truth actors and clutter
 (realistic overlap: several jittered boxes per actor), softmax-like scores peaked on
 the video's class. Writes them in the npz format (and road_mat for ``--road_mat_videos``
@@ -21,8 +21,9 @@ from tubes import runner as tr
 from tubes.detections import write_road_mat_frame, write_video_detections
 from tubes.frame_map import FrameAP
 from tubes.video_map import gt_from_annotation, video_ap
+from data.layout import UCF24_ANNOT_DIR
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "ucf24"
+SHARED = UCF24_ANNOT_DIR  # the shipped UCF101-24 annotations
 
 
 def synth_video(video, num_classes, boxes_per_frame, rng, sharpness=1.0):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .annotations import (AnnotationError, ClipStats, DatasetAnnotations, Tube, VideoAnnotation,
-                          _clip_tube, load_pickle)
+                          _clip_tube, check_box_values, load_pickle)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _contiguous_pieces(frames):
 
 
 def _parse_tube(rows, label, num_frames, where):
-    rows = np.asarray(rows, dtype=np.float64)
+    rows = check_box_values(rows, where).astype(np.float64)
     if rows.ndim != 2 or rows.shape[1] != 5 or len(rows) == 0:
         raise AnnotationError(f"{where} has shape {rows.shape}, expected (n, 5) rows of frame, x1, y1, x2, y2")
     rows = rows[np.argsort(rows[:, 0], kind="stable")]

@@ -103,6 +103,16 @@ def _clip_tube(tube, frame_size, stats):
     return pieces
 
 
+def check_box_values(boxes, where):
+    """``boxes`` as an array of finite numbers; an ``AnnotationError`` naming ``where`` otherwise."""
+    boxes = np.asarray(boxes)
+    if boxes.dtype.kind not in "biuf":
+        raise AnnotationError(f"{where} holds {boxes.dtype} values, expected numbers")
+    if not np.isfinite(boxes).all():
+        raise AnnotationError(f"{where} has non-finite values (NaN or inf)")
+    return boxes
+
+
 def _field(entry, key, path, video):
     try:
         return entry[key]
@@ -136,12 +146,12 @@ def parse_ucf_database(database: dict, path: Path, num_classes: int | None = Non
         tubes = []
         for t, raw in enumerate(tubes_in):
             tube_label = int(_field(raw, "label", path, name))
-            boxes = np.asarray(_field(raw, "boxes", path, name))
+            where = f"{path}: video {name!r} tube {t}"
+            boxes = check_box_values(_field(raw, "boxes", path, name), f"{where} field 'boxes'")
             if numf_from_first_tube:
                 sf, ef = 0, len(boxes)
             else:
                 sf, ef = int(_field(raw, "sf", path, name)), int(_field(raw, "ef", path, name))
-            where = f"{path}: video {name!r} tube {t}"
             if tube_label != label:
                 raise AnnotationError(f"{where} field 'label' = {tube_label} differs from the video's label {label}")
             if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) != ef - sf:

@@ -6,6 +6,9 @@
 <root>/splitfiles/pyannot.pkl, trainlist01.txt, testlist01.txt
 ```
 Frame numbers are 1-based in file names and 0-based in memory.
+
+Annotations shipped with the project are named without a path (``--annot ucf24``):
+``annotation_path`` resolves the name (data/ucf24/README.md gives their source).
 """
 from pathlib import Path
 
@@ -13,6 +16,10 @@ FRAME_PATTERN = "{:05d}.jpg"
 SPLIT_DIR = "splitfiles"
 ANNOT_FILE = "pyannot.pkl"
 ANNOT_WITH_NAMES_FILE = "pyannot_with_class_names.pkl"
+
+UCF24_ANNOT_DIR = Path(__file__).resolve().parent / "ucf24"
+# finalAnnots.mat: what the original Matlab evaluation reads; pyannot.pkl beside it is identical.
+SHIPPED_ANNOTATIONS = {"ucf24": UCF24_ANNOT_DIR / "finalAnnots.mat"}
 
 
 def images_dir(root: str | Path, input_type: str) -> Path:
@@ -36,3 +43,10 @@ def split_path(root: str | Path, name: str) -> Path:
 def split_list_name(kind: str, split: int) -> str:
     """``trainlist01.txt`` / ``testlist01.txt`` for ``kind`` in {train, test}."""
     return f"{kind}list{split:02d}.txt"
+
+
+def annotation_path(text):
+    """An annotation file given by name or path: ``ucf24`` (any case) is the shipped corrected
+    UCF101-24 ``finalAnnots.mat`` (its ``testlist01.txt`` beside it); anything else is a path."""
+    shipped = SHIPPED_ANNOTATIONS.get(str(text).lower())
+    return shipped if shipped is not None else Path(text).expanduser()

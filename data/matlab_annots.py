@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from .annotations import AnnotationError, Tube, VideoAnnotation, xywh1_to_xyxy0
+from .annotations import AnnotationError, Tube, VideoAnnotation, check_box_values, xywh1_to_xyxy0
 
 
 def _get(entry, key, path, name):
@@ -42,13 +42,13 @@ def load_final_annots(path: str | Path, class_names: list | None = None) -> dict
         for k, t in enumerate(raw):
             sf, ef = int(_get(t, "sf", path, name)), int(_get(t, "ef", path, name))
             cls = int(_get(t, "class", path, name)) - 1
-            boxes = np.atleast_2d(np.asarray(_get(t, "boxes", path, name), np.float64))
+            where = f"{path}: video {name!r} tube {k}"
+            if sf < 1 or ef > num_frames or ef < sf:
+                raise AnnotationError(f"{where} fields 'sf'={sf}, 'ef'={ef} do not fit a video of {num_frames} frames")
+            boxes = np.atleast_2d(check_box_values(_get(t, "boxes", path, name), f"{where} field 'boxes'")).astype(np.float64)
             if boxes.shape != (ef - sf + 1, 4):
-                raise AnnotationError(f"{path}: video {name!r} tube {k} field 'boxes' has shape {boxes.shape}, "
+                raise AnnotationError(f"{where} field 'boxes' has shape {boxes.shape}, "
                                       f"expected ({ef - sf + 1}, 4) for sf={sf}, ef={ef}")
-            if sf < 1 or ef > num_frames:
-                raise AnnotationError(f"{path}: video {name!r} tube {k} fields 'sf'={sf}, 'ef'={ef} "
-                                      f"do not fit a video of {num_frames} frames")
             tubes.append(Tube(cls, sf - 1, xywh1_to_xyxy0(boxes)))
         if tubes:
             class_id = tubes[0].class_id

@@ -7,7 +7,6 @@ frames go to ``rgb-images/<Class>/<video>/%05d.jpg`` and its flow to
 renamed when complete, so a folder that exists is finished and a rerun skips it.
 """
 import logging
-import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from tqdm import tqdm
 
 from . import layout
 from .flow import flow_images
-from utils.io import atomic_dir
+from utils.io import atomic_dir, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +97,6 @@ def read_frame_folder(directory: Path) -> list:
     return frames
 
 
-def _remove_stale_temporaries(directory):
-    """Remove what an interrupted run left beside ``directory`` (``.<name>.*.tmp``)."""
-    for stale in directory.parent.glob(f".{directory.name}.*.tmp"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-
 def prepare_video(job: VideoJob, cfg: PrepareConfig) -> str:
     """Extract one video's frames and flow. Returns 'done' or 'skipped'."""
     rgb_dir = layout.video_dir(cfg.out, "rgb", job.name)
@@ -111,7 +104,7 @@ def prepare_video(job: VideoJob, cfg: PrepareConfig) -> str:
     if not todo:
         return "skipped"
     for directory in todo:
-        _remove_stale_temporaries(directory)
+        remove_stale_temporaries(directory)
     frames = read_video(job.path, cfg.resize) if rgb_dir in todo else read_frame_folder(rgb_dir)
     if rgb_dir in todo:
         write_frames(frames, rgb_dir)

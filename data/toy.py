@@ -12,20 +12,22 @@ import logging
 import math
 import pickle
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from . import layout
-from .annotations import Tube, VideoAnnotation, to_pyannot_entry
+from .annotations import AnnotationError, Tube, VideoAnnotation, load_pickle, to_pyannot_entry
 from .flow import flow_images
 from .prepare import write_frames
-from utils.io import atomic_path
+from utils.io import atomic_dir, atomic_path, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
-WIDTH, HEIGHT = 320, 240
+WIDTH, HEIGHT = 320, 240  # the default frame size, UCF101's
+PAN_MARGIN = 32  # the background canvas extends this far beyond the frame on each side
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,12 @@ CLASSES = (
 )
 
 
+# The shortest video for which _make_actors can place a tube that starts and ends inside it
+# (start >= 2, at least one frame after the end, length up to 0.8 of the video).
+MIN_FRAMES = 16
+MIN_SIZE = 32  # smallest frame width and height
+
+
 @dataclass
 class ToyConfig:
     num_videos: int = 32
@@ -52,6 +60,19 @@ class ToyConfig:
     max_frames: int = 80
     test_fraction: float = 0.25
     flow: bool = True
+    frame_size: tuple = (WIDTH, HEIGHT)  # smaller frames render faster (the tests' sweeps)
+
+    def __post_init__(self):
+        num_classes = len(CLASSES)
+        if self.num_videos < 2 * num_classes:
+            raise ValueError(f"the toy dataset needs at least {2 * num_classes} videos (two per class), got {self.num_videos}")
+        if not MIN_FRAMES <= self.min_frames <= self.max_frames:
+            raise ValueError(f"toy videos need {MIN_FRAMES} <= min_frames <= max_frames, "
+                             f"got min_frames={self.min_frames}, max_frames={self.max_frames}")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if min(self.frame_size) < MIN_SIZE:
+            raise ValueError(f"frame_size must be at least {MIN_SIZE}x{MIN_SIZE}, got {self.frame_size}")
 
 
 @dataclass
@@ -116,22 +137,32 @@ def _draw_actor(mask, actor_class, x, y, scale, angle):
         cv2.line(mask, (int(round(hip[0])), int(round(hip[1]))), (int(round(foot[0])), int(round(foot[1]))), 255, thick)
 
 
-def _background(rng):
+def _background(rng, width, height):
     """A textured canvas larger than the frame, so a slowly moving crop looks like a pan."""
-    canvas = rng.integers(0, 256, size=(HEIGHT // 8 + 8, WIDTH // 8 + 8, 3), dtype=np.uint8)
-    canvas = cv2.resize(canvas, (WIDTH + 64, HEIGHT + 64), interpolation=cv2.INTER_CUBIC)
+    canvas = rng.integers(0, 256, size=(height // 8 + 8, width // 8 + 8, 3), dtype=np.uint8)
+    canvas = cv2.resize(canvas, (width + 2 * PAN_MARGIN, height + 2 * PAN_MARGIN), interpolation=cv2.INTER_CUBIC)
     canvas = cv2.GaussianBlur(canvas, (0, 0), 3)
     base = rng.integers(70, 170, size=3)
     canvas = (base + (canvas.astype(np.float32) - 128) * 0.35).clip(0, 255).astype(np.uint8)
     for _ in range(int(rng.integers(6, 14))):
-        p = rng.integers(0, [WIDTH + 64, HEIGHT + 64])
+        p = rng.integers(0, [width + 2 * PAN_MARGIN, height + 2 * PAN_MARGIN])
         q = p + rng.integers(-60, 60, size=2)
         colour = tuple(int(c) for c in (base + rng.integers(-40, 40, size=3)).clip(0, 255))
         cv2.line(canvas, tuple(int(v) for v in p), tuple(int(v) for v in q), colour, int(rng.integers(1, 4)))
     return canvas
 
 
-def _make_actors(rng, class_index, num_frames):
+def _pan_offset(shift):
+    """Crop offset of the panning background: ``PAN_MARGIN + shift`` while that stays on the
+    canvas (the first 80 frames at any pan speed), reflected back and forth beyond."""
+    if abs(shift) > PAN_MARGIN:
+        u = (shift + PAN_MARGIN) % (4 * PAN_MARGIN)
+        shift = (u if u <= 2 * PAN_MARGIN else 4 * PAN_MARGIN - u) - PAN_MARGIN
+    return int(round(PAN_MARGIN + shift))
+
+
+def _make_actors(rng, class_index, num_frames, width, height):
+    # The margins are those of 320x240 frames scaled to the frame size (the same draws at 320x240).
     actors = []
     for _ in range(int(rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15]))):
         length = int(rng.integers(int(num_frames * 0.4), int(num_frames * 0.8) + 1))
@@ -139,43 +170,71 @@ def _make_actors(rng, class_index, num_frames):
         approaching = rng.random() < 0.25
         actors.append(_Actor(
             class_index=class_index, start=start, length=length,
-            x0=float(rng.uniform(70, WIDTH - 70)), y0=float(rng.uniform(95, HEIGHT - 60)),
+            x0=float(rng.uniform(width * 70 / WIDTH, width - width * 70 / WIDTH)),
+            y0=float(rng.uniform(height * 95 / HEIGHT, height - height * 60 / HEIGHT)),
             scale=float(rng.uniform(0.75, 1.2)), growth=float(rng.uniform(0.006, 0.012)) if approaching else 0.0,
             direction=float(rng.choice([-1.0, 1.0])), phase=float(rng.uniform(0, 2 * math.pi))))
     return actors
 
 
-def render_video(rng, class_index, num_frames):
-    """Render one video. Returns (BGR frames list, tubes with 0-based inclusive pixel boxes)."""
+def render_video(rng, class_index, num_frames, frame_size=(WIDTH, HEIGHT)):
+    """Render one video. Returns (BGR frames list, tubes with 0-based inclusive pixel boxes).
+
+    An actor shows where its silhouette covers at least two pixels across and down inside the
+    frame; elsewhere (walked out of the frame) it is neither drawn nor boxed, and its tube ends
+    there (a new one starts if it comes back)."""
+    width, height = frame_size
     actor_class = CLASSES[class_index]
-    canvas = _background(rng)
+    canvas = _background(rng, width, height)
     pan = rng.uniform(-0.4, 0.4, size=2)
-    actors = _make_actors(rng, class_index, num_frames)
+    actors = _make_actors(rng, class_index, num_frames, width, height)
     shade = rng.uniform(0.85, 1.15, size=len(actors))
     pole = None
     if rng.random() < 0.35:
-        pole = (float(rng.uniform(0, WIDTH)), float(rng.choice([-1.5, 1.5])), int(rng.integers(10, 22)))
+        pole = (float(rng.uniform(0, width)), float(rng.choice([-1.5, 1.5])), int(rng.integers(10, 22)))
     frames, boxes = [], [[] for _ in actors]
     for f in range(num_frames):
-        ox, oy = 32 + pan[0] * f, 32 + pan[1] * f
-        frame = canvas[int(round(oy)):int(round(oy)) + HEIGHT, int(round(ox)):int(round(ox)) + WIDTH].copy()
+        ox, oy = _pan_offset(pan[0] * f), _pan_offset(pan[1] * f)
+        frame = canvas[oy:oy + height, ox:ox + width].copy()
         for a, actor in enumerate(actors):
             t = f - actor.start
             if not 0 <= t < actor.length:
                 continue
-            mask = np.zeros((HEIGHT, WIDTH), np.uint8)
+            mask = np.zeros((height, width), np.uint8)
             _draw_actor(mask, actor_class, *actor.pose(t))
             ys, xs = np.nonzero(mask)
+            if not _visible(xs, ys):  # outside the frame: no box, and no pixels
+                boxes[a].append(None)
+                continue
             boxes[a].append((xs.min(), ys.min(), xs.max(), ys.max()))
             colour = np.array(actor_class.colour, np.float32) * shade[a]
             texture = 0.85 + 0.15 * np.sin(xs * 0.5 + ys * 0.3)
             frame[ys, xs] = (colour[None] * texture[:, None]).clip(0, 255).astype(np.uint8)
         if pole is not None:
-            px = int(round(pole[0] + pole[1] * f)) % (WIDTH + 40) - 20
-            cv2.rectangle(frame, (px, 0), (px + pole[2], HEIGHT - 1), (90, 90, 90), -1)
+            px = int(round(pole[0] + pole[1] * f)) % (width + 40) - 20
+            cv2.rectangle(frame, (px, 0), (px + pole[2], height - 1), (90, 90, 90), -1)
         frames.append(frame)
-    tubes = [Tube(class_index, actor.start, np.array(b, np.float32)) for actor, b in zip(actors, boxes)]
+    tubes = [tube for actor, b in zip(actors, boxes) for tube in _visible_tubes(class_index, actor.start, b)]
     return frames, tubes
+
+
+def _visible(xs, ys):
+    """Whether an actor whose pixels inside the frame are ``xs, ys`` shows: at least two pixels
+    across and down, so its box has positive area (x2 > x1 and y2 > y1, as the readers require)."""
+    return xs.size > 0 and xs.max() > xs.min() and ys.max() > ys.min()
+
+
+def _visible_tubes(class_index, start, boxes):
+    """One tube per run of frames where the actor shows (``boxes`` holds None where it does not),
+    as the released annotations end a tube where the actor leaves and start another where it returns."""
+    tubes, run = [], []
+    for f, box in enumerate(boxes + [None]):
+        if box is not None:
+            run.append(box)
+        elif run:
+            tubes.append(Tube(class_index, start + f - len(run), np.array(run, np.float32)))
+            run = []
+    return tubes
 
 
 def video_name(class_index, index):
@@ -184,10 +243,33 @@ def video_name(class_index, index):
 
 
 def make_toy_dataset(root, cfg=ToyConfig(), progress=True):
-    """Render the toy dataset into ``root`` (UCF24 layout). Returns ``{name: VideoAnnotation}``."""
+    """Render the toy dataset into ``root`` (UCF24 layout). Returns ``{name: VideoAnnotation}``.
+
+    It is rendered into a temporary folder beside ``root`` and renamed to ``root`` when whole, so
+    ``root`` never holds a partial dataset (what a killed run leaves is removed by the next run);
+    an empty folder or a toy dataset already at ``root`` is replaced, anything else is an error."""
+    root = Path(root)
+    _check_replaceable(root)
+    remove_stale_temporaries(root)
+    with atomic_dir(root) as tmp:
+        return _render_dataset(tmp, cfg, progress)
+
+
+def _check_replaceable(root):
+    if not root.exists() or (root.is_dir() and not any(root.iterdir())):
+        return
+    named = layout.split_path(root, layout.ANNOT_WITH_NAMES_FILE)
+    try:
+        toy = named.is_file() and load_pickle(named).get("classes") == [c.name for c in CLASSES]
+    except (AnnotationError, AttributeError):
+        toy = False
+    if not toy:
+        raise FileExistsError(f"{root} exists and is not a toy dataset (no {named} with the toy classes): "
+                              "give a new or empty folder")
+
+
+def _render_dataset(root, cfg, progress):
     num_classes = len(CLASSES)
-    if cfg.num_videos < 2 * num_classes:
-        raise ValueError(f"the toy dataset needs at least {2 * num_classes} videos (two per class), got {cfg.num_videos}")
     seeds = np.random.SeedSequence(cfg.seed).spawn(cfg.num_videos)
     videos, test_videos = {}, []
     per_class = [0] * num_classes
@@ -197,15 +279,15 @@ def make_toy_dataset(root, cfg=ToyConfig(), progress=True):
         name = video_name(class_index, per_class[class_index])
         per_class[class_index] += 1
         num_frames = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
-        frames, tubes = render_video(rng, class_index, num_frames)
+        frames, tubes = render_video(rng, class_index, num_frames, tuple(cfg.frame_size))
         write_frames(frames, layout.video_dir(root, "rgb", name))
         if cfg.flow:
             write_frames(list(flow_images(frames, "fastOF")), layout.video_dir(root, "fastOF", name))
         videos[name] = VideoAnnotation(name, num_frames, class_index, tubes)
-    # Every class gets test videos: the last ceil(test_fraction * n) of each class.
+    # Every class gets test videos, the last ceil(test_fraction * n) of each class, and keeps a training one.
     for c in range(num_classes):
         names = [n for n, a in videos.items() if a.class_id == c]
-        test_videos += names[len(names) - max(1, int(math.ceil(cfg.test_fraction * len(names)))):]
+        test_videos += names[len(names) - max(1, min(len(names) - 1, int(math.ceil(cfg.test_fraction * len(names))))):]
     write_splits(root, videos, test_videos, [c.name for c in CLASSES])
     return videos
 

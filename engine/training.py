@@ -146,7 +146,15 @@ class VisdomPlots:
 
     def __init__(self, env, port, class_names, server="http://127.0.0.1"):
         import visdom  # optional at import time: only needed with --visdom
-        self.viz = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True)
+        # Without the incoming socket: these plots receive no events, and its thread would try to
+        # reconnect, logging ConnectionRefusedError every 3 s, for as long as the process outlives the server.
+        visdom_log = logging.getLogger("visdom")
+        level = visdom_log.level
+        visdom_log.setLevel(logging.ERROR)  # its warning that events cannot be received without the socket
+        try:
+            self.viz = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True, use_incoming_socket=False)
+        finally:
+            visdom_log.setLevel(level)
         self.env = env
         self.loss_win = self.viz.line(X=np.zeros(1), Y=np.zeros((1, 6)), win="loss", opts=dict(
             xlabel="Iteration", ylabel="Loss", title="Training loss", legend=self.LOSS_LEGEND))

@@ -7,10 +7,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def ucf24_dir():
-    """The real UCF101-24 annotations in the read-only ``shared/`` folder beside the repository."""
-    path = REPO_ROOT.parent / "shared" / "ucf24"
-    assert (path / "pyannot.pkl").is_file(), f"real annotations missing: expected {path}/pyannot.pkl"
-    return path
+    """The real UCF101-24 annotations shipped in ``data/ucf24`` (read-only: copy before changing)."""
+    from data.layout import UCF24_ANNOT_DIR
+    return UCF24_ANNOT_DIR
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -50,14 +51,23 @@ def visdom_server(tmp_path_factory):
     client = None
     for _ in range(120):
         try:
-            client = visdom.Visdom(server="http://127.0.0.1", port=port, raise_exceptions=True)
+            # no incoming socket: its thread would keep reconnecting (and logging errors) once the server stops
+            client = visdom.Visdom(server="http://127.0.0.1", port=port, raise_exceptions=True,
+                                   use_incoming_socket=False)
             break
         except Exception:
             time.sleep(0.5)
     assert client is not None and client.check_connection(), "visdom server did not start"
     yield port, client
-    server.terminate()
-    server.wait(timeout=10)
+    try:
+        assert _visdom_socket_threads() == [], "a visdom client would reconnect to the stopped server"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _visdom_socket_threads():
+    return [t.name for t in threading.enumerate() if t.name.startswith("Visdom-Socket")]
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +175,16 @@ def test_visdom_windows_on_a_real_server(trained, visdom_server):
     assert loss["content"]["data"][0]["x"] == [0, 1, 2, 3, 4]  # the origin, then one point per printed iteration
     assert maps["content"]["data"][0]["name"] == "meanAP" and maps["content"]["data"][0]["x"] == [0, 2, 4]
     assert [t["name"] for t in maps["content"]["data"][1:]] == ["Walking", "Jumping", "Waving", "Spinning"]
+
+
+def test_visdom_plots_leave_no_reconnecting_thread(visdom_server):
+    """train.py's plots open no incoming socket: once the server stops, nothing keeps reconnecting."""
+    from engine.training import VisdomPlots
+    port, client = visdom_server
+    plots = VisdomPlots("plots_only", port, ["Walking", "Jumping"])
+    plots.loss(1, [0.5, 1.0, 1.5, 0.5, 1.0, 1.5])
+    assert json.loads(client.get_window_data("loss", env="plots_only"))["content"]["data"][0]["x"] == [0, 1]
+    assert _visdom_socket_threads() == []
 
 
 def test_test_py_split_across_two_processes(toy_root, trained, tmp_path):

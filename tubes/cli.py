@@ -5,6 +5,8 @@ build_tubes.py starts in well under a second.
 import argparse
 from pathlib import Path
 
+from data.layout import annotation_path
+
 from .detections import DET_FORMATS
 from .runner import TubeConfig
 
@@ -55,7 +57,8 @@ def class_args(num_classes: bool = False) -> argparse.ArgumentParser:
 def annotation_args() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("annotations")
-    group.add_argument("--annot", required=True, type=Path, help="finalAnnots.mat or pyannot.pkl")
+    group.add_argument("--annot", required=True, type=annotation_path,
+                       help="finalAnnots.mat or pyannot.pkl, or ucf24: the shipped UCF101-24 annotations")
     group.add_argument("--video_list", type=Path, default=None, help="videos to evaluate, one Class/video per line")
     return parser
 

@@ -1,5 +1,6 @@
 """Atomic file and directory writes: outputs appear whole or not at all."""
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -52,6 +53,13 @@ def atomic_dir(path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_temporaries(path):
+    """Remove the temporary folders that an interrupted ``atomic_dir(path)`` left beside ``path``."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if path.parent.is_dir() else ():
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def is_fresh(output, *inputs):
