@@ -2,6 +2,8 @@
 
   python prepare_data.py toy --out DIR [--videos N --seed S]
       render the toy dataset (frames, fastOF flow, splitfiles/pyannot.pkl); DIR appears when complete
+  python prepare_data.py tracks --out DIR [--videos N --seed S --annot PATH]
+      render the tracks dataset: real UCF101-24 tube tracks, classes told apart by motion only; DIR appears when complete
   python prepare_data.py videos --videos_dir DIR --out DIR [--flow fastOF] [--workers N]
       frames + optical flow from your own videos (resumable; bad videos reported by name)
 """
@@ -13,6 +15,7 @@ from pathlib import Path
 from data.flow import FLOW_METHODS
 from data.prepare import PrepareConfig, prepare_videos
 from data.toy import ToyConfig, make_toy_dataset
+from data.toy_tracks import TracksConfig, make_tracks_dataset
 
 
 def parse_size(text):
@@ -34,6 +37,14 @@ def get_args_parser():
     toy.add_argument("--max_frames", type=int, default=ToyConfig.max_frames)
     toy.add_argument("--no_flow", action="store_true", help="skip the fastOF flow images")
     toy.add_argument("--frame_size", type=parse_size, default=ToyConfig.frame_size, help="WIDTHxHEIGHT (default 320x240)")
+    tracks = commands.add_parser("tracks", help="render the tracks dataset (real tube tracks, classes by motion)")
+    tracks.add_argument("--out", default="runs/tracks_data", help="dataset root to create")
+    tracks.add_argument("--videos", type=int, default=TracksConfig.num_videos, help="number of videos (spread over the classes)")
+    tracks.add_argument("--seed", type=int, default=TracksConfig.seed)
+    tracks.add_argument("--max_frames", type=int, default=TracksConfig.max_frames, help="longest video")
+    tracks.add_argument("--annot", default=None, help="pyannot.pkl whose tubes give the tracks (default: data/ucf24/pyannot.pkl)")
+    tracks.add_argument("--workers", type=int, default=TracksConfig.workers, help="threads writing frames and flow")
+    tracks.add_argument("--no_flow", action="store_true", help="skip the fastOF flow images")
     videos = commands.add_parser("videos", help="frames and flow from your own videos")
     videos.add_argument("--videos_dir", required=True, help="videos as <Class>/<video>.avi or <video>.mp4")
     videos.add_argument("--out", required=True, help="dataset root to fill")
@@ -52,13 +63,18 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     out = Path(args.out).expanduser()
     if args.command == "toy":
+        cfg = ToyConfig(num_videos=args.videos, seed=args.seed, min_frames=args.min_frames,
+                        max_frames=args.max_frames, flow=not args.no_flow, frame_size=args.frame_size)
+    if args.command == "tracks":
+        cfg = TracksConfig(num_videos=args.videos, seed=args.seed, max_frames=args.max_frames, annot=args.annot,
+                           workers=args.workers, flow=not args.no_flow)
+    if args.command in ("toy", "tracks"):
+        make = make_toy_dataset if args.command == "toy" else make_tracks_dataset
         try:
-            cfg = ToyConfig(num_videos=args.videos, seed=args.seed, min_frames=args.min_frames,
-                            max_frames=args.max_frames, flow=not args.no_flow, frame_size=args.frame_size)
-            videos = make_toy_dataset(out, cfg, progress=not args.quiet)
+            videos = make(out, cfg, progress=not args.quiet)
         except (ValueError, FileExistsError) as error:
             parser.error(str(error))
-        logging.info("toy dataset: %d videos, %d frames, %d tubes in %s", len(videos),
+        logging.info("%s dataset: %d videos, %d frames, %d tubes in %s", args.command, len(videos),
                      sum(v.num_frames for v in videos.values()), sum(len(v.tubes) for v in videos.values()), out)
         return 0
     cfg = PrepareConfig(videos_dir=str(Path(args.videos_dir).expanduser()), out=str(out), flows=tuple(args.flow),
