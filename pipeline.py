@@ -47,7 +47,7 @@ TEST_LIST = layout.split_list_name("test", 1)
 # no learning-rate drop within the 400 iterations (a drop at 300 gave 35.8 instead of 43.1
 # frame-mAP on the toy test set).
 TOY_RECIPE = dict(width_mult=0.125, max_iter=400, optimizer="adam", lr=0.001, stepvalues="1000", batch_size=8,
-                  max_expand=1.0)
+                  max_expand=1.0, norm="none", lr_schedule="step", warmup_iters=0)
 
 
 def get_args_parser():
@@ -101,7 +101,8 @@ def train(args, root, exp_dir):
     argv = common_flags(args, root) + [
         "--save_root", str(exp_dir.parent), "--exp_name", exp_dir.name, "--max_iter", str(args.max_iter),
         "--optimizer", args.optimizer, "--lr", str(args.lr), "--stepvalues", args.stepvalues, "--batch_size", str(args.batch_size),
-        "--max_expand", str(args.max_expand), "--val_step", str(max(args.max_iter // 2, 1)),
+        "--max_expand", str(args.max_expand), "--norm", args.norm, "--lr_schedule", args.lr_schedule,
+        "--warmup_iters", str(args.warmup_iters), "--val_step", str(max(args.max_iter // 2, 1)),
         "--print_step", str(max(args.max_iter // 20, 1))]
     if args.basenet:
         argv += ["--basenet", args.basenet]

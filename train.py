@@ -23,7 +23,7 @@ from layers.loss import MultiBoxLoss
 from models import build_model
 from models.checkpoints import load_backbone
 from utils.args import data_args, detection_args, device_args, model_args, model_config, train_args
-from utils.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, set_rng_state
+from utils.checkpoint import checkpoint_path, load_checkpoint, record_validation, save_checkpoint, set_rng_state
 from utils.distributed import barrier, cleanup, init_distributed, launch, under_torchrun
 from utils.engine import (NonFiniteLossError, build_optimizer, experiment_name, eta, place_model, train_step,
                           validate)
@@ -44,7 +44,7 @@ def data_config(args):
                       input_frames_extra=args.input_frames_extra, fusion=args.fusion_type != "NONE",
                       seq_len=args.seq_len, seq_gap=args.seq_gap, train_split=args.train_split,
                       flow_channels=args.flow_channels, mirror_flow_pixels_only=args.original_flow_mirror,
-                      check_data=args.check_data, max_expand=args.max_expand)
+                      check_data=args.check_data, max_expand=args.max_expand, val_fraction=args.val_fraction)
 
 
 def initialise(model, args):
@@ -63,7 +63,8 @@ def initialise(model, args):
 
 
 def validation_loader(args, data_cfg):
-    dataset = ActionDetection(data_cfg, "test")
+    """Windows of the held-out training videos (``--val_fraction``), else of the test videos (the original)."""
+    dataset = ActionDetection(data_cfg, "val" if data_cfg.val_fraction > 0 else "test")
     if len(dataset) > args.val_samples:  # a fixed, evenly spread subset, as the original's ~15k windows
         dataset = Subset(dataset, np.unique(np.linspace(0, len(dataset) - 1, args.val_samples).astype(int)).tolist())
     return DataLoader(dataset, args.batch_size, shuffle=False, num_workers=args.num_workers, collate_fn=collate)
@@ -83,7 +84,8 @@ def run(args):
 
     model = build_model(model_cfg)
     optimizer, scheduler = build_optimizer(model, args.lr, args.momentum, args.weight_decay, args.seq_len,
-                                           args.stepvalues, args.gamma, args.optimizer)
+                                           args.stepvalues, args.gamma, args.optimizer, args.lr_schedule,
+                                           args.max_iter, args.warmup_iters)
     start = 0
     if args.resume:
         state = load_checkpoint(args.resume)
@@ -155,6 +157,7 @@ def run(args):
                     log.info("AP %6.2f %s", 100 * ap, name)
                 log.info("iteration %d frame-mAP@%.2f %.4f (validation %.1fs)", iteration, args.iou_thresh, mean_ap,
                          time.perf_counter() - started)
+                record_validation(exp_dir, iteration, mean_ap)
                 if plots:
                     plots.map(iteration, mean_ap, aps)
                 tick = time.perf_counter()

@@ -33,9 +33,9 @@ class AMTNet(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.core_base = SSDCore(cfg.input_frames_base, cfg.width_mult)
+        self.core_base = SSDCore(cfg.input_frames_base, cfg.width_mult, cfg.norm)
         if cfg.two_stream:
-            self.core_extra = SSDCore(cfg.input_frames_extra, cfg.width_mult)
+            self.core_extra = SSDCore(cfg.input_frames_extra, cfg.width_mult, cfg.norm)
         depths = self.core_base.source_depths
         blocks = head_input_blocks(cfg)
         self.loc = nn.ModuleList(nn.Linear(d * KD * KD * blocks, n * 4 * cfg.seq_len)

@@ -7,7 +7,7 @@ published commands run unchanged. Paths expand ``~``.
 import argparse
 from pathlib import Path
 
-from models.config import FUSION_TYPES, ModelConfig
+from models.config import FUSION_TYPES, NORMS, ModelConfig
 from utils.distributed import DEVICE_CHOICES
 
 DATASETS = ("ucf24", "jhmdb21", "toy")
@@ -85,7 +85,7 @@ def model_config(args, num_classes):
     """The ModelConfig the flags describe; ``num_classes`` without the background."""
     return ModelConfig(num_classes=num_classes + 1, seq_len=args.seq_len, fusion_type=args.fusion_type,
                        input_frames_base=args.input_frames_base, input_frames_extra=args.input_frames_extra,
-                       width_mult=args.width_mult)
+                       width_mult=args.width_mult, norm=args.norm)
 
 
 def data_args():
@@ -103,6 +103,9 @@ def data_args():
                        help="mirror flow images without negating x, as the original RandomMirror")
     group.add_argument("--max_expand", default=4.0, type=float,
                        help="largest zoom-out of the Expand augmentation (original: 4; 1: none)")
+    group.add_argument("--val_fraction", default=0.0, type=float,
+                       help="fraction of each class's training videos held out to validate on (0: validate on "
+                            "test windows, as the original)")
     group.add_argument("--check_data", action="store_true", help="check every frame file exists before starting")
     group.add_argument("--num_workers", "-j", default=2, type=int, help="data loading processes")
     return parser
@@ -114,6 +117,8 @@ def model_args():
     group.add_argument("--fusion_type", default="NONE", type=upper_choice(FUSION_TYPES),
                        help="two-stream fusion: NONE (base stream only), SUM, CAT, MEAN")
     group.add_argument("--width_mult", default=1.0, type=float, help="backbone width multiplier (1.0 = the paper's VGG16)")
+    group.add_argument("--norm", default="none", type=str.lower, choices=NORMS,
+                       help="normalisation after each backbone convolution (none: the original's VGG16)")
     return parser
 
 
@@ -158,6 +163,9 @@ def train_args():
     group.add_argument("--weight_decay", default=1e-4, type=float)
     group.add_argument("--stepvalues", default=[50000], type=int_list, help="iterations where the lr drops by --gamma")
     group.add_argument("--gamma", default=0.1, type=float)
+    group.add_argument("--lr_schedule", default="step", type=str.lower, choices=["step", "cosine"],
+                       help="step: drops at --stepvalues (the original); cosine: decay to zero at --max_iter")
+    group.add_argument("--warmup_iters", default=0, type=int, help="linear learning-rate warm-up steps")
     group.add_argument("--jaccard_threshold", default=0.5, type=float, help="IoU for matching priors")
     group.add_argument("--val_step", default=10000, type=int, help="checkpoint and validate every N iterations")
     group.add_argument("--val_samples", default=15000, type=int, help="test windows used for validation frame-mAP")

@@ -37,7 +37,20 @@ def param_groups(model, lr, weight_decay, seq_len):
     return groups
 
 
-def build_optimizer(model, lr, momentum, weight_decay, seq_len, stepvalues, gamma, name="sgd"):
+def lr_factor(iteration, max_iter, warmup_iters=0, schedule="step", stepvalues=(), gamma=0.1):
+    """Learning-rate multiplier after ``iteration`` optimiser steps: a linear warm-up from
+    1/warmup_iters to 1 over ``warmup_iters`` steps, then the original's drops by ``gamma`` at
+    ``stepvalues`` ('step') or a cosine decay to zero at ``max_iter`` ('cosine')."""
+    if iteration < warmup_iters:
+        return (iteration + 1) / warmup_iters
+    if schedule == "cosine":
+        span = max(max_iter - warmup_iters, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(iteration - warmup_iters, span) / span))
+    return gamma ** sum(iteration >= s for s in stepvalues)
+
+
+def build_optimizer(model, lr, momentum, weight_decay, seq_len, stepvalues, gamma, name="sgd", schedule="step",
+                    max_iter=0, warmup_iters=0):
     """The original's SGD with momentum (``name='sgd'``), or Adam (``'adam'``, betas (momentum,
     0.999)) with the same per-parameter groups: not in the original, but a backbone trained
     from scratch without batch norm (the toy recipe) learns much faster with it."""
@@ -48,7 +61,11 @@ def build_optimizer(model, lr, momentum, weight_decay, seq_len, stepvalues, gamm
         optimizer = torch.optim.Adam(groups, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
     else:
         raise ValueError(f"unknown optimizer {name!r}: choose sgd or adam")
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(stepvalues), gamma=gamma)
+    if schedule == "step" and warmup_iters == 0:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(stepvalues), gamma=gamma)
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(
+            it, max_iter, warmup_iters, schedule, tuple(stepvalues), gamma))
     return optimizer, scheduler
 
 
