@@ -29,11 +29,12 @@ import eval_video_ap
 import test as test_script
 import train as train_script
 from data import layout
+from data.dataset import ActionDetection
 from data.annotations import check_dataset, read_video_list
 from data.toy import ToyConfig, make_toy_dataset
 from utils.args import tube_args
 from utils.distributed import DEVICE_CHOICES
-from utils.checkpoint import checkpoint_path, latest_checkpoint
+from utils.checkpoint import best_checkpoint, checkpoint_path, latest_checkpoint
 from utils.io import atomic_path, is_fresh
 from utils.logging_utils import setup_logging
 
@@ -46,8 +47,8 @@ TEST_LIST = layout.split_list_name("test", 1)
 # zoom-out (the toy actors are small: a 4x zoom-out leaves them smaller than any prior), and
 # no learning-rate drop within the 400 iterations (a drop at 300 gave 35.8 instead of 43.1
 # frame-mAP on the toy test set).
-TOY_RECIPE = dict(width_mult=0.125, max_iter=400, optimizer="adam", lr=0.001, stepvalues="1000", batch_size=8,
-                  max_expand=1.0, norm="none", lr_schedule="step", warmup_iters=0)
+TOY_RECIPE = dict(width_mult=0.125, epochs=3.5, optimizer="adam", lr=0.001, stepvalues="1000", batch_size=8,
+                  max_expand=1.0, norm="batch", lr_schedule="cosine", warmup_iters=40, val_fraction=0.15)
 
 
 def get_args_parser():
@@ -62,6 +63,8 @@ def get_args_parser():
     parser.add_argument("--input_frames_base", default=1, type=int)
     for name, value in TOY_RECIPE.items():
         parser.add_argument(f"--{name}", default=value, type=type(value), help=f"training (default {value})")
+    parser.add_argument("--max_iter", default=None, type=int,
+                        help="training iterations (default: --epochs passes over the training windows)")
     parser.add_argument("--basenet", default=None, help="pretrained backbone weights (default: from scratch)")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     parser.add_argument("--num_workers", default=2, type=int)
@@ -93,17 +96,31 @@ def common_flags(args, root):
             "--device", args.device, "--num_workers", str(args.num_workers)]
 
 
+def iterations(args, root):
+    """--max_iter, else --epochs passes over the training windows (at least one batch)."""
+    if args.max_iter:
+        return args.max_iter
+    cfg = train_script.data_config(train_script.get_args_parser().parse_args(common_flags(args, root) + [
+        "--val_fraction", str(args.val_fraction)]))
+    windows = len(ActionDetection(cfg, "train"))
+    count = max(1, round(args.epochs * windows / args.batch_size))
+    log.info("training for %d iterations: %g epochs of %d windows in batches of %d", count, args.epochs, windows,
+             args.batch_size)
+    return count
+
+
 def train(args, root, exp_dir):
-    final = checkpoint_path(exp_dir, args.max_iter)
+    max_iter = iterations(args, root)
+    final = checkpoint_path(exp_dir, max_iter)
     if final.is_file():
         log.info("stage train: %s exists, not training again", final)
-        return final
+        return best_checkpoint(exp_dir)
     argv = common_flags(args, root) + [
-        "--save_root", str(exp_dir.parent), "--exp_name", exp_dir.name, "--max_iter", str(args.max_iter),
+        "--save_root", str(exp_dir.parent), "--exp_name", exp_dir.name, "--max_iter", str(max_iter),
         "--optimizer", args.optimizer, "--lr", str(args.lr), "--stepvalues", args.stepvalues, "--batch_size", str(args.batch_size),
         "--max_expand", str(args.max_expand), "--norm", args.norm, "--lr_schedule", args.lr_schedule,
-        "--warmup_iters", str(args.warmup_iters), "--val_step", str(max(args.max_iter // 2, 1)),
-        "--print_step", str(max(args.max_iter // 20, 1))]
+        "--warmup_iters", str(args.warmup_iters), "--val_fraction", str(args.val_fraction),
+        "--val_step", str(max(max_iter // 4, 1)), "--print_step", str(max(max_iter // 20, 1))]
     if args.basenet:
         argv += ["--basenet", args.basenet]
     resume = latest_checkpoint(exp_dir)
@@ -111,7 +128,9 @@ def train(args, root, exp_dir):
         argv += ["--resume", str(resume)]
     log.info("stage train: python train.py %s", " ".join(argv))
     train_script.main(argv)
-    return final
+    best = best_checkpoint(exp_dir)
+    log.info("stage train: %s has the best validation frame-mAP", best)
+    return best
 
 
 def run_stage(stage, script, argv, output, *inputs):
@@ -174,7 +193,7 @@ def main(argv=None):
     if stages == {"data"}:
         return 0
     exp_dir = work / "train" / f"{args.input_type_base}_w{args.width_mult:g}"
-    weights = train(args, root, exp_dir) if "train" in stages else latest_checkpoint(exp_dir)
+    weights = train(args, root, exp_dir) if "train" in stages else best_checkpoint(exp_dir)
     setup_logging(work / "pipeline.log")  # train.py points the log at its experiment folder
     if weights is None or not weights.is_file():
         raise SystemExit(f"no trained model in {exp_dir}: run the train stage")

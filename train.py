@@ -62,9 +62,14 @@ def initialise(model, args):
         log.warning("no --basenet given: the backbone starts from scratch (random weights)")
 
 
-def validation_loader(args, data_cfg):
-    """Windows of the held-out training videos (``--val_fraction``), else of the test videos (the original)."""
-    dataset = ActionDetection(data_cfg, "val" if data_cfg.val_fraction > 0 else "test")
+def validation_loader(args, data_cfg, annotations):
+    """Windows of the held-out training videos (``--val_fraction``), else of the test videos (the
+    original); None when every class has a single training video, so none can be held out."""
+    split = "val" if data_cfg.val_fraction > 0 else "test"
+    if not annotations.split_videos(split):
+        log.warning("--val_fraction %g: no class has a training video to spare; no validation", data_cfg.val_fraction)
+        return None
+    dataset = ActionDetection(data_cfg, split, annotations=annotations)
     if len(dataset) > args.val_samples:  # a fixed, evenly spread subset, as the original's ~15k windows
         dataset = Subset(dataset, np.unique(np.linspace(0, len(dataset) - 1, args.val_samples).astype(int)).tolist())
     return DataLoader(dataset, args.batch_size, shuffle=False, num_workers=args.num_workers, collate_fn=collate)
@@ -113,7 +118,7 @@ def run(args):
                                     info.rank, info.world_size)
     loader = DataLoader(SeededDataset(train_set), batch_sampler=sampler, num_workers=args.num_workers,
                         collate_fn=collate, pin_memory=info.device.type == "cuda")
-    val_loader = validation_loader(args, data_cfg) if info.is_main else None
+    val_loader = validation_loader(args, data_cfg, train_set.annotations) if info.is_main else None
     plots = VisdomPlots(exp_dir.name, args.vis_port, train_set.classes, args.vis_server) \
         if args.visdom and info.is_main else None
     flags = {k: v for k, v in vars(args).items()}
@@ -150,16 +155,17 @@ def run(args):
                                        optimizer=optimizer, scheduler=scheduler, iteration=iteration, flags=flags,
                                        extra={"classes": list(train_set.classes)})
                 log.info("saved %s", path)
-                started = time.perf_counter()
-                mean_ap, aps = validate(getattr(model, "module", model), val_loader, info.device, train_set.num_classes, args.conf_thresh,
-                                        args.nms_thresh, args.topk, args.iou_thresh)
-                for name, ap in zip(train_set.classes, aps):
-                    log.info("AP %6.2f %s", 100 * ap, name)
-                log.info("iteration %d frame-mAP@%.2f %.4f (validation %.1fs)", iteration, args.iou_thresh, mean_ap,
-                         time.perf_counter() - started)
-                record_validation(exp_dir, iteration, mean_ap)
-                if plots:
-                    plots.map(iteration, mean_ap, aps)
+                if val_loader is not None:
+                    started = time.perf_counter()
+                    mean_ap, aps = validate(getattr(model, "module", model), val_loader, info.device, train_set.num_classes, args.conf_thresh,
+                                            args.nms_thresh, args.topk, args.iou_thresh)
+                    for name, ap in zip(train_set.classes, aps):
+                        log.info("AP %6.2f %s", 100 * ap, name)
+                    log.info("iteration %d frame-mAP@%.2f %.4f (validation %.1fs)", iteration, args.iou_thresh, mean_ap,
+                             time.perf_counter() - started)
+                    record_validation(exp_dir, iteration, mean_ap)
+                    if plots:
+                        plots.map(iteration, mean_ap, aps)
                 tick = time.perf_counter()
             barrier(info)
     bar.close()
