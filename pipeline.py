@@ -48,7 +48,8 @@ TEST_LIST = layout.split_list_name("test", 1)
 # no learning-rate drop within the 400 iterations (a drop at 300 gave 35.8 instead of 43.1
 # frame-mAP on the toy test set).
 TOY_RECIPE = dict(width_mult=0.125, epochs=3.5, optimizer="adam", lr=0.001, stepvalues="1000", batch_size=8,
-                  max_expand=1.0, norm="batch", lr_schedule="cosine", warmup_iters=40, val_fraction=0.15)
+                  max_expand=1.0, norm="batch", lr_schedule="cosine", warmup_iters=40, val_fraction=0.15,
+                  background_prior=0.99)
 
 
 def get_args_parser():
@@ -120,7 +121,7 @@ def train(args, root, exp_dir):
         "--optimizer", args.optimizer, "--lr", str(args.lr), "--stepvalues", args.stepvalues, "--batch_size", str(args.batch_size),
         "--max_expand", str(args.max_expand), "--norm", args.norm, "--lr_schedule", args.lr_schedule,
         "--warmup_iters", str(args.warmup_iters), "--val_fraction", str(args.val_fraction),
-        "--val_step", str(max(max_iter // 4, 1)), "--print_step", str(max(max_iter // 20, 1))]
+        "--background_prior", str(args.background_prior), "--val_step", str(max(max_iter // 4, 1)), "--print_step", str(max(max_iter // 20, 1))]
     if args.basenet:
         argv += ["--basenet", args.basenet]
     resume = latest_checkpoint(exp_dir)

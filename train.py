@@ -60,6 +60,8 @@ def initialise(model, args):
         load_backbone(model.core_base, torch.load(args.basenet, map_location="cpu", weights_only=False))
     else:
         log.warning("no --basenet given: the backbone starts from scratch (random weights)")
+    if args.background_prior is not None:
+        model.reset_head_parameters(args.background_prior)
 
 
 def validation_loader(args, data_cfg, annotations):

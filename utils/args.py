@@ -155,6 +155,8 @@ def train_args():
                        help="pretrained SSD300 / reduced-fc VGG16 / torchvision VGG16 weights for a one-stream model")
     group.add_argument("--base_weights", default=None, type=path, help="two-stream: trained one-stream checkpoint, base")
     group.add_argument("--extra_weights", default=None, type=path, help="two-stream: trained one-stream checkpoint, extra")
+    group.add_argument("--background_prior", default=None, type=float,
+                       help="initial background probability of the class scores (default: zero biases, the original)")
     group.add_argument("--max_iter", default=70000, type=int)
     group.add_argument("--lr", "--learning-rate", default=0.0005, type=float)
     group.add_argument("--momentum", default=0.9, type=float)
