@@ -52,10 +52,18 @@ def initialise(model, args):
         load_backbone(model.core_base, torch.load(args.basenet, map_location="cpu", weights_only=False))
     else:
         log.warning("no --basenet given: the backbone starts from scratch (random weights)")
+    if args.background_prior is not None:
+        model.reset_head_parameters(args.background_prior)
 
 
-def validation_loader(args, data_cfg):
-    dataset = ActionDetection(data_cfg, "test")
+def validation_loader(args, data_cfg, annotations):
+    """Windows of the held-out training videos (``--val_fraction``), else of the test videos (the
+    original); None when every class has a single training video, so none can be held out."""
+    split = "val" if data_cfg.val_fraction > 0 else "test"
+    if not annotations.split_videos(split):
+        log.warning("--val_fraction %g: no class has a training video to spare; no validation", data_cfg.val_fraction)
+        return None
+    dataset = ActionDetection(data_cfg, split, annotations=annotations)
     if len(dataset) > args.val_samples:  # a fixed, evenly spread subset, as the original's ~15k windows
         dataset = Subset(dataset, np.unique(np.linspace(0, len(dataset) - 1, args.val_samples).astype(int)).tolist())
     return DataLoader(dataset, args.batch_size, shuffle=False, num_workers=args.num_workers, collate_fn=collate)
@@ -92,7 +100,8 @@ def run(args):
 
     model = build_model(model_cfg)
     optimizer, scheduler = build_optimizer(model, args.lr, args.momentum, args.weight_decay, args.seq_len,
-                                           args.stepvalues, args.gamma, args.optimizer)
+                                           args.stepvalues, args.gamma, args.optimizer, args.lr_schedule,
+                                           args.max_iter, args.warmup_iters)
     start = resume(args, model, model_cfg, optimizer, scheduler)
     place_model(model, info.device, args.channels_last)
     if info.distributed:
@@ -107,8 +116,10 @@ def run(args):
                                     info.rank, info.world_size)
     loader = DataLoader(SeededDataset(train_set), batch_sampler=sampler, num_workers=args.num_workers,
                         collate_fn=collate, pin_memory=info.device.type == "cuda")
-    if info.is_main:
-        validate_fn = partial(validate, loader=validation_loader(args, data_cfg), device=info.device,
+    validate_fn = None
+    val_loader = validation_loader(args, data_cfg, train_set.annotations) if info.is_main else None
+    if val_loader is not None:
+        validate_fn = partial(validate, loader=val_loader, device=info.device,
                               num_classes=train_set.num_classes, conf_thresh=args.conf_thresh,
                               nms_thresh=args.nms_thresh, top_k=args.topk, iou_thresh=args.iou_thresh)
     plots = VisdomPlots(exp_dir.name, args.vis_port, train_set.classes, args.vis_server) \

@@ -15,6 +15,7 @@ four numbers, then ``box[2] += box[0]``) gives x1 = x - 1 and x2 = x + w - 2, th
 0-based index of the last pixel inside the box. We do the same so normalised
 targets equal the original's.
 """
+import dataclasses
 import logging
 import pickle
 from dataclasses import dataclass, field
@@ -223,19 +224,41 @@ class DatasetAnnotations:
 
     ``videos``: ``{name: VideoAnnotation}`` for every annotated video; ``train_videos`` and
     ``test_videos``: the split's names (annotated videos only), sorted; ``frame_sizes``:
-    ``{name: (width, height)}`` where the file gives it (ACT format), else empty.
+    ``{name: (width, height)}`` where the file gives it (ACT format), else empty;
+    ``val_videos``: training videos held out for validation (``hold_out``), else empty.
     """
     classes: list
     videos: dict
     train_videos: list
     test_videos: list
     frame_sizes: dict = field(default_factory=dict)
+    val_videos: list = field(default_factory=list)
 
     def split_videos(self, split: str) -> list:
-        """Names of the ``'train'`` or ``'test'`` videos."""
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        return self.train_videos if split == "train" else self.test_videos
+        """Names of the ``'train'``, ``'val'`` or ``'test'`` videos."""
+        splits = {"train": self.train_videos, "val": self.val_videos, "test": self.test_videos}
+        if split not in splits:
+            raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
+        return splits[split]
+
+    def hold_out(self, fraction: float) -> "DatasetAnnotations":
+        """A copy whose training videos lose ``ceil(fraction * n)`` of each class's ``n`` (evenly
+        spread over the sorted names, at least one left for training) to ``val_videos``: a
+        validation split of the training videos, so that checkpoints and settings are chosen
+        without looking at the test videos. Not in the original, which validates on test windows."""
+        if not 0 <= fraction < 1:
+            raise ValueError(f"the validation fraction must be in [0, 1), got {fraction}")
+        by_class = {}
+        for name in self.train_videos:
+            by_class.setdefault(self.videos[name].class_id, []).append(name)
+        held = []
+        for names in by_class.values():
+            count = min(int(np.ceil(fraction * len(names))), len(names) - 1)
+            if count > 0:
+                held += [names[int(i)] for i in np.linspace(0, len(names) - 1, count + 2)[1:-1].round()]
+        held = sorted(set(held))
+        return dataclasses.replace(self, train_videos=[n for n in self.train_videos if n not in set(held)],
+                                   val_videos=held)
 
 
 def _annotated_subset(names, videos, source):

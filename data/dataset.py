@@ -68,6 +68,7 @@ class DataConfig:
     annot_file: str = None       # default: splitfiles/pyannot.pkl, else an ACT *-GT.pkl in data_root
     check_data: bool = False     # check every needed frame file exists before training
     max_expand: float = 4.0      # largest zoom-out of the Expand augmentation (the original's 4)
+    val_fraction: float = 0.0    # training videos held out per class as the 'val' split (0: none)
 
     def validate(self) -> None:
         if self.dataset not in DATASETS:
@@ -83,6 +84,8 @@ class DataConfig:
         if self.seq_gap < 0 or self.eval_gap < 0:
             raise ValueError(f"seq_gap and eval_gap must be >= 0, got {self.seq_gap}, {self.eval_gap}")
         FlowChannels.parse(self.flow_channels)
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.max_expand < 1:
             raise ValueError(f"max_expand must be at least 1, got {self.max_expand}")
 
@@ -118,7 +121,13 @@ def probe_frame_size(root: str | Path, videos: dict, input_type: str = "rgb") ->
 
 
 def load_annotations(cfg: DataConfig) -> DatasetAnnotations:
-    """``DatasetAnnotations`` for ``cfg``: pyannot.pkl (UCF101-24 layout) or the ACT format."""
+    """``DatasetAnnotations`` for ``cfg``: pyannot.pkl (UCF101-24 layout) or the ACT format, with
+    ``cfg.val_fraction`` of the training videos held out as the 'val' split."""
+    annotations = _load_annotations(cfg)
+    return annotations.hold_out(cfg.val_fraction) if cfg.val_fraction > 0 else annotations
+
+
+def _load_annotations(cfg: DataConfig) -> DatasetAnnotations:
     root = Path(cfg.data_root)
     path = Path(cfg.annot_file) if cfg.annot_file else layout.split_path(root, layout.ANNOT_FILE)
     if not cfg.annot_file and not path.is_file():
@@ -139,7 +148,7 @@ def load_annotations(cfg: DataConfig) -> DatasetAnnotations:
 
 
 class ActionDetection(Dataset):
-    """Micro-tube windows of one split (``'train'`` or ``'test'``) with their targets.
+    """Micro-tube windows of one split (``'train'``, ``'val'`` or ``'test'``) with their targets.
 
     ``full_test``: the test-time windows (``eval_gap``, every frame of every video, windows
     without ground truth included); otherwise the original's training / validation windows.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from data.dataset import DATASETS, DataConfig
 from data.flow import CHANNEL_ORDERS
-from models.config import FUSION_TYPES, ModelConfig, two_stream
+from models.config import FUSION_TYPES, NORMS, ModelConfig, two_stream
 from utils.distributed import DEVICE_CHOICES
 
 OPTIMIZERS = ("sgd", "adam")
@@ -60,7 +60,7 @@ def model_config(args, num_classes):
     """The ModelConfig the flags describe; ``num_classes`` without the background."""
     return ModelConfig(num_classes=num_classes + 1, seq_len=args.seq_len, fusion_type=args.fusion_type,
                        input_frames_base=args.input_frames_base, input_frames_extra=args.input_frames_extra,
-                       width_mult=args.width_mult)
+                       width_mult=args.width_mult, norm=args.norm)
 
 
 def data_config(args):
@@ -70,7 +70,7 @@ def data_config(args):
                       input_frames_extra=args.input_frames_extra, two_stream=two_stream(args.fusion_type),
                       seq_len=args.seq_len, seq_gap=args.seq_gap, train_split=args.train_split,
                       flow_channels=args.flow_channels, mirror_flow_pixels_only=args.original_flow_mirror,
-                      check_data=args.check_data, max_expand=args.max_expand)
+                      check_data=args.check_data, max_expand=args.max_expand, val_fraction=args.val_fraction)
 
 
 def data_args():
@@ -89,6 +89,9 @@ def data_args():
                        help="mirror flow images without negating x, as the original RandomMirror")
     group.add_argument("--max_expand", default=4.0, type=float,
                        help="largest zoom-out of the Expand augmentation (original: 4; 1: none)")
+    group.add_argument("--val_fraction", default=0.0, type=float,
+                       help="fraction of each class's training videos held out to validate on (0: validate on "
+                            "test windows, as the original)")
     group.add_argument("--check_data", action=argparse.BooleanOptionalAction, default=False,
                        help="check every frame file exists before starting")
     group.add_argument("--num_workers", "-j", default=2, type=int, help="data loading processes")
@@ -101,6 +104,8 @@ def model_args():
     group.add_argument("--fusion_type", default="NONE", type=str.upper, choices=FUSION_TYPES,
                        help="two-stream fusion, any case: NONE (base stream only), SUM, CAT, MEAN")
     group.add_argument("--width_mult", default=1.0, type=float, help="backbone width multiplier (1.0 = the paper's VGG16)")
+    group.add_argument("--norm", default="none", type=str.lower, choices=NORMS,
+                       help="normalisation after each backbone convolution (none: the original's VGG16)")
     return parser
 
 
@@ -145,6 +150,8 @@ def train_args():
                        help="pretrained SSD300 / reduced-fc VGG16 / torchvision VGG16 weights for a one-stream model")
     group.add_argument("--base_weights", default=None, type=path, help="two-stream: trained one-stream checkpoint, base")
     group.add_argument("--extra_weights", default=None, type=path, help="two-stream: trained one-stream checkpoint, extra")
+    group.add_argument("--background_prior", default=None, type=float,
+                       help="initial background probability of the class scores (default: zero biases, the original)")
     group.add_argument("--max_iter", default=70000, type=int)
     group.add_argument("--lr", "--learning-rate", default=0.0005, type=float)
     group.add_argument("--momentum", default=0.9, type=float)
@@ -153,6 +160,9 @@ def train_args():
     group.add_argument("--weight_decay", default=1e-4, type=float)
     group.add_argument("--stepvalues", default=[50000], type=int_list, help="iterations where the lr drops by --gamma")
     group.add_argument("--gamma", default=0.1, type=float)
+    group.add_argument("--lr_schedule", default="step", type=str.lower, choices=["step", "cosine"],
+                       help="step: drops at --stepvalues (the original); cosine: decay to zero at --max_iter")
+    group.add_argument("--warmup_iters", default=0, type=int, help="linear learning-rate warm-up steps")
     group.add_argument("--jaccard_threshold", default=0.5, type=float, help="IoU for matching priors")
     group.add_argument("--val_step", default=10000, type=int, help="checkpoint and validate every N iterations")
     group.add_argument("--val_samples", default=15000, type=int, help="test windows used for validation frame-mAP")

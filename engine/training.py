@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from layers.postprocess import detect
 from models.config import two_stream
-from utils.checkpoint import checkpoint_path, save_checkpoint
+from utils.checkpoint import checkpoint_path, record_validation, save_checkpoint
 
 from .inference import add_first_frames, batch_inputs, voc_frame_ap
 
@@ -44,7 +44,20 @@ def param_groups(model, lr, weight_decay, seq_len):
     return groups
 
 
-def build_optimizer(model, lr, momentum, weight_decay, seq_len, stepvalues, gamma, name="sgd"):
+def lr_factor(iteration, max_iter, warmup_iters=0, schedule="step", stepvalues=(), gamma=0.1):
+    """Learning-rate multiplier after ``iteration`` optimiser steps: a linear warm-up from
+    1/warmup_iters to 1 over ``warmup_iters`` steps, then the original's drops by ``gamma`` at
+    ``stepvalues`` ('step') or a cosine decay to zero at ``max_iter`` ('cosine')."""
+    if iteration < warmup_iters:
+        return (iteration + 1) / warmup_iters
+    if schedule == "cosine":
+        span = max(max_iter - warmup_iters, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(iteration - warmup_iters, span) / span))
+    return gamma ** sum(iteration >= s for s in stepvalues)
+
+
+def build_optimizer(model, lr, momentum, weight_decay, seq_len, stepvalues, gamma, name="sgd", schedule="step",
+                    max_iter=0, warmup_iters=0):
     """The original's SGD with momentum (``name='sgd'``), or Adam (``'adam'``, betas (momentum,
     0.999)) with the same per-parameter groups: not in the original, but a backbone trained
     from scratch without batch norm (the toy recipe) learns much faster with it."""
@@ -55,7 +68,11 @@ def build_optimizer(model, lr, momentum, weight_decay, seq_len, stepvalues, gamm
         optimizer = torch.optim.Adam(groups, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
     else:
         raise ValueError(f"unknown optimizer {name!r}: choose sgd or adam")
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(stepvalues), gamma=gamma)
+    if schedule == "step" and warmup_iters == 0:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(stepvalues), gamma=gamma)
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(
+            it, max_iter, warmup_iters, schedule, tuple(stepvalues), gamma))
     return optimizer, scheduler
 
 
@@ -208,18 +225,22 @@ class TrainingMonitor:
                 meter.reset()
 
     def checkpoint(self, iteration, model, optimizer, scheduler, flags, validate_fn, iou_thresh):
-        """Save ``AMTNet_<iteration>.pth``, then log ``validate_fn(plain model)``'s VOC-style frame-mAP."""
+        """Save ``AMTNet_<iteration>.pth``, then log ``validate_fn(plain model)``'s VOC-style frame-mAP and
+        record it in ``validation.json`` (pipeline.py tests the best checkpoint); no validation when
+        ``validate_fn`` is None."""
         path = save_checkpoint(checkpoint_path(self.exp_dir, iteration), model, optimizer=optimizer, scheduler=scheduler,
                                iteration=iteration, flags=flags, classes=self.classes)
         log.info("saved %s", path)
-        started = time.perf_counter()
-        mean_ap, aps = validate_fn(getattr(model, "module", model))
-        for name, ap in zip(self.classes, aps):
-            log.info("AP %6.2f %s", 100 * ap, name)
-        log.info("iteration %d VOC frame-mAP@%.2f %.4f (validation %.1fs)", iteration, iou_thresh, mean_ap,
-                 time.perf_counter() - started)
-        if self.plots:
-            self.plots.map(iteration, mean_ap, aps)
+        if validate_fn is not None:
+            started = time.perf_counter()
+            mean_ap, aps = validate_fn(getattr(model, "module", model))
+            for name, ap in zip(self.classes, aps):
+                log.info("AP %6.2f %s", 100 * ap, name)
+            log.info("iteration %d VOC frame-mAP@%.2f %.4f (validation %.1fs)", iteration, iou_thresh, mean_ap,
+                     time.perf_counter() - started)
+            record_validation(self.exp_dir, iteration, mean_ap)
+            if self.plots:
+                self.plots.map(iteration, mean_ap, aps)
         self.tick = time.perf_counter()
 
     def close(self):

@@ -1,4 +1,6 @@
 """AMTNet: one or two VGG16-SSD300 streams, micro-tube pooling and linear heads (AMTNet.py)."""
+import math
+
 import torch
 import torch.nn as nn
 
@@ -33,9 +35,9 @@ class AMTNet(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.core_base = SSDCore(cfg.input_frames_base, cfg.width_mult)
+        self.core_base = SSDCore(cfg.input_frames_base, cfg.width_mult, cfg.norm)
         if cfg.two_stream:
-            self.core_extra = SSDCore(cfg.input_frames_extra, cfg.width_mult)
+            self.core_extra = SSDCore(cfg.input_frames_extra, cfg.width_mult, cfg.norm)
         depths = self.core_base.source_depths
         blocks = head_input_blocks(cfg)
         self.loc = nn.ModuleList(nn.Linear(d * KD * KD * blocks, n * 4 * cfg.seq_len)
@@ -50,11 +52,26 @@ class AMTNet(nn.Module):
         """Priors [A, 4] (cx, cy, w, h), on the model's device."""
         return self.priors_cxcywh
 
-    def reset_head_parameters(self):
-        """Xavier-uniform weights, zero biases (train.py weights_init on net.loc / net.conf)."""
+    def reset_head_parameters(self, background_prior=None):
+        """Xavier-uniform weights, zero biases (train.py weights_init on net.loc / net.conf).
+
+        ``background_prior`` (not in the original): the background bias of every prior's class
+        scores is set so that the softmax starts at that background probability, the rest shared by
+        the classes (the prior initialisation of Lin et al., ICCV 2017, for softmax). Hard-negative
+        mining trains only the hardest background priors, so from scratch the easy ones keep scores
+        near their initial 1/(C+1), which links background boxes into the tubes; started low, they
+        stay low."""
         for layer in (*self.loc, *self.conf):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
+        if background_prior is not None:
+            if not 0 < background_prior < 1:
+                raise ValueError(f"background_prior must be in (0, 1), got {background_prior}")
+            classes = self.cfg.num_classes - 1
+            with torch.no_grad():
+                for layer in self.conf:
+                    layer.bias.view(-1, self.cfg.num_classes)[:, 0] = math.log(
+                        background_prior * classes / (1 - background_prior))
 
     def _check_input(self, x, name, input_frames):
         want = (self.cfg.seq_len, 3 * input_frames, self.cfg.image_size, self.cfg.image_size)

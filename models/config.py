@@ -3,6 +3,7 @@ from dataclasses import asdict, dataclass, fields
 
 FUSION_TYPES = ("NONE", "SUM", "CAT", "MEAN")
 FEAT_FUSIONS = ("cat", "sum", "mean", "mul")
+NORMS = ("none", "batch", "group")
 
 
 def two_stream(fusion_type: str) -> bool:
@@ -33,6 +34,7 @@ class ModelConfig:
     input_frames_extra: int = 5
     width_mult: float = 1.0
     image_size: int = 300
+    norm: str = "none"
 
     def __post_init__(self):
         # The original accepts both cases (train.py lower-cases, evaluate.py upper-cases).
@@ -50,6 +52,8 @@ class ModelConfig:
             raise ValueError("ModelConfig.input_frames_base and input_frames_extra must be >= 1")
         if not self.width_mult > 0:
             raise ValueError(f"ModelConfig.width_mult must be > 0, got {self.width_mult}")
+        if self.norm not in NORMS:
+            raise ValueError(f"ModelConfig.norm must be one of {NORMS}, got {self.norm!r}")
         if self.image_size != 300:
             raise ValueError(f"ModelConfig.image_size: only SSD300 (300) is supported, got {self.image_size}")
 

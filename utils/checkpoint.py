@@ -6,6 +6,7 @@ model in test.py and demo.py); a training checkpoint also has ``optimizer``, ``s
 written to a temporary file and renamed, so a crash never leaves a truncated checkpoint.
 Loading weights into a model (also the original AMTNet's) is ``models/weights.py``'s.
 """
+import json
 import random
 import re
 from pathlib import Path
@@ -44,6 +45,28 @@ def latest_checkpoint(exp_dir):
     """The checkpoint of ``exp_dir`` with the highest iteration, or None."""
     found = [(int(m[1]), p) for p in Path(exp_dir).glob("AMTNet_*.pth") if (m := re.fullmatch(r"AMTNet_(\d+)", p.stem))]
     return max(found)[1] if found else None
+
+
+def validation_file(exp_dir):
+    """train.py's record of each checkpoint's validation frame-mAP: ``{"<iteration>": mAP}``."""
+    return Path(exp_dir) / "validation.json"
+
+
+def record_validation(exp_dir, iteration, mean_ap):
+    """Add ``iteration``'s validation frame-mAP to ``validation_file(exp_dir)`` (atomically)."""
+    path = validation_file(exp_dir)
+    scores = json.loads(path.read_text()) if path.is_file() else {}
+    scores[str(int(iteration))] = float(mean_ap)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(scores, indent=1, sort_keys=True))
+
+
+def best_checkpoint(exp_dir):
+    """The saved checkpoint with the best validation frame-mAP (the later one on ties), else the latest."""
+    path = validation_file(exp_dir)
+    scores = json.loads(path.read_text()) if path.is_file() else {}
+    found = [(score, int(it)) for it, score in scores.items() if checkpoint_path(exp_dir, it).is_file()]
+    return checkpoint_path(exp_dir, max(found)[1]) if found else latest_checkpoint(exp_dir)
 
 
 def save_checkpoint(path, model, *, model_config=None, optimizer=None, scheduler=None, **extra):
