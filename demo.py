@@ -92,7 +92,7 @@ def main(argv=None):
             ready = detector.push(image)
             if writer is None:
                 writer = cv2.VideoWriter(str(tmp), fourcc, fps, detector.frame_size)
-                tubes = OnlineTubes(len(classes), detector.frame_size)
+                tubes = OnlineTubes(len(classes), detector.frame_size, link_score=args.link_score)
             show(ready)
         show(detector.finish())
         writer.release()

@@ -51,11 +51,13 @@ TEST_LIST = layout.split_list_name("test", 1)
 # The default recipe: a narrow backbone with batch norm trained from scratch (no pretrained
 # weights can be downloaded) with Adam, a warm-up and a cosine decay, the background class's
 # scores started at 0.99, the original's augmentation without its zoom-out (a 4x zoom-out leaves
-# the toy actors smaller than any prior), EPOCHS passes over the training windows, and 15% of
-# each class's training videos held out to choose the checkpoint. BENCHMARKS.md ("Training
+# the toy actors smaller than any prior), EPOCHS passes over the training windows, 15% of each
+# class's training videos held out to choose the checkpoint, and linking only detections scoring
+# at least 0.1 (so that paths end where the actors do). BENCHMARKS.md ("Training
 # recipe") has what each part buys, chosen on other toy seeds and on the tracks dataset.
 TOY_RECIPE = dict(width_mult=0.125, max_iter=None, optimizer="adam", lr=0.003, batch_size=8, max_expand=1.0,
-                  norm="batch", lr_schedule="cosine", warmup_iters=40, background_prior=0.99, val_fraction=0.15)
+                  norm="batch", lr_schedule="cosine", warmup_iters=40, background_prior=0.99, val_fraction=0.15,
+                  link_score=0.1)
 EPOCHS = 3.5
 
 
@@ -153,7 +155,7 @@ def tubes(args, root, det_dir, det_result, tube_dir):
             tmp.write_text("".join(f"{line}\n" for line in lines))
     argv = ["--det_dir", str(det_dir), "--det_format", "npz", "--annot", str(layout.split_path(root, layout.ANNOT_FILE)),
             "--out_dir", str(tube_dir), "--video_list", str(videos), "--classes", str(classes),
-            "--alphas", ",".join(f"{a:g}" for a in args.alphas), "--workers", "2"]
+            "--alphas", ",".join(f"{a:g}" for a in args.alphas), "--link_score", f"{args.link_score:g}", "--workers", "2"]
     run_stage("tubes", build_tubes, argv, results_path(tube_dir), frame_map_path(det_dir))
     return json.loads(results_path(tube_dir).read_text())
 
@@ -170,7 +172,7 @@ def annotated_video(args, root, weights, out_dir):
     video = read_video_list(layout.split_path(root, TEST_LIST))[0]
     out = out_dir / f"{video.split('/')[-1]}.mp4"
     argv = ["--video", str(layout.video_dir(root, "rgb", video)), "--weights", str(weights), "--out", str(out),
-            "--device", args.device]
+            "--device", args.device, "--link_score", f"{args.link_score:g}"]
     run_stage("video", demo_script, argv, out, weights)
     return str(out)
 

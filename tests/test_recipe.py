@@ -110,3 +110,18 @@ def test_best_checkpoint_by_validation(tmp_path):
     assert best_checkpoint(tmp_path) == checkpoint_path(tmp_path, 300)
     checkpoint_path(tmp_path, 300).unlink()  # a validated checkpoint that is gone is not chosen
     assert best_checkpoint(tmp_path) == checkpoint_path(tmp_path, 200)
+
+
+def test_link_score_ends_paths_where_the_class_scores_drop():
+    from tubes.linking import link_frames, linking_filter
+    # One box that stays put for 20 frames: class 1 scores 0.9 for 10 frames, then 0.05 (as a
+    # detector trained for minutes scores the background where an actor was).
+    loc = np.array([[0.2, 0.2, 0.5, 0.8]], np.float64)
+    frames = [(loc, np.array([[1 - s - 0.01, s, 0.01]])) for s in [0.9] * 10 + [0.05] * 10]
+    paths, _ = link_frames(frames, 2)  # actionPaths.m's 0.001: the path runs to the end
+    assert [(p.start, len(p.boxes)) for p in paths[0]] == [(0, 20)]
+    paths, _ = link_frames(frames, 2, link_score=0.1)
+    assert [(p.start, len(p.boxes)) for p in paths[0]] == [(0, 10)]
+    assert paths[1] == []  # class 2 at 0.01 is below 0.1 everywhere
+    with pytest.raises(ValueError, match="minimum class score"):
+        linking_filter(1.0)

@@ -8,6 +8,7 @@ from pathlib import Path
 from data.layout import annotation_path
 
 from .detections import DET_FORMATS
+from .linking import LINKING_FILTER
 from .runner import TubeConfig
 
 
@@ -34,10 +35,12 @@ def alpha_list(text: str) -> tuple:
 
 
 def tube_args(alphas: str = "3,5") -> argparse.ArgumentParser:
-    """The temporal trimming's flag (``--alphas``)."""
+    """The temporal trimming's flag (``--alphas``) and the linking's minimum class score (``--link_score``)."""
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("tubes")
     group.add_argument("--alphas", default=alphas, type=alpha_list, help="label-change penalties of the temporal trimming")
+    group.add_argument("--link_score", default=LINKING_FILTER.score_thresh, type=float,
+                       help="minimum class score of a detection the linking takes (actionPaths.m: 0.001)")
     return parser
 
 
@@ -90,5 +93,6 @@ def build_args() -> argparse.ArgumentParser:
 
 def tube_config(args: argparse.Namespace) -> TubeConfig:
     """The ``TubeConfig`` that build_tubes.py's flags describe."""
-    return TubeConfig(args.det_dir, args.det_format, args.alphas, args.link_iou, args.jumpgap, workers=args.workers,
+    return TubeConfig(args.det_dir, args.det_format, args.alphas, args.link_iou, args.link_score, args.jumpgap,
+                      workers=args.workers,
                       frame_ap_any_class=args.frame_ap_any_class, strict=args.strict)

@@ -22,7 +22,7 @@ precision of ``loc`` and scores that of ``scores`` (float32 or float64), NMS run
 when either is single (``nms.m`` gets ``[boxes scores]``, which is then single), and every
 constant goes to the same precision before it is used (``work_dtype``).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
@@ -47,6 +47,16 @@ class FilterConfig:
 
 
 LINKING_FILTER = FilterConfig()  # actionPaths.m dofilter
+
+
+def linking_filter(score_thresh: float = LINKING_FILTER.score_thresh) -> FilterConfig:
+    """actionPaths.m's ``dofilter`` with another minimum class score (``--link_score``; not in the
+    original, whose 0.001 is the default): a detector trained for minutes gives background boxes
+    class scores of a few percent, which keep paths alive for the whole video, where the trimming
+    (over the class scores only) cannot end them."""
+    if not 0 <= score_thresh < 1:
+        raise ValueError(f"the linking's minimum class score must be in [0, 1), got {score_thresh}")
+    return replace(LINKING_FILTER, score_thresh=score_thresh)
 FRAME_AP_FILTER = FilterConfig(score_thresh=0.01, post_nms_topk=20)  # frameAp.m dofilter
 
 
@@ -516,7 +526,8 @@ def _link_boxes_and_scores(frames, frame_size):
 
 
 def link_frames(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SIZE, iou_thresh: float = 0.1,
-                jumpgap: int = 3, extra_filter: FilterConfig | None = None) -> tuple:
+                jumpgap: int = 3, extra_filter: FilterConfig | None = None,
+                link_score: float = LINKING_FILTER.score_thresh) -> tuple:
     """One video's per-frame ``(loc, scores)`` -> ``(paths per class, extra rows)``.
 
     ``loc`` normalised ``[N, 4]``, ``scores`` ``[N, C+1]`` background first (both formats'
@@ -525,7 +536,7 @@ def link_frames(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SI
     per frame in class then pick order, in the boxes' precision (frameAp.m's IoU is computed
     in it); otherwise ``None``.
     """
-    linker = OnlineLinker(num_classes, iou_thresh, jumpgap)
+    linker = OnlineLinker(num_classes, iou_thresh, jumpgap, linking_filter(link_score))
     cfgs = (linker.filter_cfg,) if extra_filter is None else (linker.filter_cfg, extra_filter)
     if not any(len(loc) for loc, _ in frames):  # no video, or no detection in any frame: no paths
         return linker.finish(), (None if extra_filter is None else np.zeros((0, 7)))
@@ -550,8 +561,9 @@ def link_frames(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SI
 class OnlineTubes:
     """Online linking of per-frame detections (``OnlineLinker``), with the frame size's link boxes."""
 
-    def __init__(self, num_classes: int, frame_size: tuple, iou_thresh: float = 0.1, jumpgap: int = 3):
-        self.linker = OnlineLinker(num_classes, iou_thresh, jumpgap)
+    def __init__(self, num_classes: int, frame_size: tuple, iou_thresh: float = 0.1, jumpgap: int = 3,
+                 link_score: float = LINKING_FILTER.score_thresh):
+        self.linker = OnlineLinker(num_classes, iou_thresh, jumpgap, linking_filter(link_score))
         self.frame_size = frame_size
 
     def update(self, loc: np.ndarray, scores: np.ndarray) -> None:

@@ -22,7 +22,7 @@ from utils.io import atomic_path
 
 from .detections import detection_path, frame_detections, read_road_mat_video, read_video_detections
 from .frame_map import FrameAP, video_frame_ap
-from .linking import FRAME_AP_FILTER, check_jumpgap, link_frames
+from .linking import FRAME_AP_FILTER, LINKING_FILTER, check_jumpgap, link_frames, linking_filter
 from .trimming import trim_video
 from .video_map import VIDEO_IOU_THRESHOLDS, VideoGT, gt_from_annotation, video_ap
 
@@ -42,6 +42,7 @@ class TubeConfig:
     det_format: str = "road_mat"
     alphas: tuple = (3.0, 5.0)
     link_iou: float = 0.1  # linking IoU threshold (build_tubes.py --link_iou)
+    link_score: float = LINKING_FILTER.score_thresh  # linking's minimum class score (--link_score)
     jumpgap: int = 3
     frame_size: tuple = UCF_FRAME_SIZE
     workers: int = 1
@@ -50,6 +51,7 @@ class TubeConfig:
 
     def __post_init__(self):
         check_jumpgap(self.jumpgap)
+        linking_filter(self.link_score)
         if int(self.workers) < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers!r}")
         if not self.alphas or any(not a >= 0 for a in self.alphas):
@@ -124,7 +126,7 @@ def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | N
     """
     def link(frames, frame_size):
         return link_frames(frames, num_classes, frame_size, cfg.link_iou, cfg.jumpgap,
-                           None if gt is None else FRAME_AP_FILTER)
+                           None if gt is None else FRAME_AP_FILTER, cfg.link_score)
 
     t0 = t1 = time.process_time()
     error = None
