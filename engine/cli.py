@@ -17,6 +17,19 @@ from utils.distributed import DEVICE_CHOICES
 OPTIMIZERS = ("sgd", "adam")
 
 
+def optional_probability(text):
+    """A number in (0, 1), or ``none`` (``--background_prior none``: zero biases, the original)."""
+    if str(text).lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or none, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or none, got {text!r}")
+    return value
+
+
 def str2bool(text):
     """The original's boolean flags (``--visdom=True``)."""
     if isinstance(text, bool):
@@ -150,7 +163,7 @@ def train_args():
                        help="pretrained SSD300 / reduced-fc VGG16 / torchvision VGG16 weights for a one-stream model")
     group.add_argument("--base_weights", default=None, type=path, help="two-stream: trained one-stream checkpoint, base")
     group.add_argument("--extra_weights", default=None, type=path, help="two-stream: trained one-stream checkpoint, extra")
-    group.add_argument("--background_prior", default=None, type=float,
+    group.add_argument("--background_prior", default=None, type=optional_probability,
                        help="initial background probability of the class scores (default: zero biases, the original)")
     group.add_argument("--max_iter", default=70000, type=int)
     group.add_argument("--lr", "--learning-rate", default=0.0005, type=float)

@@ -125,3 +125,14 @@ def test_link_score_ends_paths_where_the_class_scores_drop():
     assert paths[1] == []  # class 2 at 0.01 is below 0.1 everywhere
     with pytest.raises(ValueError, match="minimum class score"):
         linking_filter(1.0)
+
+
+def test_background_prior_flag_takes_a_probability_or_none():
+    from engine.cli import train_args
+    parser = train_args()
+    assert parser.parse_args([]).background_prior is None  # the original's zero biases
+    assert parser.parse_args(["--background_prior", "0.99"]).background_prior == 0.99
+    assert parser.parse_args(["--background_prior", "None"]).background_prior is None
+    for bad in ("1", "0", "x"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--background_prior", bad])
