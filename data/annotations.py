@@ -256,9 +256,9 @@ class DatasetAnnotations:
             count = min(int(np.ceil(fraction * len(names))), len(names) - 1)
             if count > 0:
                 held += [names[int(i)] for i in np.linspace(0, len(names) - 1, count + 2)[1:-1].round()]
-        held = sorted(set(held))
-        return dataclasses.replace(self, train_videos=[n for n in self.train_videos if n not in set(held)],
-                                   val_videos=held)
+        held = set(held)
+        return dataclasses.replace(self, train_videos=[n for n in self.train_videos if n not in held],
+                                   val_videos=sorted(held))
 
 
 def _annotated_subset(names, videos, source):
