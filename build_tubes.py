@@ -2,7 +2,7 @@
 
 python build_tubes.py --det_dir DIR --annot finalAnnots.mat|pyannot.pkl|ucf24 --out_dir OUT
     [--video_list FILE] [--det_format road_mat|npz] [--alphas 3,5] [--link_iou 0.1]
-    [--jumpgap 3] [--workers N] [--classes FILE]
+    [--jumpgap 3] [--workers N] [--classes FILE] [--protocol road|act|road,act]
 Writes OUT/tubes_alpha<a>.npz, OUT/results.json and prints the results table.
 """
 import argparse
@@ -10,7 +10,7 @@ import logging
 import time
 
 from tubes import runner as tr
-from tubes.cli import annotation_args, build_args, class_args, tube_args, tube_config
+from tubes.cli import annotation_args, build_args, class_args, protocol_args, tube_args, tube_config, with_protocols
 from tubes.tube_files import save_tubes, tube_file
 from tubes.video_map import gt_from_annotation
 
@@ -19,7 +19,7 @@ log = logging.getLogger("build_tubes")
 
 def get_args_parser():
     return argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                   parents=[annotation_args(), class_args(), tube_args(), build_args()],
+                                   parents=[annotation_args(), class_args(), tube_args(), build_args(), protocol_args()],
                                    epilog="without --video_list: the videos of the test split (testlist01.txt beside "
                                           "--annot) that have detections")
 
@@ -27,7 +27,7 @@ def get_args_parser():
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    cfg = tube_config(args)
+    cfg = with_protocols(tube_config(args), args)
     t0 = time.perf_counter()
     annotations = tr.load_annotations(args.annot)
     videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)
@@ -38,7 +38,8 @@ def main(argv=None):
     tubes, frame_aps, times, failed = tr.build_all(cfg, videos, num_classes, gts)
     t2 = time.perf_counter()
     by_alpha = {a: {v: tubes[v][a] for v in videos} for a in cfg.alphas}
-    results, _ = tr.evaluate(annotations, videos, by_alpha, num_classes, names, None if args.no_frame_map else frame_aps)
+    results, _ = tr.evaluate(annotations, videos, by_alpha, num_classes, names, None if args.no_frame_map else frame_aps,
+                             cfg.protocols)
     t3 = time.perf_counter()
     for a in cfg.alphas:
         save_tubes(tube_file(args.out_dir, a), videos, tubes, a)

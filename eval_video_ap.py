@@ -1,25 +1,30 @@
-"""Tubes + ground truth -> video-mAP table (get_PR_curve.m) and precision/recall plots.
+"""Tubes + ground truth -> video-mAP table (get_PR_curve.m or ACT.py) and precision/recall plots.
 
-python eval_video_ap.py --tubes OUT/tubes_alpha3.npz [OUT/tubes_alpha5.npz ...] --annot finalAnnots.mat|pyannot.pkl|ucf24
-    [--video_list FILE] [--classes FILE] [--num_classes C] --out_dir DIR
-Evaluates the videos stored in the tube files (or --video_list); writes DIR/results.json
-and DIR/pr_alpha<a>_iou<t>.png for IoU 0.2, 0.5 and 0.75.
+python eval_video_ap.py --tubes OUT/tubes_alpha3.npz [OUT/tubes_alpha5.npz ...] --annot finalAnnots.mat|pyannot.pkl|GT.pkl|ucf24
+    [--protocol road|act|road,act] [--video_list FILE] [--classes FILE] [--num_classes C] --out_dir DIR
+Tube files: build_tubes.py's .npz, a .mat with convert2eval.m's xmldata, or a folder of ACT/MOC
+<Class>/<video>_tubes.pkl. Evaluates the videos stored in the first tube file (or --video_list);
+writes DIR/results.json, DIR/pr_[act_]alpha<a>_iou<t>.png for IoU 0.2, 0.5 and 0.75 and
+DIR/map_vs_iou.png (video-mAP against the ST-IoU threshold).
 """
 import argparse
 from pathlib import Path
 
 from data.annotations import read_video_list
 from tubes import runner as tr
-from tubes.ap import plot_pr_curves
-from tubes.cli import annotation_args, class_args
-from tubes.tube_files import load_tubes
+from tubes.ap import plot_map_vs_iou, plot_pr_curves
+from tubes.cli import annotation_args, class_args, protocol_args
+from tubes.tube_files import load_any_tubes
 
 PLOT_IOUS = (0.2, 0.5, 0.75)
+MATCH = {"road": ">", "act": ">="}  # ST-IoU needed for a match
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[annotation_args(), class_args(num_classes=True)])
-    p.add_argument("--tubes", required=True, nargs="+", type=Path, help="tube files written by build_tubes.py")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                parents=[annotation_args(), class_args(num_classes=True), protocol_args()])
+    p.add_argument("--tubes", required=True, nargs="+", type=Path,
+                   help="tube files: build_tubes.py's .npz, .mat with xmldata, or folders of ACT/MOC tube pickles")
     p.add_argument("--out_dir", required=True, type=Path)
     return p
 
@@ -27,19 +32,22 @@ def get_args_parser():
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     annotations = tr.load_annotations(args.annot)
-    loaded = dict(load_tubes(path) for path in args.tubes)
+    loaded = dict(load_any_tubes(path) for path in args.tubes)
     first = next(iter(loaded.values()))
     videos = tr.check_videos(read_video_list(args.video_list) if args.video_list else list(first), annotations,
                              args.annot, args.video_list or args.tubes[0])
     num_classes = args.num_classes or max(v.class_id for v in annotations.values()) + 1
     names = tr.class_names_from(annotations, num_classes, args.classes)
-    results, curves = tr.evaluate(annotations, videos, loaded, num_classes, names)
+    results, curves = tr.evaluate(annotations, videos, loaded, num_classes, names, protocols=args.protocol)
     tr.write_json(tr.results_path(args.out_dir), results)
-    for alpha, per_iou in curves.items():
-        for res in per_iou:
-            if any(abs(res.iou - t) < 1e-9 for t in PLOT_IOUS):
-                plot_pr_curves(args.out_dir / f"pr_alpha{alpha:g}_iou{res.iou:g}.png", res, names,
-                               f"alpha {alpha:g}, ST-IoU > {res.iou:g}")
+    for protocol, by_alpha in curves.items():
+        prefix = "" if protocol == "road" else f"{protocol}_"
+        for alpha, per_iou in by_alpha.items():
+            for res in per_iou:
+                if any(abs(res.iou - t) < 1e-9 for t in PLOT_IOUS):
+                    plot_pr_curves(args.out_dir / f"pr_{prefix}alpha{tr.alpha_label(alpha)}_iou{res.iou:g}.png", res, names,
+                                   f"{protocol} protocol, alpha {tr.alpha_label(alpha)}, ST-IoU {MATCH[protocol]} {res.iou:g}")
+    plot_map_vs_iou(args.out_dir / "map_vs_iou.png", {p: results[tr.VIDEO_MAP_KEY[p]] for p in args.protocol})
     print(tr.table(results))
     return results
 

@@ -64,6 +64,32 @@ def plot_pr_curves(path: Path, results: "VideoAPResult", class_names: list, titl
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"{title}: mAP {100 * results.mAP:.2f}")
     ax.grid(True)
     ax.legend(fontsize=6, ncol=2, loc="lower left")
+    _save(fig, path)
+
+
+def _save(fig, path):
+    import matplotlib.pyplot as plt
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
+
+
+def plot_map_vs_iou(path: Path, entries_by_protocol: dict) -> None:
+    """One figure: video-mAP (percent) against the ST-IoU threshold, a line per protocol and alpha.
+
+    ``entries_by_protocol``: ``{protocol: results.json video-mAP entries (alpha, iou, mAP)}``.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for protocol, entries in entries_by_protocol.items():
+        for alpha in dict.fromkeys(e["alpha"] for e in entries):
+            rows = sorted((e["iou"], 100 * e["mAP"]) for e in entries if e["alpha"] == alpha)
+            ax.plot(*zip(*rows), marker="o", linestyle="-" if protocol == "road" else "--",
+                    label=f"{protocol}, alpha {alpha}")
+    ax.set(xlabel="ST-IoU threshold", ylabel="video-mAP (%)", ylim=(0, 100),
+           title=f"video-mAP against ST-IoU ({' and '.join(entries_by_protocol)} protocol)")
+    ax.grid(True)
+    ax.legend()
+    _save(fig, path)

@@ -3,13 +3,14 @@ argument group that the scripts compose through ``parents=[...]``. Imports no to
 build_tubes.py starts in well under a second.
 """
 import argparse
+import dataclasses
 from pathlib import Path
 
 from data.layout import annotation_path
 
 from .detections import DET_FORMATS
 from .linking import LINKING_FILTER
-from .runner import TubeConfig
+from .runner import TubeConfig, check_protocols
 
 
 def positive_int(text: str) -> int:
@@ -96,3 +97,27 @@ def tube_config(args: argparse.Namespace) -> TubeConfig:
     return TubeConfig(args.det_dir, args.det_format, args.alphas, args.link_iou, args.link_score, args.jumpgap,
                       workers=args.workers,
                       frame_ap_any_class=args.frame_ap_any_class, strict=args.strict)
+
+
+def protocol_list(text: str) -> tuple:
+    """``--protocol road``, ``act`` or ``road,act`` (any case): the evaluation protocols, in order."""
+    names = tuple(t.strip().lower() for t in str(text).split(","))
+    try:
+        return check_protocols(names)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected road, act or road,act, got {text!r}") from None
+
+
+def protocol_args() -> argparse.ArgumentParser:
+    """``--protocol``: whose video-mAP / frame-mAP to compute (README, "Protocols")."""
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("evaluation protocol")
+    group.add_argument("--protocol", default=("road",), type=protocol_list, metavar="road|act|road,act",
+                       help="road: ROAD's Matlab evaluation (get_PR_curve.m, frameAp.m; default); act: ACT / "
+                            "MOC-Detector's ACT.py (videoAP, frameAP); road,act: both")
+    return parser
+
+
+def with_protocols(cfg: TubeConfig, args: argparse.Namespace) -> TubeConfig:
+    """``cfg`` with ``--protocol``'s protocols."""
+    return dataclasses.replace(cfg, protocols=args.protocol)

@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.annotations import UCF_FRAME_SIZE, load_pyannot, read_video_list
+from data.act_annots import is_act_file, parse_act_gt
+from data.annotations import UCF_FRAME_SIZE, load_pickle, load_pyannot, read_video_list
 from data.matlab_annots import load_final_annots
 from utils.io import atomic_path
 
+from . import act
 from .detections import detection_path, frame_detections, read_road_mat_video, read_video_detections
 from .frame_map import FrameAP, video_frame_ap
 from .linking import FRAME_AP_FILTER, LINKING_FILTER, check_jumpgap, link_frames, linking_filter
@@ -48,6 +50,7 @@ class TubeConfig:
     workers: int = 1
     frame_ap_any_class: bool = False  # frameAp.m's matching of any GT class (see FrameAP)
     strict: bool = False  # a video with unreadable or malformed detections stops the run (else: no detections)
+    protocols: tuple = ("road",)  # evaluation protocols (PROTOCOLS), build_tubes.py --protocol
 
     def __post_init__(self):
         check_jumpgap(self.jumpgap)
@@ -56,12 +59,27 @@ class TubeConfig:
             raise ValueError(f"workers must be >= 1, got {self.workers!r}")
         if not self.alphas or any(not a >= 0 for a in self.alphas):
             raise ValueError(f"alphas must be one or more numbers >= 0, got {self.alphas!r}")
+        check_protocols(self.protocols)
+
+
+# road: ROAD's Matlab (get_PR_curve.m, frameAp.m); act: ACT / MOC-Detector's ACT.py (tubes/act.py)
+PROTOCOLS = ("road", "act")
+
+
+def check_protocols(protocols: tuple) -> tuple:
+    if not protocols or any(p not in PROTOCOLS for p in protocols) or len(set(protocols)) != len(protocols):
+        raise ValueError(f"protocols must be distinct names of {PROTOCOLS}, got {protocols!r}")
+    return tuple(protocols)
 
 
 def load_annotations(path: Path) -> dict:
-    """``finalAnnots.mat`` or ``pyannot.pkl`` -> ``{name: VideoAnnotation}`` (identical on UCF101-24)."""
+    """``finalAnnots.mat``, ``pyannot.pkl`` or an ACT ground-truth pickle (``UCF101v2-GT.pkl``) ->
+    ``{name: VideoAnnotation}`` (identical on UCF101-24)."""
     path = Path(path)
-    return load_final_annots(path) if path.suffix == ".mat" else load_pyannot(path)
+    if path.suffix == ".mat":
+        return load_final_annots(path)
+    content = load_pickle(path)
+    return parse_act_gt(content, path).videos if is_act_file(content) else load_pyannot(path)
 
 
 def class_names_from(annotations: dict, num_classes: int, classes_file: Path | None = None) -> list:
@@ -146,10 +164,22 @@ def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | N
     t2 = time.process_time()
     tubes = trim_video(paths, cfg.alphas)
     t3 = time.process_time()
-    frame_ap = None if gt is None else video_frame_ap(gt, frame_dets, num_classes, any_class=cfg.frame_ap_any_class)
+    frame_ap = None if gt is None else video_frame_aps(gt, frame_dets, num_classes, cfg.protocols, cfg.frame_ap_any_class)
     t4 = time.process_time()
     times = {"read": t1 - t0, "link+filter": t2 - t1, "trim": t3 - t2, "frame-AP matching": t4 - t3}
     return video, tubes, frame_ap, times, error
+
+
+def video_frame_aps(gt: VideoGT, frame_dets, num_classes: int, protocols: tuple = ("road",),
+                    any_class: bool = False) -> dict:
+    """``{protocol: FrameAP}`` of one video's frame-AP rows: frameAp.m's matching (road) and ACT.py
+    ``frameAP``'s (act: each class's detections in descending score, its own GT only)."""
+    out = {}
+    if "road" in protocols:
+        out["road"] = video_frame_ap(gt, frame_dets, num_classes, any_class=any_class)
+    if "act" in protocols:
+        out["act"] = video_frame_ap(gt, act.sort_frame_rows(frame_dets), num_classes)
+    return out
 
 
 def num_classes_of(cfg: TubeConfig, videos: list, annotations: dict | None = None) -> int:
@@ -200,38 +230,71 @@ def build_all(cfg: TubeConfig, videos: list, num_classes: int, gts: list | None 
     return tubes, frame_aps, times, failed
 
 
-def evaluate(annotations: dict, videos: list, tubes_by_alpha: dict, num_classes: int, class_names: list,
-             frame_aps: dict | None = None) -> tuple:
-    """results.json content (values as fractions) and the PR curves per alpha.
+# results.json keys of each protocol's video-mAP and frame-mAP
+VIDEO_MAP_KEY = {"road": "video_map", "act": "video_map_act"}
+FRAME_MAP_KEY = {"road": "frame_map_frameap", "act": "frame_map_act"}
+FRAME_MAP_NAME = {"road": "frameAp.m", "act": "ACT.py frameAP"}
 
-    ``frame_aps``: ``{video: FrameAP}`` from ``build_all``, merged in the videos' order.
+
+def alpha_label(alpha):
+    """An alpha as results.json and file names show it (3, 0.5), or a foreign tube file's name."""
+    if isinstance(alpha, str):
+        return alpha
+    return int(alpha) if float(alpha).is_integer() else float(alpha)
+
+
+def evaluate(annotations: dict, videos: list, tubes_by_alpha: dict, num_classes: int, class_names: list,
+             frame_aps: dict | None = None, protocols: tuple = ("road",)) -> tuple:
+    """results.json content (values as fractions) and the PR curves ``{protocol: {alpha: [result per IoU]}}``.
+
+    ``tubes_by_alpha``: ``{alpha (or a tube file's name): {video: [ActionTube]}}``. ``frame_aps``:
+    ``{video: {protocol: FrameAP}}`` from ``build_all``, merged in the videos' order. Each protocol
+    has its own keys (``VIDEO_MAP_KEY``, ``FRAME_MAP_KEY``) and every entry names its protocol.
     """
-    gts = [gt_from_annotation(annotations[v]) for v in videos]
-    out = {"protocol": "road", "video_map": []}
-    curves = {}
-    for alpha, tubes in tubes_by_alpha.items():
-        res = video_ap(gts, tubes, num_classes, VIDEO_IOU_THRESHOLDS)
-        curves[alpha] = res
-        for r in res:
-            out["video_map"].append({"alpha": int(alpha) if float(alpha).is_integer() else alpha, "iou": round(r.iou, 4), "mAP": r.mAP, "mean_iou": r.mean_iou,
-                                     "accuracy": r.accuracy, "ap": dict(zip(class_names, r.ap.tolist()))})
+    protocols = check_protocols(protocols)
+    out = {"protocol": "+".join(protocols)}
+    curves = {p: {} for p in protocols}
+    if "road" in protocols:
+        gts = [gt_from_annotation(annotations[v]) for v in videos]
+        out["video_map"] = []
+        for alpha, tubes in tubes_by_alpha.items():
+            curves["road"][alpha] = res = video_ap(gts, tubes, num_classes, VIDEO_IOU_THRESHOLDS)
+            out["video_map"] += [{"protocol": "road", "alpha": alpha_label(alpha), "iou": round(r.iou, 4), "mAP": r.mAP,
+                                  "mean_iou": r.mean_iou, "accuracy": r.accuracy, "ap": dict(zip(class_names, r.ap.tolist()))}
+                                 for r in res]
+    if "act" in protocols:
+        out["video_map_act"] = []
+        for alpha, tubes in tubes_by_alpha.items():
+            res = act.video_ap([annotations[v] for v in videos], tubes, num_classes, VIDEO_IOU_THRESHOLDS, class_names)
+            curves["act"][alpha] = res
+            out["video_map_act"] += [{"protocol": "act", "alpha": alpha_label(alpha), "iou": round(r.iou, 4), "mAP": r.mAP,
+                                      "ap": dict(zip(class_names, r.ap.tolist()))} for r in res]
     if frame_aps is not None:
-        fmap, fap, _ = FrameAP.merge([frame_aps[v] for v in videos]).compute()
-        out["frame_map_frameap"] = {"iou": 0.5, "mAP": fmap, "ap": dict(zip(class_names, fap.tolist()))}
+        for p in protocols:
+            merged = FrameAP.merge([frame_aps[v][p] for v in videos])
+            fmap, fap = merged.compute()[:2] if p == "road" else act.frame_ap(merged, class_names)
+            out[FRAME_MAP_KEY[p]] = {"protocol": p, "iou": 0.5, "mAP": fmap, "ap": dict(zip(class_names, fap.tolist()))}
     return out, curves
 
 
 def table(results: dict) -> str:
-    """The seed's layout: mAP at 0.2, 0.5, 0.75, mean over 0.5:0.95, accuracy, per alpha (percent)."""
-    lines = ["alpha  mAP@0.2  mAP@0.5  mAP@0.75  mAP@0.5:0.95  accuracy"]
-    alphas = sorted({r["alpha"] for r in results["video_map"]})
-    for a in alphas:
-        rows = {round(r["iou"], 2): r for r in results["video_map"] if r["alpha"] == a}
-        avg = np.mean([rows[t]["mAP"] for t in rows if t >= 0.5])
-        lines.append(f"{a:<6g} {100 * rows[0.2]['mAP']:7.2f}  {100 * rows[0.5]['mAP']:7.2f}  {100 * rows[0.75]['mAP']:8.2f}"
-                     f"  {100 * avg:12.2f}  {100 * rows[0.2]['accuracy']:8.2f}")
-    if "frame_map_frameap" in results:
-        lines.append(f"frameAp.m frame-mAP@0.5: {100 * results['frame_map_frameap']['mAP']:.2f}")
+    """The seed's layout: mAP at 0.2, 0.5, 0.75, mean over 0.5:0.95, accuracy, per alpha (percent),
+    under a line naming the protocol, for each protocol in ``results``."""
+    lines = []
+    for protocol in results.get("protocol", "road").split("+"):
+        entries = results.get(VIDEO_MAP_KEY[protocol], [])
+        lines += [f"protocol {protocol}: " + ("ROAD (get_PR_curve.m: VOC AP, ST-IoU > t)" if protocol == "road" else
+                                              "ACT/MOC (ACT.py videoAP: tube NMS 0.3, trapezoid AP, ST-IoU >= t)"),
+                  "alpha  mAP@0.2  mAP@0.5  mAP@0.75  mAP@0.5:0.95  accuracy"]
+        alphas = list(dict.fromkeys(r["alpha"] for r in entries))
+        for a in alphas if any(isinstance(a, str) for a in alphas) else sorted(alphas):
+            rows = {round(r["iou"], 2): r for r in entries if r["alpha"] == a}
+            avg = np.mean([rows[t]["mAP"] for t in rows if t >= 0.5])
+            acc = f"{100 * rows[0.2]['accuracy']:8.2f}" if "accuracy" in rows[0.2] else f"{'-':>8}"
+            lines.append(f"{a!s:<6} {100 * rows[0.2]['mAP']:7.2f}  {100 * rows[0.5]['mAP']:7.2f}  {100 * rows[0.75]['mAP']:8.2f}"
+                         f"  {100 * avg:12.2f}  {acc}")
+        if FRAME_MAP_KEY[protocol] in results:
+            lines.append(f"{FRAME_MAP_NAME[protocol]} frame-mAP@0.5: {100 * results[FRAME_MAP_KEY[protocol]]['mAP']:.2f}")
     return "\n".join(lines)
 
 
