@@ -87,7 +87,7 @@ def plot_map_vs_iou(path: Path, entries_by_protocol: dict) -> None:
         for alpha in dict.fromkeys(e["alpha"] for e in entries):
             rows = sorted((e["iou"], 100 * e["mAP"]) for e in entries if e["alpha"] == alpha)
             ax.plot(*zip(*rows), marker="o", linestyle="-" if protocol == "road" else "--",
-                    label=f"{protocol}, alpha {alpha}")
+                    label=f"{protocol}, {alpha if isinstance(alpha, str) else f'alpha {alpha}'}")
     ax.set(xlabel="ST-IoU threshold", ylabel="video-mAP (%)", ylim=(0, 100),
            title=f"video-mAP against ST-IoU ({' and '.join(entries_by_protocol)} protocol)")
     ax.grid(True)
