@@ -104,3 +104,36 @@ def test_trapezoid_ap_and_tube_nms():
     b = act.tube_rows(0, np.tile([0, 0, 4, 9], (5, 1)))
     c = act.tube_rows(10, np.tile([0, 0, 9, 9], (5, 1)))
     assert act.tube_nms([b, a, c], np.array([0.5, 0.9, 0.1])).tolist() == [1, 2]
+
+
+def test_build_tubes_with_both_protocols(tmp_path, capsys):
+    """build_tubes.py --protocol road,act: road's numbers as without the flag, act's equal tubes/act.py on the
+    written tubes and on the linking's frame-AP rows (the octave 'small' fixture's detections)."""
+    import build_tubes
+    from data.matlab_annots import load_final_annots
+    from tests.test_tubes_octave import FIXTURES as OCTAVE, _frames
+    from tubes.detections import write_road_mat_frame
+    from tubes.linking import FRAME_AP_FILTER, link_frames
+    from tubes.tube_files import load_tubes
+    det = np.load(OCTAVE / "small.npz")
+    names = [str(n) for n in det["names"]]
+    for v, name in enumerate(names):
+        for f, (loc, scores) in enumerate(_frames(det, v), 1):
+            write_road_mat_frame(tmp_path / "dets" / name / f"{f:05d}.mat", loc, scores)
+    (tmp_path / "videos.txt").write_text("\n".join(names) + "\n")
+    annot = OCTAVE / "small_finalAnnots.mat"
+    common = ["--det_dir", str(tmp_path / "dets"), "--annot", str(annot), "--video_list", str(tmp_path / "videos.txt"),
+              "--alphas", "3"]
+    road = build_tubes.main(common + ["--out_dir", str(tmp_path / "road")])
+    both = build_tubes.main(common + ["--out_dir", str(tmp_path / "both"), "--protocol", "road,act"])
+    assert road["protocol"] == "road" and "video_map_act" not in road and both["protocol"] == "road+act"
+    assert both["video_map"] == road["video_map"] and both["frame_map_frameap"] == road["frame_map_frameap"]
+    annotations = load_final_annots(annot)
+    classes = [str(c) for c in det["classes"]]
+    _, tubes = load_tubes(tmp_path / "both" / "tubes_alpha3.npz")
+    want = act.video_ap([annotations[n] for n in names], tubes, len(classes), VIDEO_IOU_THRESHOLDS)
+    assert [e["mAP"] for e in both["video_map_act"]] == [r.mAP for r in want] and want[0].mAP > 0
+    rows = {n: link_frames(_frames(det, v), len(classes), extra_filter=FRAME_AP_FILTER)[1] for v, n in enumerate(names)}
+    fmap, _ = act_frame_ap(annotations, names, rows, len(classes), classes)
+    assert both["frame_map_act"]["mAP"] == fmap and both["frame_map_act"]["protocol"] == "act"
+    assert "ACT.py frameAP frame-mAP@0.5" in capsys.readouterr().out
