@@ -106,24 +106,32 @@ def test_trapezoid_ap_and_tube_nms():
     assert act.tube_nms([b, a, c], np.array([0.5, 0.9, 0.1])).tolist() == [1, 2]
 
 
+def octave_case_files(root, case="small"):
+    """An octave fixture case's detections as road_mat files under ``root/dets`` and its video list: the
+    loaded fixture, its video names and build_tubes.py's input flags for them."""
+    from tests.test_tubes_octave import FIXTURES as OCTAVE, _frames
+    from tubes.detections import write_road_mat_frame
+    det = np.load(OCTAVE / f"{case}.npz")
+    names = [str(n) for n in det["names"]]
+    for v, name in enumerate(names):
+        for f, (loc, scores) in enumerate(_frames(det, v), 1):
+            write_road_mat_frame(root / "dets" / name / f"{f:05d}.mat", loc, scores)
+    (root / "videos.txt").write_text("\n".join(names) + "\n")
+    return det, names, ["--det_dir", str(root / "dets"), "--annot", str(OCTAVE / f"{case}_finalAnnots.mat"),
+                        "--video_list", str(root / "videos.txt")]
+
+
 def test_build_tubes_with_both_protocols(tmp_path, capsys):
     """build_tubes.py --protocol road,act: road's numbers as without the flag, act's equal tubes/act.py on the
     written tubes and on the linking's frame-AP rows (the octave 'small' fixture's detections)."""
     import build_tubes
     from data.matlab_annots import load_final_annots
     from tests.test_tubes_octave import FIXTURES as OCTAVE, _frames
-    from tubes.detections import write_road_mat_frame
     from tubes.linking import FRAME_AP_FILTER, link_frames
     from tubes.tube_files import load_tubes
-    det = np.load(OCTAVE / "small.npz")
-    names = [str(n) for n in det["names"]]
-    for v, name in enumerate(names):
-        for f, (loc, scores) in enumerate(_frames(det, v), 1):
-            write_road_mat_frame(tmp_path / "dets" / name / f"{f:05d}.mat", loc, scores)
-    (tmp_path / "videos.txt").write_text("\n".join(names) + "\n")
+    det, names, common = octave_case_files(tmp_path)
     annot = OCTAVE / "small_finalAnnots.mat"
-    common = ["--det_dir", str(tmp_path / "dets"), "--annot", str(annot), "--video_list", str(tmp_path / "videos.txt"),
-              "--alphas", "3"]
+    common += ["--alphas", "3"]
     road = build_tubes.main(common + ["--out_dir", str(tmp_path / "road")])
     both = build_tubes.main(common + ["--out_dir", str(tmp_path / "both"), "--protocol", "road,act"])
     assert road["protocol"] == "road" and "video_map_act" not in road and both["protocol"] == "road+act"

@@ -7,7 +7,7 @@ import sys
 
 from tests.conftest import REPO_ROOT
 
-SCRIPTS = {"train", "test", "demo", "build_tubes", "eval_video_ap", "prepare_data", "pipeline"}
+SCRIPTS = {"train", "test", "demo", "build_tubes", "eval_video_ap", "eval_online", "prepare_data", "pipeline"}
 PACKAGES = {"data", "layers", "models", "utils", "tubes", "engine"}
 
 

@@ -64,10 +64,11 @@ def plot_pr_curves(path: Path, results: "VideoAPResult", class_names: list, titl
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"{title}: mAP {100 * results.mAP:.2f}")
     ax.grid(True)
     ax.legend(fontsize=6, ncol=2, loc="lower left")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _save(fig, path):
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure atomically, then close it."""
     import matplotlib.pyplot as plt
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
@@ -92,4 +93,4 @@ def plot_map_vs_iou(path: Path, entries_by_protocol: dict) -> None:
            title=f"video-mAP against ST-IoU ({' and '.join(entries_by_protocol)} protocol)")
     ax.grid(True)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)

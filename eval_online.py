@@ -1,0 +1,50 @@
+"""Online evaluation (ROAD, ICCV 2017): early label accuracy and video-mAP against the fraction of each video observed.
+
+python eval_online.py --det_dir DIR --annot finalAnnots.mat|pyannot.pkl|GT.pkl|ucf24 --out_dir OUT
+    [--fractions 0.1,0.2,...,1] [--online_ious 0.2,0.5,0.75] [--protocol road|act|road,act]
+    [build_tubes.py's detection, linking and trimming flags]
+Writes OUT/online.json, OUT/online_accuracy.png and OUT/online_map.png and prints both curves.
+"""
+import argparse
+import logging
+
+from tubes import online_eval as oe
+from tubes import runner as tr
+from tubes.cli import annotation_args, build_args, class_args, protocol_args, tube_args, tube_config, with_protocols
+
+
+def fraction_list(text: str) -> tuple:
+    try:
+        values = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if any(not 0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers in (0, 1], got {text!r}")
+    return values
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                parents=[annotation_args(), class_args(), tube_args(), build_args(), protocol_args()])
+    group = p.add_argument_group("online evaluation")
+    group.add_argument("--fractions", default=oe.FRACTIONS, type=fraction_list, help="fractions of each video observed")
+    group.add_argument("--online_ious", default=oe.ONLINE_IOUS, type=fraction_list, help="ST-IoU thresholds of the video-mAP curves")
+    return p
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    cfg = with_protocols(tube_config(args), args)
+    annotations = tr.load_annotations(args.annot)
+    videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)
+    num_classes = tr.num_classes_of(cfg, videos, annotations)
+    names = tr.class_names_from(annotations, num_classes, args.classes)
+    results = oe.online_curves(cfg, annotations, videos, num_classes, names, args.fractions, args.online_ious)
+    oe.write_online(args.out_dir, results)
+    print(oe.table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

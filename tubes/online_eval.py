@@ -1,0 +1,155 @@
+"""Online evaluation as in the ROAD paper (Singh et al., ICCV 2017, Fig. 4): early label prediction
+and video-mAP against the fraction of each video observed.
+
+For each fraction x (10%, 20%, ..., 100%) a video of F frames is observed up to frame
+``n = ceil(x * F)`` (at least 1) and linked online (``OnlineLinker``, the linking of build_tubes.py):
+
+- its label at x is the class of its best-scoring live path at frame n, a path's score being the mean
+  of its class scores (gaps filled), as demo.py shows it; no live path is a wrong label;
+- its tubes at x are the paths linked up to frame n (what build_tubes.py would get from a video that
+  ended there), trimmed as usual (``trim_video``), and are evaluated against the ground truth
+  restricted to frames 1..n (tubes cut at n; a tube starting later is left out).
+
+The linking is online, so the paths at frame n are those of the whole video cut at n: one pass over
+each video gives every fraction. At 100% the tubes are build_tubes.py's. Frames past a video's
+last detection file are not linked (the paths stay as they were at its last frame).
+"""
+import json
+import logging
+import math
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from data.annotations import VideoAnnotation
+from utils.io import atomic_path
+
+from .ap import save_figure
+from .linking import OnlineLinker, _link_boxes_and_scores, filter_frame_padded, linking_filter
+from .runner import VIDEO_MAP_KEY, alpha_label, evaluate, read_frames
+from .trimming import trim_video
+
+log = logging.getLogger(__name__)
+
+FRACTIONS = tuple(k / 10 for k in range(1, 11))
+ONLINE_IOUS = (0.2, 0.5, 0.75)
+ONLINE_FILE = "online.json"
+
+
+def observed_frames(fraction: float, num_frames: int) -> int:
+    """Frames observed at ``fraction`` of a video: ``ceil(fraction * F)`` (rounded first: 0.7 * 20 is 14), >= 1."""
+    return max(1, min(num_frames, math.ceil(round(fraction * num_frames, 9))))
+
+
+def best_live_label(linker: OnlineLinker) -> int:
+    """Class of the live path with the highest mean class score (first class on ties); -1 without one."""
+    best, label = -np.inf, -1
+    for c in range(linker.num_classes):
+        for path in linker.paths(c):
+            score = float(np.mean(path.scores, dtype=np.float64))
+            if score > best:
+                best, label = score, c
+    return label
+
+
+def online_video(frames: list, frame_size: tuple, num_frames: int, num_classes: int, alphas: tuple,
+                 fractions: tuple = FRACTIONS, link_iou: float = 0.1, jumpgap: int = 3,
+                 link_score: float = 0.001) -> tuple:
+    """One video's per-frame ``(loc, scores)`` -> ``(labels [len(fractions)], [{alpha: [ActionTube]}] per fraction)``.
+
+    ``num_frames``: the video's length F (the annotation's), which the fractions divide.
+    """
+    linker = OnlineLinker(num_classes, link_iou, jumpgap, linking_filter(link_score))
+    stops = [observed_frames(x, num_frames) for x in fractions]
+    labels, tubes = [], []
+    if not any(len(loc) for loc, _ in frames):
+        return [-1] * len(fractions), [trim_video(linker.finish(), alphas) for _ in fractions]
+    boxes, scores, offsets = _link_boxes_and_scores(frames, frame_size)
+    if scores.shape[1] != num_classes + 1:
+        raise ValueError(f"scores have {scores.shape[1]} columns, expected {num_classes + 1} (background first)")
+    class_scores = scores[:, 1:]
+    for stop in stops:
+        while linker.t < min(stop, len(frames)):
+            f = linker.t
+            b, s = boxes[offsets[f]:offsets[f + 1]], class_scores[offsets[f]:offsets[f + 1]]
+            linker.link(b, s, filter_frame_padded(b, s, (linker.filter_cfg,))[0])
+        labels.append(best_live_label(linker))
+        tubes.append(trim_video(linker.finish(), alphas))
+    return labels, tubes
+
+
+def restrict(video: VideoAnnotation, num_frames: int) -> VideoAnnotation:
+    """The ground truth of frames ``0..num_frames-1`` (0-based): tubes cut there, later ones left out."""
+    tubes = [replace(t, boxes=t.boxes[:num_frames - t.start]) for t in video.tubes if t.start < num_frames]
+    return VideoAnnotation(video.name, num_frames, video.class_id, tubes)
+
+
+def _worker(cfg, video, num_frames, num_classes, fractions):
+    frames, frame_size = read_frames(cfg, video)
+    return video, online_video(frames, frame_size, num_frames, num_classes, cfg.alphas, fractions, cfg.link_iou,
+                               cfg.jumpgap, cfg.link_score)
+
+
+def online_curves(cfg, annotations: dict, videos: list, num_classes: int, class_names: list,
+                  fractions: tuple = FRACTIONS, ious: tuple = ONLINE_IOUS) -> dict:
+    """Both curves for the videos' detections (``cfg``: a ``tubes.runner.TubeConfig``), as fractions:
+    ``{"fractions", "accuracy": [...], "protocol", "video_map": [{"protocol", "alpha", "iou", "mAP": [...]}]}``,
+    video-mAP for each of ``cfg.protocols``, alpha and ST-IoU threshold in ``ious``."""
+    args = [(cfg, v, annotations[v].num_frames, num_classes, fractions) for v in videos]
+    per_video = {}
+    with ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else nullcontext() as pool:
+        for video, result in (pool.map(_worker, *zip(*args)) if pool else (_worker(*a) for a in args)):
+            per_video[video] = result
+    truth = np.array([annotations[v].class_id for v in videos])
+    out = {"protocol": "+".join(cfg.protocols), "fractions": list(fractions),
+           "accuracy": [float(np.mean(np.array([per_video[v][0][i] for v in videos]) == truth)) for i in range(len(fractions))],
+           "video_map": []}
+    curves = {}
+    for i, x in enumerate(fractions):
+        cut = {v: restrict(annotations[v], observed_frames(x, annotations[v].num_frames)) for v in videos}
+        by_alpha = {a: {v: per_video[v][1][i][a] for v in videos} for a in cfg.alphas}
+        res, _ = evaluate(cut, videos, by_alpha, num_classes, class_names, protocols=cfg.protocols)
+        for p in cfg.protocols:
+            for e in res[VIDEO_MAP_KEY[p]]:
+                if any(abs(e["iou"] - t) < 1e-9 for t in ious):
+                    curves.setdefault((p, e["alpha"], e["iou"]), []).append(e["mAP"])
+    out["video_map"] = [{"protocol": p, "alpha": alpha_label(a), "iou": t, "mAP": m} for (p, a, t), m in curves.items()]
+    return out
+
+
+def write_online(out_dir: Path, results: dict) -> list:
+    """``online.json`` and the two plots (``online_accuracy.png``, ``online_map.png``) in ``out_dir``; their paths."""
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir / ONLINE_FILE) as tmp:
+        Path(tmp).write_text(json.dumps(results, indent=1))
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x = 100 * np.asarray(results["fractions"])
+    paths = [out_dir / ONLINE_FILE, out_dir / "online_accuracy.png", out_dir / "online_map.png"]
+    for path, series, ylabel, title in (
+            (paths[1], [("early label", results["accuracy"])], "label accuracy (%)", "Early label prediction"),
+            (paths[2], [(f"{e['protocol']}, alpha {e['alpha']}, ST-IoU {e['iou']:g}", e["mAP"]) for e in results["video_map"]],
+             "video-mAP (%)", f"Online video-mAP ({' and '.join(results['protocol'].split('+'))} protocol)")):
+        fig, ax = plt.subplots(figsize=(7, 5))
+        for label, y in series:
+            ax.plot(x, 100 * np.asarray(y), marker="o", label=label)
+        ax.set(xlabel="video observed (%)", ylabel=ylabel, xlim=(0, 100), ylim=(0, 100), title=title)
+        ax.grid(True)
+        ax.legend(fontsize=7)
+        save_figure(fig, path)
+    return paths
+
+
+def table(results: dict) -> str:
+    """The curves in percent, one column per fraction."""
+    head = "observed        " + " ".join(f"{100 * x:6.0f}%" for x in results["fractions"])
+    lines = [f"online evaluation ({results['protocol']} protocol)", head,
+             "label accuracy  " + " ".join(f"{100 * a:7.2f}" for a in results["accuracy"])]
+    for e in results["video_map"]:
+        name = f"{e['protocol']} a{e['alpha']} mAP@{e['iou']:g}"
+        lines.append(f"{name:<16}" + " ".join(f"{100 * m:7.2f}" for m in e["mAP"]))
+    return "\n".join(lines)
