@@ -145,3 +145,21 @@ def test_build_tubes_with_both_protocols(tmp_path, capsys):
     fmap, _ = act_frame_ap(annotations, names, rows, len(classes), classes)
     assert both["frame_map_act"]["mAP"] == fmap and both["frame_map_act"]["protocol"] == "act"
     assert "ACT.py frameAP frame-mAP@0.5" in capsys.readouterr().out
+
+
+def test_st_iou_matrix_equals_pairwise_iou3dt():
+    """The vectorised matrix against ``st_iou`` (``iou3dt``, pair by pair) on random tubes, one-frame
+    overlaps and disjoint pairs included."""
+    rng = np.random.default_rng(0)
+
+    def tube(start, n):
+        xy = rng.uniform(0, 100, (n, 2))
+        return act.tube_rows(start, np.concatenate([xy, xy + rng.uniform(5, 60, (n, 2))], 1))
+    a = [tube(int(s), int(n)) for s, n in zip(rng.integers(0, 30, 12), rng.integers(1, 25, 12))]
+    b = [tube(int(s), int(n)) for s, n in zip(rng.integers(0, 30, 9), rng.integers(1, 25, 9))] + [tube(40, 2)]
+    a.append(act.tube_rows(10, np.tile([0, 0, 9, 9], (5, 1))))  # frames 11-15 and 15-17: one shared frame
+    b.insert(-1, act.tube_rows(14, np.tile([0, 0, 9, 9], (3, 1))))
+    want = np.array([[act.st_iou(x, y) for y in b] for x in a])
+    np.testing.assert_allclose(act.st_iou_matrix(a, b), want, rtol=0, atol=1e-12)
+    assert want[-1, -2] == pytest.approx(1 / 7)  # IoU 1 on 1 of 7 frames
+    assert (want == 0).any() and (want > 0.05).any()

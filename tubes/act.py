@@ -62,8 +62,31 @@ def st_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def st_iou_matrix(tubes_a: list, tubes_b: list) -> np.ndarray:
-    """``[A, B]`` ``st_iou`` of every pair."""
-    return np.array([[st_iou(a, b) for b in tubes_b] for a in tubes_a]).reshape(len(tubes_a), len(tubes_b))
+    """``[A, B]`` ``st_iou`` of every pair, vectorised: the common frames of all overlapping pairs at once,
+    each pair's spatial IoUs averaged by a sum over its frames."""
+    out = np.zeros((len(tubes_a), len(tubes_b)))
+    if not len(tubes_a) or not len(tubes_b):
+        return out
+
+    def spans(tubes):
+        lengths = np.array([len(t) for t in tubes])
+        return (np.array([t[0, 0] for t in tubes], np.int64), np.array([t[-1, 0] for t in tubes], np.int64),
+                np.concatenate([[0], np.cumsum(lengths)[:-1]]), np.concatenate([t[:, 1:5] for t in tubes]))
+    sa, ea, oa, ba = spans(tubes_a)
+    sb, eb, ob, bb = spans(tubes_b)
+    i, j = (x.ravel() for x in np.meshgrid(np.arange(len(tubes_a)), np.arange(len(tubes_b)), indexing="ij"))
+    tmin, tmax = np.maximum(sa[i], sb[j]), np.minimum(ea[i], eb[j])
+    ok = tmax >= tmin  # one common frame is an overlap
+    i, j, tmin, tmax = i[ok], j[ok], tmin[ok], tmax[ok]
+    if not len(i):
+        return out
+    n = tmax - tmin + 1
+    first = np.concatenate([[0], np.cumsum(n)[:-1]])
+    step = np.arange(n.sum()) - np.repeat(first, n)
+    iou = spatial_iou(ba[np.repeat(oa[i] + tmin - sa[i], n) + step], bb[np.repeat(ob[j] + tmin - sb[j], n) + step])
+    union = np.maximum(ea[i], eb[j]) - np.minimum(sa[i], sb[j]) + 1
+    out[i, j] = np.add.reduceat(iou, first) / n * (n / union)
+    return out
 
 
 def tube_nms(tubes: list, scores: np.ndarray, overlap: float = TUBE_NMS) -> np.ndarray:
@@ -136,26 +159,30 @@ def video_ap(annotations: list, detections: dict, num_classes: int, iou_threshol
     """
     names = class_names or [str(c) for c in range(num_classes)]
     per_video = [_video_candidates(a, detections.get(a.name, []), num_classes) for a in annotations]
+    num_gt = np.bincount([t.class_id for a in annotations for t in a.tubes], minlength=num_classes)
+    ranked = []  # per class, in rank order: each tube's video, its row there and its best ST-IoU with any GT
+    for c in range(num_classes):
+        scores = np.concatenate([np.zeros(0)] + [v[c][0] for v in per_video])
+        owner = np.repeat(np.arange(len(per_video)), [len(v[c][0]) for v in per_video])
+        row = np.concatenate([np.zeros(0, np.int64)] + [np.arange(len(v[c][0])) for v in per_video])
+        best = np.concatenate([np.zeros(0)] + [v[c][1].max(1) if v[c][1].shape[1] else np.full(len(v[c][1]), -np.inf)
+                                               for v in per_video])
+        order = np.argsort(-scores, kind="stable")
+        ranked.append((owner[order], row[order], best[order]))
     results = []
     for th in iou_thresholds:
         ap, curves = np.zeros(num_classes), []
-        for c in range(num_classes):
-            num_gt = sum(len(_gt_rows(a, c)) for a in annotations)
-            scores = np.concatenate([v[c][0] for v in per_video]) if per_video else np.zeros(0)
-            owner = np.repeat(np.arange(len(per_video)), [len(v[c][0]) for v in per_video])
-            row = np.concatenate([np.arange(len(v[c][0])) for v in per_video]) if per_video else np.zeros(0, np.int64)
-            covered = [np.zeros(v[c][1].shape[1], bool) for v in per_video]
-            order = np.argsort(-scores, kind="stable")
-            hits = np.zeros(len(order), bool)
-            for rank, j in enumerate(order):
-                iou = per_video[owner[j]][c][1][row[j]]
-                free = np.flatnonzero(~covered[owner[j]])
-                if len(free):
-                    best = free[int(np.argmax(iou[free]))]
-                    if iou[best] >= th:
-                        covered[owner[j]][best] = True
-                        hits[rank] = True
-            ap[c], recall, precision = pr_to_ap(hits, num_gt, names[c])
+        for c, (owner, row, best) in enumerate(ranked):
+            covered = {}
+            hits = np.zeros(len(owner), bool)
+            for rank in np.flatnonzero(best >= th):  # the others match no GT tube at all: false positives
+                iou = per_video[owner[rank]][c][1][row[rank]]
+                free = covered.setdefault(owner[rank], np.ones(len(iou), bool))
+                j = int(np.argmax(np.where(free, iou, -np.inf)))  # the first best of the GT tubes left
+                if free[j] and iou[j] >= th:
+                    free[j] = False
+                    hits[rank] = True
+            ap[c], recall, precision = pr_to_ap(hits, int(num_gt[c]), names[c])
             curves.append((recall, precision))
         results.append(ActAPResult(th, float(ap.mean()), ap, curves))
     return results
