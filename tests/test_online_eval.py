@@ -3,6 +3,7 @@ video-mAP, and at 100% observed the tubes and video-mAP of build_tubes.py."""
 import json
 
 import numpy as np
+import pytest
 
 from data.annotations import Tube, VideoAnnotation
 from tubes import online_eval as oe
@@ -110,3 +111,14 @@ def test_eval_online_script_at_full_video_equals_build_tubes(tmp_path, capsys):
         assert e["mAP"][1] == want
     assert online["accuracy"][1] <= 1 and max(e["mAP"][1] for e in online["video_map"]) > 0
     assert "label accuracy" in capsys.readouterr().out
+
+
+def test_unreadable_detections_count_as_none_unless_strict(tmp_path, caplog):
+    ann = {"A/v1": VideoAnnotation("A/v1", 4, 0, [Tube(0, 0, np.repeat(GT_BOX, 4, 0))])}
+    (tmp_path / "dets" / "A" / "v1").mkdir(parents=True)
+    (tmp_path / "dets" / "A" / "v1" / "00001.mat").write_text("not a mat file")
+    cfg = TubeConfig(tmp_path / "dets", "road_mat", (3.0,))
+    res = oe.online_curves(cfg, ann, ["A/v1"], 1, ["A"], fractions=(0.5, 1.0))
+    assert res["accuracy"] == [0.0, 0.0] and "00001.mat" in caplog.text and "A/v1" in caplog.text
+    with pytest.raises(ValueError, match=r"A/v1: .*00001\.mat"):
+        oe.online_curves(TubeConfig(tmp_path / "dets", "road_mat", (3.0,), strict=True), ann, ["A/v1"], 1, ["A"])

@@ -88,9 +88,17 @@ def restrict(video: VideoAnnotation, num_frames: int) -> VideoAnnotation:
 
 
 def _worker(cfg, video, num_frames, num_classes, fractions):
-    frames, frame_size = read_frames(cfg, video)
-    return video, online_video(frames, frame_size, num_frames, num_classes, cfg.alphas, fractions, cfg.link_iou,
-                               cfg.jumpgap, cfg.link_score)
+    """One video's curves; as build_tubes.py, unreadable detections count as none (logged) unless ``cfg.strict``."""
+    try:
+        frames, frame_size = read_frames(cfg, video)
+        result = online_video(frames, frame_size, num_frames, num_classes, cfg.alphas, fractions, cfg.link_iou,
+                              cfg.jumpgap, cfg.link_score)
+    except ValueError as e:  # DetectionError included
+        if cfg.strict:
+            raise ValueError(f"{video}: {e}") from e
+        log.error("%s: %s; counted as a video without detections (--strict stops instead)", video, e)
+        result = online_video([], cfg.frame_size, num_frames, num_classes, cfg.alphas, fractions)
+    return video, result
 
 
 def online_curves(cfg, annotations: dict, videos: list, num_classes: int, class_names: list,
