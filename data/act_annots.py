@@ -49,8 +49,12 @@ def _parse_tube(rows, label, num_frames, where):
     return [Tube(label, int(frames[a]) - 1, rows[a:b, 1:].astype(np.float32)) for a, b in _contiguous_pieces(frames)]
 
 
-def parse_act_gt(content: dict, path: Path, split: int = 1) -> DatasetAnnotations:
-    """Convert an ACT ground-truth dictionary to ``DatasetAnnotations`` (split ``split``, 1-based)."""
+def parse_act_gt(content: dict, path: Path, split: int = 1, clip: bool = True) -> DatasetAnnotations:
+    """Convert an ACT ground-truth dictionary to ``DatasetAnnotations`` (split ``split``, 1-based).
+
+    ``clip``: boxes past the frame are clipped (a box left without area splits its tube), as training
+    needs; ``False`` keeps them as the file has them, as ACT.py evaluates them (tubes/runner.py).
+    """
     for key in ACT_KEYS:
         if key not in content:
             raise AnnotationError(f"{path}: missing field {key!r} (an ACT ground-truth file has {', '.join(ACT_KEYS)})")
@@ -77,7 +81,7 @@ def parse_act_gt(content: dict, path: Path, split: int = 1) -> DatasetAnnotation
             labels.add(label)
             for t, rows in enumerate(raw_tubes):
                 for piece in _parse_tube(rows, label, num_frames, f"{where} field 'gttubes' label {label} tube {t}"):
-                    tubes.extend(_clip_tube(piece, (width, height), stats))
+                    tubes.extend(_clip_tube(piece, (width, height), stats) if clip else [piece])
         if len(labels) != 1:
             raise AnnotationError(f"{where} field 'gttubes' has labels {sorted(labels)}; expected exactly one per video")
         videos[name] = VideoAnnotation(name, num_frames, labels.pop(), tubes)

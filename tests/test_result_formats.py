@@ -134,3 +134,11 @@ def test_bad_files_name_file_video_and_field(tmp_path):
     scipy.io.savemat(tmp_path / "y.mat", {"xmldata": mat["xmldata"]})
     with pytest.raises(ValueError, match=r"y\.mat: video Jump/v1 tube 1 field 'boxes\.bxs': expected 5 rows"):
         load_any_tubes(tmp_path / "y.mat")
+
+
+def test_act_ground_truth_is_evaluated_as_the_file_has_it(tmp_path):
+    """ACT.py does not clip boxes to the frame: the evaluation keeps a box past the frame as it is."""
+    annotations = make_annotations()
+    annotations["Run/v1"].tubes[0].boxes[3] = [300, 200, 330, 250]  # past the 320 x 240 frame
+    loaded = load_annotations(write_annotations(tmp_path, annotations)["act"])
+    np.testing.assert_array_equal(loaded["Run/v1"].tubes[0].boxes, annotations["Run/v1"].tubes[0].boxes)

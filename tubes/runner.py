@@ -79,7 +79,8 @@ def load_annotations(path: Path) -> dict:
     if path.suffix == ".mat":
         return load_final_annots(path)
     content = load_pickle(path)
-    return parse_act_gt(content, path).videos if is_act_file(content) else load_pyannot(path)
+    # ACT ground truth as the file has it (ACT.py does not clip boxes to the frame)
+    return parse_act_gt(content, path, clip=False).videos if is_act_file(content) else load_pyannot(path)
 
 
 def class_names_from(annotations: dict, num_classes: int, classes_file: Path | None = None) -> list:
