@@ -25,7 +25,9 @@ def fraction_list(text: str) -> tuple:
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                parents=[annotation_args(), class_args(), tube_args(), build_args(), protocol_args()])
+                                parents=[annotation_args(), class_args(), tube_args(), build_args(), protocol_args()],
+                                epilog="build_tubes.py's flags, so the tubes are the same; frame-mAP's (--no_frame_map, "
+                                       "--frame_ap_any_class) have no effect here")
     group = p.add_argument_group("online evaluation")
     group.add_argument("--fractions", default=oe.FRACTIONS, type=fraction_list, help="fractions of each video observed")
     group.add_argument("--online_ious", default=oe.ONLINE_IOUS, type=fraction_list, help="ST-IoU thresholds of the video-mAP curves")
