@@ -1,7 +1,7 @@
 """Online evaluation (ROAD, ICCV 2017): early label accuracy and video-mAP against the fraction of each video observed.
 
 python eval_online.py --det_dir DIR --annot finalAnnots.mat|pyannot.pkl|GT.pkl|ucf24 --out_dir OUT
-    [--fractions 0.1,0.2,...,1] [--online_ious 0.2,0.5,0.75] [--protocol road|act|road,act]
+    [--fractions 0.1,0.2,...,1] [--online_ious 0.2,0.5,0.75] [--early_label live|all] [--protocol road|act|road,act]
     [build_tubes.py's detection, linking and trimming flags]
 Writes OUT/online.json, OUT/online_accuracy.png and OUT/online_map.png and prints both curves.
 """
@@ -31,6 +31,9 @@ def get_args_parser():
     group = p.add_argument_group("online evaluation")
     group.add_argument("--fractions", default=oe.FRACTIONS, type=fraction_list, help="fractions of each video observed")
     group.add_argument("--online_ious", default=oe.ONLINE_IOUS, type=fraction_list, help="ST-IoU thresholds of the video-mAP curves")
+    group.add_argument("--early_label", default="live", choices=oe.EARLY_LABELS, type=str.lower,
+                       help="a video's label at a fraction: the class of its best live path (live; no live path is "
+                            "wrong) or of its best path so far, ended ones included (all)")
     return p
 
 
@@ -42,7 +45,8 @@ def main(argv=None):
     videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)
     num_classes = tr.num_classes_of(cfg, videos, annotations)
     names = tr.class_names_from(annotations, num_classes, args.classes)
-    results = oe.online_curves(cfg, annotations, videos, num_classes, names, args.fractions, args.online_ious)
+    results = oe.online_curves(cfg, annotations, videos, num_classes, names, args.fractions, args.online_ious,
+                               args.early_label)
     oe.write_online(args.out_dir, results)
     print(oe.table(results))
     return results

@@ -39,6 +39,10 @@ def test_early_label_by_hand():
     # although the dead class-0 path scores higher
     frames = frames_of([(0.9, 0.0)] * 4 + [None] * 4 + [(0.0, 0.3)] * 2)
     assert oe.online_video(frames, (320, 240), 10, 2, (3.0,))[0] == [0, 0, 0, 0, 0, 0, -1, -1, 1, 1]
+    # early_label="all": the best path so far, ended ones included: the class-0 path (mean 0.9) throughout
+    assert oe.online_video(frames, (320, 240), 10, 2, (3.0,), early_label="all")[0] == [0] * 10
+    with pytest.raises(ValueError, match="early label"):
+        oe.online_video(frames, (320, 240), 10, 2, (3.0,), early_label="best")
 
 
 def test_online_video_map_by_hand(tmp_path):

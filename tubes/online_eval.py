@@ -5,7 +5,8 @@ For each fraction x (10%, 20%, ..., 100%) a video of F frames is observed up to 
 ``n = ceil(x * F)`` (at least 1) and linked online (``OnlineLinker``, the linking of build_tubes.py):
 
 - its label at x is the class of its best-scoring live path at frame n, a path's score being the mean
-  of its class scores (gaps filled), as demo.py shows it; no live path is a wrong label;
+  of its class scores (gaps filled), as demo.py shows it; no live path is a wrong label (so a video whose
+  action ended earlier has none); ``early_label="all"`` takes the best of all paths so far instead;
 - its tubes at x are the paths linked up to frame n (what build_tubes.py would get from a video that
   ended there), trimmed as usual (``trim_video``), and are evaluated against the ground truth
   restricted to frames 1..n (tubes cut at n; a tube starting later is left out).
@@ -44,11 +45,21 @@ def observed_frames(fraction: float, num_frames: int) -> int:
     return max(1, min(num_frames, math.ceil(round(fraction * num_frames, 9))))
 
 
-def best_live_label(linker: OnlineLinker) -> int:
-    """Class of the live path with the highest mean class score (first class on ties); -1 without one."""
+EARLY_LABELS = ("live", "all")  # the paths an early label comes from: live ones (the paper's), or all so far
+
+
+def best_path_label(linker: OnlineLinker, paths: str = "live") -> int:
+    """Class of the path with the highest mean class score (first class on ties), -1 without one: among
+    the live paths (``live``), or also the ended ones that the linking keeps (``all``; incremental_linking.m
+    drops ended paths of jumpgap detections or fewer)."""
+    if paths not in EARLY_LABELS:
+        raise ValueError(f"early label paths must be one of {EARLY_LABELS}, got {paths!r}")
+    per_class = [linker.paths(c) for c in range(linker.num_classes)]
+    if paths == "all":  # finish(): the live and ended paths with more than jumpgap detections
+        per_class = [live + ended for live, ended in zip(per_class, linker.finish())]
     best, label = -np.inf, -1
     for c in range(linker.num_classes):
-        for path in linker.paths(c):
+        for path in per_class[c]:
             score = float(np.mean(path.scores, dtype=np.float64))
             if score > best:
                 best, label = score, c
@@ -57,10 +68,11 @@ def best_live_label(linker: OnlineLinker) -> int:
 
 def online_video(frames: list, frame_size: tuple, num_frames: int, num_classes: int, alphas: tuple,
                  fractions: tuple = FRACTIONS, link_iou: float = 0.1, jumpgap: int = 3,
-                 link_score: float = 0.001) -> tuple:
+                 link_score: float = 0.001, early_label: str = "live") -> tuple:
     """One video's per-frame ``(loc, scores)`` -> ``(labels [len(fractions)], [{alpha: [ActionTube]}] per fraction)``.
 
-    ``num_frames``: the video's length F (the annotation's), which the fractions divide.
+    ``num_frames``: the video's length F (the annotation's), which the fractions divide; ``early_label``:
+    the paths the label comes from (``best_path_label``).
     """
     linker = OnlineLinker(num_classes, link_iou, jumpgap, linking_filter(link_score))
     stops = [observed_frames(x, num_frames) for x in fractions]
@@ -76,7 +88,7 @@ def online_video(frames: list, frame_size: tuple, num_frames: int, num_classes: 
             f = linker.t
             b, s = boxes[offsets[f]:offsets[f + 1]], class_scores[offsets[f]:offsets[f + 1]]
             linker.link(b, s, filter_frame_padded(b, s, (linker.filter_cfg,))[0])
-        labels.append(best_live_label(linker))
+        labels.append(best_path_label(linker, early_label))
         tubes.append(trim_video(linker.finish(), alphas))
     return labels, tubes
 
@@ -87,12 +99,12 @@ def restrict(video: VideoAnnotation, num_frames: int) -> VideoAnnotation:
     return VideoAnnotation(video.name, num_frames, video.class_id, tubes)
 
 
-def _worker(cfg, video, num_frames, num_classes, fractions):
+def _worker(cfg, video, num_frames, num_classes, fractions, early_label):
     """One video's curves; as build_tubes.py, unreadable detections count as none (logged) unless ``cfg.strict``."""
     try:
         frames, frame_size = read_frames(cfg, video)
         result = online_video(frames, frame_size, num_frames, num_classes, cfg.alphas, fractions, cfg.link_iou,
-                              cfg.jumpgap, cfg.link_score)
+                              cfg.jumpgap, cfg.link_score, early_label)
     except ValueError as e:  # DetectionError included
         if cfg.strict:
             raise ValueError(f"{video}: {e}") from e
@@ -102,17 +114,17 @@ def _worker(cfg, video, num_frames, num_classes, fractions):
 
 
 def online_curves(cfg, annotations: dict, videos: list, num_classes: int, class_names: list,
-                  fractions: tuple = FRACTIONS, ious: tuple = ONLINE_IOUS) -> dict:
+                  fractions: tuple = FRACTIONS, ious: tuple = ONLINE_IOUS, early_label: str = "live") -> dict:
     """Both curves for the videos' detections (``cfg``: a ``tubes.runner.TubeConfig``), as fractions:
     ``{"fractions", "accuracy": [...], "protocol", "video_map": [{"protocol", "alpha", "iou", "mAP": [...]}]}``,
     video-mAP for each of ``cfg.protocols``, alpha and ST-IoU threshold in ``ious``."""
-    args = [(cfg, v, annotations[v].num_frames, num_classes, fractions) for v in videos]
+    args = [(cfg, v, annotations[v].num_frames, num_classes, fractions, early_label) for v in videos]
     per_video = {}
     with ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else nullcontext() as pool:
         for video, result in (pool.map(_worker, *zip(*args)) if pool else (_worker(*a) for a in args)):
             per_video[video] = result
     truth = np.array([annotations[v].class_id for v in videos])
-    out = {"protocol": "+".join(cfg.protocols), "fractions": list(fractions),
+    out = {"protocol": "+".join(cfg.protocols), "fractions": list(fractions), "early_label": early_label,
            "accuracy": [float(np.mean(np.array([per_video[v][0][i] for v in videos]) == truth)) for i in range(len(fractions))],
            "video_map": []}
     curves = {}
