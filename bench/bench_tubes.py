@@ -104,7 +104,7 @@ def main():
     rows.append((f"video-mAP (cpu), {len(cfg.alphas)} alphas x 11 thresholds; "
                  f"{1000 * vt / (11 * len(cfg.alphas)):.1f} ms per threshold", vt, frames))
     t = time.process_time()
-    FrameAP.merge([frame_aps[v] for v in names]).compute()
+    FrameAP.merge([frame_aps[v]["road"] for v in names]).compute()
     rows.append(("frame-mAP from the workers' matches (cpu)", time.process_time() - t, frames))
     t = time.perf_counter()
     by_alpha = {a: {v: tubes[v][a] for v in names} for a in cfg.alphas}
