@@ -151,7 +151,8 @@ def write_online(out_dir: Path, results: dict) -> list:
     x = 100 * np.asarray(results["fractions"])
     paths = [out_dir / ONLINE_FILE, out_dir / "online_accuracy.png", out_dir / "online_map.png"]
     for path, series, ylabel, title in (
-            (paths[1], [("early label", results["accuracy"])], "label accuracy (%)", "Early label prediction"),
+            (paths[1], [("early label", results["accuracy"])], "label accuracy (%)",
+             "Early label prediction (the same under every protocol)"),
             (paths[2], [(f"{e['protocol']}, alpha {e['alpha']}, ST-IoU {e['iou']:g}", e["mAP"]) for e in results["video_map"]],
              "video-mAP (%)", f"Online video-mAP ({' and '.join(results['protocol'].split('+'))} protocol)")):
         fig, ax = plt.subplots(figsize=(7, 5))
