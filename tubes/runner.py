@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from data.annotations import UCF_FRAME_SIZE, load_pyannot, read_video_list
 from data.matlab_annots import load_final_annots
 from utils.io import atomic_path
 
-from .detections import detection_path, frame_detections, read_road_mat_video, read_video_detections
+from .detections import detection_path, frame_detections, frame_map_path, read_road_mat_video, read_video_detections
 from .frame_map import FrameAP, video_frame_ap
 from .fusion import FUSE_IOU, MATLAB_NAMES, first_unaligned, fusion_name, link_fused
 from .linking import FRAME_AP_FILTER, LINKING_FILTER, check_jumpgap, link_frames, linking_filter
@@ -54,13 +54,16 @@ class TubeConfig:
     fusion: str | None = None  # boost, union or mean (or the Matlab's nwsum-plus, cat, mean)
     fuse_iou: float = FUSE_IOU  # boost's minimum overlap
     fuse_fixed: bool = False  # boost without the original's covered-box bug (see tubes/fusion.py)
+    prefused: bool = field(default=False, init=False)  # set for mean fusion of a det_dir that test.py --fuse_weights fused (``prefused_mean``)
 
     def __post_init__(self):
-        if (self.fusion is None) != (self.fuse_det_dir is None):
-            raise ValueError("late fusion needs both a fusion type and a second stream's detections "
-                             f"(got fusion={self.fusion!r}, fuse_det_dir={self.fuse_det_dir!r})")
         if self.fusion is not None:
             self.fusion = fusion_name(self.fusion)
+        self.prefused = self.fusion == "mean" and self.fuse_det_dir is None and prefused_mean(self.det_dir)
+        if (self.fusion is None) != (self.fuse_det_dir is None) and not self.prefused:
+            raise ValueError("late fusion needs both a fusion type and a second stream's detections "
+                             f"(got fusion={self.fusion!r}, fuse_det_dir={self.fuse_det_dir!r}; mean fusion "
+                             "also takes the mean/ folder of test.py --fuse_weights alone)")
         if not 0 <= self.fuse_iou <= 1:
             raise ValueError(f"fuse_iou must be in [0, 1], got {self.fuse_iou!r}")
         check_jumpgap(self.jumpgap)
@@ -69,6 +72,15 @@ class TubeConfig:
             raise ValueError(f"workers must be >= 1, got {self.workers!r}")
         if not self.alphas or any(not a >= 0 for a in self.alphas):
             raise ValueError(f"alphas must be one or more numbers >= 0, got {self.alphas!r}")
+
+
+def prefused_mean(det_dir: Path) -> bool:
+    """Whether ``det_dir`` holds mean-fused scores: test.py --fuse_weights's ``DET_DIR/mean``, whose
+    summary (``frame_map_path``) says ``"fusion": "mean"``."""
+    try:
+        return json.loads(frame_map_path(det_dir).read_text()).get("fusion") == "mean"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def load_annotations(path: Path) -> dict:
@@ -152,23 +164,28 @@ def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | N
     """Worker: read, link + trim one video and, given its ``VideoGT``, its frame-AP matching.
 
     With ``cfg.fusion``, the two streams are fused frame by frame before the linking, and the
-    frame-AP takes the fused detections the linking consumed (``link_fused``).
+    frame-AP takes the fused detections the linking consumed (``link_fused``; for a stream that
+    test.py fused, ``cfg.prefused``, the linking's filtering of it).
     Returns ``(video, {alpha: tubes}, FrameAP of the video or None, CPU seconds per stage, error)``:
     without ``cfg.strict``, a video whose detections cannot be read or linked is counted as a
     video without detections and its error message returned (else None).
     """
     def link(frames, frame_size, top=None):
-        if cfg.fusion:
+        if fused:
             return link_fused(frames, top, num_classes, cfg.fusion, frame_size, cfg.fuse_iou, cfg.link_iou,
                               cfg.jumpgap, cfg.link_score, cfg.fuse_fixed)
+        # a fused stream's frame-AP takes what the linking consumed, a stream's frameAp.m's filtering
+        frame_ap_filter = linking_filter(cfg.link_score) if cfg.prefused else FRAME_AP_FILTER
         return link_frames(frames, num_classes, frame_size, cfg.link_iou, cfg.jumpgap,
-                           None if gt is None else FRAME_AP_FILTER, cfg.link_score)
+                           None if gt is None else frame_ap_filter, cfg.link_score)
+
+    fused = cfg.fusion and not cfg.prefused
 
     t0 = t1 = time.process_time()
     error = None
     try:
         frames, frame_size = read_frames(cfg, video)
-        top = read_fuse_stream(cfg, video, frames, frame_size) if cfg.fusion else None
+        top = read_fuse_stream(cfg, video, frames, frame_size) if fused else None
         t1 = time.process_time()
         try:
             paths, frame_dets = link(frames, frame_size, top)
@@ -264,7 +281,8 @@ def fusion_summary(cfg: TubeConfig) -> dict | None:
         return None
     matlab = {v: k for k, v in MATLAB_NAMES.items()}[cfg.fusion]
     return {"type": cfg.fusion, "matlab_name": matlab, "base_det_dir": str(cfg.det_dir),
-            "fuse_det_dir": str(cfg.fuse_det_dir), "fuse_iou": cfg.fuse_iou if cfg.fusion == "boost" else None,
+            "fuse_det_dir": None if cfg.prefused else str(cfg.fuse_det_dir), "prefused_by_test_py": cfg.prefused,
+            "fuse_iou": cfg.fuse_iou if cfg.fusion == "boost" else None,
             "fixed": cfg.fuse_fixed if cfg.fusion == "boost" else None}
 
 
@@ -274,8 +292,9 @@ def table(results: dict) -> str:
     fusion = results.get("fusion")
     if fusion:
         boost = f", fuse_iou {fusion['fuse_iou']:g}{', fixed' if fusion['fixed'] else ''}" if fusion["type"] == "boost" else ""
-        lines.append(f"late fusion: {fusion['type']} ({fusion['matlab_name']}{boost}) of {fusion['base_det_dir']} "
-                     f"and {fusion['fuse_det_dir']}")
+        streams = (f"the streams fused by test.py in {fusion['base_det_dir']}" if fusion.get("prefused_by_test_py")
+                   else f"{fusion['base_det_dir']} and {fusion['fuse_det_dir']}")
+        lines.append(f"late fusion: {fusion['type']} ({fusion['matlab_name']}{boost}) of {streams}")
     lines.append("alpha  mAP@0.2  mAP@0.5  mAP@0.75  mAP@0.5:0.95  accuracy")
     alphas = sorted({r["alpha"] for r in results["video_map"]})
     for a in alphas:
