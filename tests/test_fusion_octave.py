@@ -125,3 +125,11 @@ def test_fusion_needs_both_flags(tmp_path, det):
     with pytest.raises(SystemExit, match="late fusion needs both"):
         build_tubes.main(["--det_dir", str(tmp_path / "rgb"), "--fusion", "mean", "--annot",
                           str(FIXTURES / "fusion_finalAnnots.mat"), "--out_dir", str(tmp_path / "out")])
+
+
+def test_streams_with_other_classes_are_an_error(tmp_path, det):
+    names = write_streams(det, tmp_path)
+    for f in (tmp_path / "flow" / names[0]).iterdir():
+        write_road_mat_frame(f, np.zeros((1, 4)), np.full((1, 3), 1 / 3))
+    with pytest.raises(ValueError, match=f"flow/{names[0]}: scores have 3 columns, .*rgb/{names[0]} 4"):
+        build(tmp_path, "--fusion", "union")

@@ -83,7 +83,8 @@ def build_args() -> argparse.ArgumentParser:
     group = parser.add_argument_group("late fusion (fusedActionPaths.m; --det_dir is the base stream, e.g. rgb)")
     group.add_argument("--fuse_det_dir", default=None, type=Path,
                        help="the second stream's detections (e.g. flow), in --det_format, the same videos and frames")
-    group.add_argument("--fusion", default=None, type=str.lower, choices=FUSIONS + tuple(MATLAB_NAMES),
+    group.add_argument("--fusion", default=None, type=str.lower,
+                       choices=FUSIONS + tuple(n for n in MATLAB_NAMES if n not in FUSIONS),
                        help="per frame and class: boost (nwsum-plus), union (cat) or mean (the streams' scores averaged "
                             "prior by prior: their files must align row by row)")
     group.add_argument("--fuse_iou", default=FUSE_IOU, type=float,

@@ -152,6 +152,9 @@ def read_fuse_stream(cfg: TubeConfig, video: str, base: list, size: tuple) -> li
         raise ValueError(f"{paths[0]} and {paths[1]}: frame sizes {tuple(size)} and {tuple(top_size)} differ")
     if len(base) != len(top):
         raise ValueError(f"{paths[0]} has {len(base)} frames, {paths[1]} has {len(top)}")
+    widths = [{s.shape[1] for loc, s in frames if len(loc)} for frames in (base, top)]
+    if widths[0] and widths[1] and widths[0] != widths[1]:
+        raise ValueError(f"{paths[1]}: scores have {widths[1].pop()} columns, {paths[0]} {widths[0].pop()}")
     if cfg.fusion == "mean" and (f := first_unaligned(base, top)) is not None:
         where = ([p / f"{f + 1:05d}.mat" for p in paths] if cfg.det_format == "road_mat"
                  else [f"{p} frame {f + 1}" for p in paths])
