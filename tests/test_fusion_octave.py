@@ -16,6 +16,7 @@ from tubes.video_map import gt_from_annotation
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "octave"
 RUNS = ["boost", "union", "mean", "boost_fixed"]
+FUSION_FIXTURES = ["fusion", "fusion_single"]  # double on exact grids; float32 off them (computed in single)
 
 
 def stream_frames(det, v, prefix=""):
@@ -29,9 +30,11 @@ def det():
     return np.load(FIXTURES / "fusion.npz")
 
 
-@pytest.fixture(scope="module", params=RUNS)
-def run(request, det):
-    expected = json.loads((FIXTURES / f"fusion_{request.param}.json").read_text())
+@pytest.fixture(scope="module", params=[(f, r) for f in FUSION_FIXTURES for r in RUNS], ids="-".join)
+def run(request):
+    fixture, fusion_run = request.param
+    det = np.load(FIXTURES / f"{fixture}.npz")
+    expected = json.loads((FIXTURES / f"{fixture}_{fusion_run}.json").read_text())
     names = [str(n) for n in det["names"]]
     num_classes = len(det["classes"])
     alphas = [float(a) for a in det["alphas"]]
@@ -41,12 +44,15 @@ def run(request, det):
                               fuse_iou=expected["fuse_iou"] or 0.25, iou_thresh=float(det["iou_thresh"]),
                               fixed=expected["fixed"])
         built[name] = paths, trim_video(paths, alphas)
-    gt = load_final_annots(FIXTURES / "fusion_finalAnnots.mat")
+    gt = load_final_annots(FIXTURES / f"{fixture}_finalAnnots.mat")
     return names, num_classes, alphas, built, expected, [gt_from_annotation(gt[n]) for n in names]
 
 
-def test_fixture_exercises_the_fusion(det):
+@pytest.mark.parametrize("fixture", FUSION_FIXTURES)
+def test_fixture_exercises_the_fusion(fixture):
     """The streams differ, share their rows, and each has frames with nothing the filtering keeps."""
+    det = np.load(FIXTURES / f"{fixture}.npz")
+    assert det["loc_0"].dtype == det["top_scores_0"].dtype == (np.float32 if fixture == "fusion_single" else np.float64)
     for v in range(len(det["names"])):
         base, top = stream_frames(det, v), stream_frames(det, v, "top_")
         assert [len(b[0]) for b in base] == [len(t[0]) for t in top]
@@ -70,9 +76,10 @@ def test_fused_video_map_equal_matlab(run):
     assert_video_map_equal_matlab(gts, {n: built[n][1] for n in names}, expected, num_classes, alphas)
 
 
-def test_fusion_types_differ():
+@pytest.mark.parametrize("fixture", FUSION_FIXTURES)
+def test_fusion_types_differ(fixture):
     """Each fusion gives other paths on these fixtures (else the comparisons above prove less)."""
-    paths = [json.dumps(json.loads((FIXTURES / f"fusion_{r}.json").read_text())["paths"]) for r in RUNS]
+    paths = [json.dumps(json.loads((FIXTURES / f"{fixture}_{r}.json").read_text())["paths"]) for r in RUNS]
     assert len(set(paths)) == len(RUNS)
 
 

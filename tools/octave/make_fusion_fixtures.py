@@ -7,7 +7,8 @@ detections; the flow stream moves each box (a few far) and mixes other scores in
 of each stream have nothing the filtering keeps (every class score below 0.001). The ORIGINAL
 ``fusedActionPaths.m`` then runs under GNU Octave for each fusion type through our driver
 ``fusion_reference.m``, followed by the original trimming and evaluation, and
-``fusion_<type>.json`` keeps the paths, tubes and video-mAP; ``fusion.npz`` the inputs.
+``<fixture>_<type>.json`` keeps the paths, tubes and video-mAP; ``<fixture>.npz`` the inputs
+(``fusion``: double on the 2^-12 / 2^-16 grids; ``fusion_single``: float32 off them).
 ``boost_fixed``: the original with the covered-box test mended (``fix_boost``), for
 ``--fuse_fixed``.
 
@@ -22,9 +23,12 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from make_fixtures import CASES, GRID_BOX, GRID_SCORE, MIRROR, OUT, collect, make_case, run_reference, write_inputs
+from make_fixtures import CASES, GRID_BOX, GRID_SCORE, MIRROR, OUT, SINGLE, collect, make_case, run_reference, \
+    write_inputs
 
-CASE = "small"  # make_fixtures' case whose detections are the base stream
+# fixture: make_fixtures' case whose detections are the base stream (the single one: float32 files, off the
+# grid, which the original computes in single)
+FIXTURE_CASES = {"fusion": "small", "fusion_single": "single"}
 SEED = 7
 # fixture name: (Matlab fusion type, fuseiouth as I02genFusedTubes.m passes it, mend boost)
 RUNS = {"boost": ("nwsum-plus", 0.25, False), "union": ("cat", 0.0, False), "mean": ("mean", 0.0, False),
@@ -60,31 +64,33 @@ def no_single_rows(frames):
     return out
 
 
-def flow_stream(rng, frames):
-    """The second stream: the same rows, boxes moved (a fifth of them far), scores mixed with others."""
+def flow_stream(rng, frames, single):
+    """The second stream: the same rows, boxes moved (a fifth of them far), scores mixed with others;
+    on the grids, or float32 off them (``single``)."""
     out = []
     for f, (loc, scores) in enumerate(frames):
         move = rng.normal(0, 0.03, loc.shape)
         move[rng.random(len(loc)) < 0.2] += 0.3
-        loc2 = np.clip(np.round((loc + move) * GRID_BOX) / GRID_BOX, -0.05, 1.05)
         mix = rng.dirichlet(np.ones(scores.shape[1]) * 0.5, len(loc))
-        scores2 = np.round((0.6 * scores + 0.4 * mix)
-                           * GRID_SCORE) / GRID_SCORE
+        if single:
+            loc2 = np.clip(loc + move, -0.05, 1.05).astype(np.float32)
+            scores2 = (0.6 * scores + 0.4 * mix).astype(np.float32)
+        else:
+            loc2 = np.clip(np.round((loc + move) * GRID_BOX) / GRID_BOX, -0.05, 1.05)
+            scores2 = np.round((0.6 * scores + 0.4 * mix) * GRID_SCORE) / GRID_SCORE
         if f % 7 == 3:
             scores2 = nothing(scores2)
         out.append((loc2, scores2))
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", default=str(MIRROR), help="bare git repository of gurkirt/realtime-action-detection")
-    args = ap.parse_args()
-    classes, seed, specs, iou_thresh, alphas = CASES[CASE]
-    names, annot, base = make_case(classes, seed, specs)
+def make_fixture(src, fixture, case):
+    classes, seed, specs, iou_thresh, alphas = CASES[case]
+    single = case in SINGLE
+    names, annot, base = make_case(classes, seed, specs, single)
     rng = np.random.default_rng(SEED)
     base = [no_single_rows(video) for video in base]
-    top = [flow_stream(rng, video) for video in base]
+    top = [flow_stream(rng, video, single) for video in base]
     base = [[(loc, nothing(s) if f % 11 == 5 else s) for f, (loc, s) in enumerate(video)] for video in base]
     det = {"names": np.array(names), "classes": np.array(classes), "iou_thresh": iou_thresh, "alphas": np.array(alphas)}
     for stream, frames in (("", base), ("top_", top)):
@@ -102,15 +108,23 @@ def main():
                 for f, (loc, scores) in enumerate(video, 1):
                     (work / "dets_top" / name).mkdir(parents=True, exist_ok=True)
                     scipy.io.savemat(work / "dets_top" / name / f"{f:05d}.mat", {"loc": loc, "scores": scores})
-            run_reference(args.src, tmp, work, f"fusion_reference('SRC', 'WORK', '{fusion}', {fuse_iou})",
+            run_reference(src, tmp, work, f"fusion_reference('SRC', 'WORK', '{fusion}', {fuse_iou})",
                           {"actionpath/fusedActionPaths.m": fix_boost} if fixed else None)
             expected = collect(work, names, classes, alphas)
             expected.update(fusion=fusion, fuse_iou=fuse_iou, fixed=fixed)
-            (OUT / f"fusion_{run}.json").write_text(json.dumps(expected))
+            (OUT / f"{fixture}_{run}.json").write_text(json.dumps(expected))
             if run == "boost":
-                shutil.copy(work / "finalAnnots.mat", OUT / "fusion_finalAnnots.mat")
-            print(run, "done:", expected["results"]["rows"][:2])
-    np.savez_compressed(OUT / "fusion.npz", **det)
+                shutil.copy(work / "finalAnnots.mat", OUT / f"{fixture}_finalAnnots.mat")
+            print(fixture, run, "done:", expected["results"]["rows"][:2])
+    np.savez_compressed(OUT / f"{fixture}.npz", **det)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--src", default=str(MIRROR), help="bare git repository of gurkirt/realtime-action-detection")
+    args = ap.parse_args()
+    for fixture, case in FIXTURE_CASES.items():
+        make_fixture(args.src, fixture, case)
 
 
 if __name__ == "__main__":
