@@ -8,7 +8,7 @@ from pathlib import Path
 from data.layout import annotation_path
 
 from .detections import DET_FORMATS
-from .fusion import FUSE_IOU, FUSIONS, MATLAB_NAMES
+from .fusion import FUSE_IOU, FUSION_CHOICES
 from .linking import LINKING_FILTER
 from .runner import TubeConfig
 
@@ -83,8 +83,7 @@ def build_args() -> argparse.ArgumentParser:
     group = parser.add_argument_group("late fusion (fusedActionPaths.m; --det_dir is the base stream, e.g. rgb)")
     group.add_argument("--fuse_det_dir", default=None, type=Path,
                        help="the second stream's detections (e.g. flow), in --det_format, the same videos and frames")
-    group.add_argument("--fusion", default=None, type=str.lower,
-                       choices=FUSIONS + tuple(n for n in MATLAB_NAMES if n not in FUSIONS),
+    group.add_argument("--fusion", default=None, type=str.lower, choices=FUSION_CHOICES,
                        help="per frame and class: boost (nwsum-plus), union (cat) or mean (the streams' scores averaged "
                             "prior by prior: their files must align row by row)")
     group.add_argument("--fuse_iou", default=FUSE_IOU, type=float,

@@ -41,6 +41,7 @@ from .linking import (LINKING_FILTER, FilterConfig, OnlineLinker, _link_boxes_an
 
 FUSIONS = ("boost", "union", "mean")
 MATLAB_NAMES = {"nwsum-plus": "boost", "cat": "union", "mean": "mean"}  # I02genFusedTubes.m's names
+FUSION_CHOICES = FUSIONS + tuple(n for n in MATLAB_NAMES if n not in FUSIONS)  # the flag's choices
 FUSE_IOU = 0.25  # I02genFusedTubes.m: fuseiouths for nwsum-plus
 BOOST, UNION = 0, 1
 
@@ -50,7 +51,7 @@ def fusion_name(text: str) -> str:
     name = str(text).lower()
     name = MATLAB_NAMES.get(name, name)
     if name not in FUSIONS:
-        raise ValueError(f"unknown fusion {text!r}: expected one of {', '.join(FUSIONS + tuple(MATLAB_NAMES))}")
+        raise ValueError(f"unknown fusion {text!r}: expected one of {', '.join(FUSION_CHOICES)}")
     return name
 
 
