@@ -101,17 +101,19 @@ def build(root, *flags):
                              "--out_dir", str(root / "out"), "--alphas", "3,5", "--strict", *flags])
 
 
-@pytest.mark.parametrize("flag,run", [("nwsum-plus", "boost"), ("cat", "union")])
-def test_build_tubes_fusion_equals_matlab(tmp_path, det, flag, run, capsys):
+@pytest.mark.parametrize("flag,run,more", [("nwsum-plus", "boost", []), ("cat", "union", []),
+                                           ("nwsum-plus", "boost_fixed", ["--fuse_fixed"])])
+def test_build_tubes_fusion_equals_matlab(tmp_path, det, flag, run, more, capsys):
     """build_tubes.py end to end on the road_mat files, with the Matlab's fusion names."""
     write_streams(det, tmp_path)
-    res = build(tmp_path, "--fusion", flag)
+    res = build(tmp_path, "--fusion", flag, *more)
     expected = json.loads((FIXTURES / f"fusion_{run}.json").read_text())
     got = np.array([[r["alpha"], r["iou"], r["mAP"], r["mean_iou"], r["accuracy"]] for r in res["video_map"]])
     np.testing.assert_allclose(got, np.asarray(expected["results"]["rows"]), rtol=0, atol=1e-12)
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert saved["fusion"]["type"] == run and saved["fusion"]["matlab_name"] == flag
-    assert f"late fusion: {run} ({flag}" in capsys.readouterr().out
+    assert saved["fusion"]["type"] == run.split("_")[0] and saved["fusion"]["matlab_name"] == flag
+    assert saved["fusion"]["fixed"] == (run == "boost_fixed")
+    assert f"late fusion: {run.split('_')[0]} ({flag}" in capsys.readouterr().out
     assert 0 < saved["frame_map_frameap"]["mAP"] < 1
 
 
