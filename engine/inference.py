@@ -173,6 +173,8 @@ def detect_videos_late_fusion(models, loader, dataset, device, out_dir, conf_thr
     started = time.perf_counter()
     for batch in (progress(loader) if progress else loader):
         base, extra, targets = batch_inputs(batch, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         tick = time.perf_counter()
         outputs = [model(x) for model, x in zip(models, (base, extra))]
         if device.type == "cuda":
