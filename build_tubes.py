@@ -3,6 +3,7 @@
 python build_tubes.py --det_dir DIR --annot finalAnnots.mat|pyannot.pkl|ucf24 --out_dir OUT
     [--video_list FILE] [--det_format road_mat|npz] [--alphas 3,5] [--link_iou 0.1]
     [--jumpgap 3] [--workers N] [--classes FILE] [--protocol road|act|road,act]
+    [--fuse_det_dir FLOW_DIR --fusion boost|union|mean [--fuse_iou 0.25] [--fuse_fixed]]
 Writes OUT/tubes_alpha<a>.npz, OUT/results.json and prints the results table.
 """
 import argparse
@@ -27,7 +28,10 @@ def get_args_parser():
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    cfg = with_protocols(tube_config(args), args)
+    try:
+        cfg = with_protocols(tube_config(args), args)
+    except ValueError as e:
+        raise SystemExit(f"build_tubes.py: {e}") from e
     t0 = time.perf_counter()
     annotations = tr.load_annotations(args.annot)
     videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)
@@ -46,6 +50,10 @@ def main(argv=None):
     results["timing_s"] = {"annotations": t1 - t0, "videos_wall": t2 - t1, **{f"{k}_cpu": v for k, v in times.items()},
                            "evaluation": t3 - t2}
     results["failed_videos"] = failed
+    if cfg.fusion:
+        results["fusion"] = tr.fusion_summary(cfg)
+        if "frame_map_frameap" in results:  # frameAp.m's matching over what the linking consumed
+            results["frame_map_frameap"]["detections"] = "fused (the linking's input: top 10 per class and frame)"
     tr.write_json(tr.results_path(args.out_dir), results)
     print(tr.table(results))
     print(f"{len(videos)} videos; time: annotations {t1 - t0:.2f}s, read+link+trim {t2 - t1:.2f}s "

@@ -3,10 +3,16 @@
   python test.py --data_root runs/toy_data --weights runs/exp/AMTNet_300.pth
   python test.py --data_root ~/data/ucf24 --dataset ucf24 --save_root runs --exp_name NAME --eval_iters 70000,120000
   python test.py ... --weights AMTNet_120000.pth --fusion_type CAT   (an original AMTNet checkpoint)
+  python test.py ... --weights RGB.pth --fuse_weights FLOW.pth [--fuse_input_type fastOF]   (late fusion)
 
 Detections go to DET_DIR/<Class>/<video>.npz (the format build_tubes.py reads; --save_mat
 also writes the original per-frame .mat layout); the VOC-style frame-mAP to
 DET_DIR-frame_map.json. Under torchrun each process takes a share of the videos.
+With --fuse_weights, two one-stream models run over the same windows and DET_DIR holds
+base/, fuse/ (each model's own detections, for build_tubes.py --fusion boost|union) and
+mean/ (the base model's boxes with the mean of the two softmax outputs per prior: mean
+fusion, which build_tubes.py --det_dir DET_DIR/mean --fusion mean links), each with its
+frame-mAP summary beside it.
 """
 import argparse
 import json
@@ -23,7 +29,7 @@ from data.annotations import load_class_names
 from data.dataset import ActionDetection, collate
 from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, int_list, model_args, \
     model_config, path
-from engine.inference import detect_videos
+from engine.inference import LATE_FUSION_STREAMS, detect_videos, detect_videos_late_fusion
 from models import load_model
 from tubes.detections import frame_map_path
 from tubes.frame_map import FrameAP
@@ -46,6 +52,11 @@ def get_args_parser():
     group.add_argument("--det_dir", default=None, type=path, help="default: next to the checkpoint")
     group.add_argument("--save_mat", action=argparse.BooleanOptionalAction, default=False,
                        help="also write the original per-frame .mat files")
+    group = parser.add_argument_group("late fusion (two one-stream models over the same windows)")
+    group.add_argument("--fuse_weights", default=None, type=path,
+                       help="the second stream's one-stream checkpoint (e.g. flow, beside --weights rgb)")
+    group.add_argument("--fuse_input_type", default=None,
+                       help="what the --fuse_weights model reads (default: its checkpoint's --input_type_base)")
     return parser
 
 
@@ -80,19 +91,50 @@ def main(argv=None):
     return 0
 
 
+def fuse_stream(args, model, fuse):
+    """The late fusion's data layout: the base model's stream as base, the fuse model's as extra."""
+    path = Path(args.fuse_weights)
+    input_type = args.fuse_input_type or torch.load(path, map_location="cpu", weights_only=False).get(
+        "flags", {}).get("input_type_base")
+    if input_type is None:
+        raise SystemExit(f"{path}: the checkpoint does not say what its model reads: give --fuse_input_type")
+    if model.cfg.two_stream or fuse.cfg.two_stream or model.cfg.seq_len != fuse.cfg.seq_len:
+        raise SystemExit(f"--weights and --fuse_weights must be one-stream models of the same seq_len (got "
+                         f"{model.cfg.fusion_type}/{model.cfg.seq_len} and {fuse.cfg.fusion_type}/{fuse.cfg.seq_len})")
+    return {"two_stream": True, "input_type_extra": input_type, "input_frames_extra": fuse.cfg.input_frames_base}
+
+
 def run_one(args, info, weights, gap):
-    model = place_model(load(weights, args, len(load_class_names(args.data_root))), info.device, args.channels_last)
+    num_classes = len(load_class_names(args.data_root))
+    model = place_model(load(weights, args, num_classes), info.device, args.channels_last)
     # The stream layout comes from the checkpoint's config, not the flags.
-    data_cfg = replace(data_config(args), eval_gap=gap, seq_len=model.cfg.seq_len, two_stream=model.cfg.two_stream,
-                       input_frames_base=model.cfg.input_frames_base, input_frames_extra=model.cfg.input_frames_extra)
+    streams = {"two_stream": model.cfg.two_stream, "input_frames_extra": model.cfg.input_frames_extra}
+    if args.fuse_weights:
+        fuse = place_model(load(Path(args.fuse_weights), args, num_classes), info.device, args.channels_last)
+        streams = fuse_stream(args, model, fuse)
+    data_cfg = replace(data_config(args), eval_gap=gap, seq_len=model.cfg.seq_len,
+                       input_frames_base=model.cfg.input_frames_base, **streams)
     dataset = ActionDetection(data_cfg, "test", full_test=True)
     mine = [i for i, w in enumerate(dataset.windows) if w.video_index % info.world_size == info.rank]
     loader = DataLoader(Subset(dataset, mine), args.batch_size, shuffle=False, num_workers=args.num_workers,
                         collate_fn=collate)
     det_dir = Path(args.det_dir) if args.det_dir else weights.parent / f"detections-{weights.stem}-eg{gap:02d}"
     bar = lambda it: tqdm(it, desc=f"{weights.name} eg{gap}", disable=not (info.is_main and sys.stderr.isatty()))
-    accumulator, stats = detect_videos(model, loader, dataset, info.device, det_dir, args.conf_thresh,
-                                       args.nms_thresh, args.topk, args.iou_thresh, args.save_mat, mine, bar)
+    detect_args = (loader, dataset, info.device, det_dir, args.conf_thresh, args.nms_thresh, args.topk, args.iou_thresh,
+                   args.save_mat, mine, bar)
+    if args.fuse_weights:
+        accumulators, stats = detect_videos_late_fusion((model, fuse), *detect_args)
+        for stream in LATE_FUSION_STREAMS:
+            extra = {"fusion": "mean" if stream == "mean" else None, "fuse_weights": str(args.fuse_weights),
+                     "stream": stream}
+            report(args, info, weights, gap, accumulators[stream], dict(stats), det_dir / stream, dataset.classes, extra)
+        return
+    accumulator, stats = detect_videos(model, *detect_args)
+    report(args, info, weights, gap, accumulator, stats, det_dir, dataset.classes)
+
+
+def report(args, info, weights, gap, accumulator, stats, det_dir, classes, extra=None):
+    """Frame-mAP over all processes: logged, and written to DET_DIR-frame_map.json by the main process."""
     if info.distributed:
         gathered = [None] * info.world_size
         torch.distributed.all_gather_object(gathered, (accumulator, stats))
@@ -101,13 +143,13 @@ def run_one(args, info, weights, gap):
     if not info.is_main:
         return
     mean_ap, aps, _ = accumulator.compute()
-    for name, ap in zip(dataset.classes, aps):
+    for name, ap in zip(classes, aps):
         log.info("AP %6.2f %s", 100 * ap, name)
-    log.info("VOC frame-mAP@%.2f %.4f over %d windows of %d videos; %.1f frames/s network, %.1f frames/s end to end",
-             args.iou_thresh, mean_ap, stats["windows"], stats["videos"], stats["frames"] / max(stats["network_seconds"], 1e-9),
-             stats["frames"] / max(stats["total_seconds"], 1e-9))
+    log.info("%sVOC frame-mAP@%.2f %.4f over %d windows of %d videos; %.1f frames/s network, %.1f frames/s end to end",
+             f"{det_dir.name}: " if extra else "", args.iou_thresh, mean_ap, stats["windows"], stats["videos"],
+             stats["frames"] / max(stats["network_seconds"], 1e-9), stats["frames"] / max(stats["total_seconds"], 1e-9))
     result = {"weights": str(weights), "eval_gap": gap, "iou": args.iou_thresh, "frame_map_voc": mean_ap,
-              "ap": dict(zip(dataset.classes, map(float, aps))), "det_dir": str(det_dir), **stats}
+              "ap": dict(zip(classes, map(float, aps))), "det_dir": str(det_dir), **stats, **(extra or {})}
     with atomic_path(frame_map_path(det_dir)) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
 

@@ -138,3 +138,58 @@ def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms
     stats = {"windows": windows, "frames": windows * dataset.cfg.seq_len, "network_seconds": net_time,
              "total_seconds": total, "videos": len(writer.written)}
     return accumulator, stats
+
+
+# test.py --fuse_weights: sub-folders of DET_DIR (README "Late fusion").
+LATE_FUSION_STREAMS = ("base", "fuse", "mean")
+
+
+def mean_fused_scores(scores_base, scores_fuse):
+    """Mean fusion per prior (fusedActionPaths.m ``(topScores + baseScores)/2.0``): ``[..., A, C+1]`` softmax rows."""
+    return (scores_fuse + scores_base) / 2
+
+
+@torch.no_grad()
+def detect_videos_late_fusion(models, loader, dataset, device, out_dir, conf_thresh=0.01, nms_thresh=0.45, top_k=20,
+                              iou_thresh=0.5, save_mat=False, window_indices=None, progress=None):
+    """Two one-stream models over the same windows: ``models[0]`` on the loader's ``base`` images,
+    ``models[1]`` on its ``extra`` images (a two-stream ``DataConfig``). Writes, as ``detect_videos``,
+    ``OUT/base`` and ``OUT/fuse`` (each model's own detections) and ``OUT/mean`` (the base model's
+    boxes with the mean of the two softmax outputs, prior by prior: mean fusion, whose linking
+    candidates are chosen by the mean scores).
+
+    Returns ``({stream: FrameAP accumulator}, stats)``.
+    """
+    for model in models:
+        model.eval()
+    indices = range(len(dataset)) if window_indices is None else window_indices
+    per_video = defaultdict(int)
+    for i in indices:
+        per_video[dataset.videos[dataset.windows[i].video_index]] += 1
+    num_frames = {dataset.videos[v]: dataset.num_frames(v) for v in range(len(dataset.videos))}
+    writers = {s: VideoWriter(Path(out_dir) / s, per_video, num_frames, save_mat) for s in LATE_FUSION_STREAMS}
+    accumulators = {s: voc_frame_ap(dataset.num_classes, iou_thresh) for s in LATE_FUSION_STREAMS}
+    net_time, windows = 0.0, 0
+    started = time.perf_counter()
+    for batch in (progress(loader) if progress else loader):
+        base, extra, targets = batch_inputs(batch, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        tick = time.perf_counter()
+        outputs = [model(x) for model, x in zip(models, (base, extra))]
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        net_time += time.perf_counter() - tick
+        decoded = [decode_outputs(loc.float(), conf.float(), model.priors) for (loc, conf), model in zip(outputs, models)]
+        decoded.append((decoded[0][0], mean_fused_scores(decoded[0][1], decoded[1][1])))
+        for stream, (boxes_all, scores_all) in zip(LATE_FUSION_STREAMS, decoded):
+            add_first_frames(accumulators[stream], detect_decoded(boxes_all, scores_all, conf_thresh, nms_thresh, top_k),
+                             targets, batch["sizes"])
+            for i, (boxes, scores) in enumerate(linking_outputs(boxes_all, scores_all)):
+                writers[stream].add(batch["videos"][i], batch["frames"][i].numpy(), boxes, scores, batch["sizes"][i])
+        windows += len(base)
+    if any(w.parts for w in writers.values()):
+        raise RuntimeError(f"videos with missing windows: {sorted(writers['base'].parts)[:5]}")
+    stats = {"windows": windows, "frames": windows * dataset.cfg.seq_len, "network_seconds": net_time,
+             "total_seconds": time.perf_counter() - started, "videos": len(writers["base"].written)}
+    return accumulators, stats

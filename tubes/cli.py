@@ -9,6 +9,7 @@ from pathlib import Path
 from data.layout import annotation_path
 
 from .detections import DET_FORMATS
+from .fusion import FUSE_IOU, FUSION_CHOICES
 from .linking import LINKING_FILTER
 from .runner import TubeConfig, check_protocols
 
@@ -80,6 +81,18 @@ def build_args() -> argparse.ArgumentParser:
     group.add_argument("--link_iou", "--iou_thresh", dest="link_iou", default=0.1, type=float,
                        help="linking IoU threshold")
     group.add_argument("--jumpgap", default=3, type=positive_int, help="frames a path may go unmatched")
+    group = parser.add_argument_group("late fusion (fusedActionPaths.m; --det_dir is the base stream, e.g. rgb)")
+    group.add_argument("--fuse_det_dir", default=None, type=Path,
+                       help="the second stream's detections (e.g. flow), in --det_format, the same videos and frames")
+    group.add_argument("--fusion", default=None, type=str.lower, choices=FUSION_CHOICES,
+                       help="per frame and class: boost (nwsum-plus), union (cat) or mean (the streams' scores averaged "
+                            "prior by prior: their files must align row by row)")
+    group.add_argument("--fuse_iou", default=FUSE_IOU, type=float,
+                       help="boost: the minimum IoU of a base box and a flow box (I02genFusedTubes.m: 0.25)")
+    group.add_argument("--fuse_fixed", action=argparse.BooleanOptionalAction, default=False,
+                       help="boost every base box whose best flow box is still free and append every flow box left "
+                            "(the original boosts only the first base box per frame and class, and appends no flow "
+                            "box when none was boosted; see README)")
     group = parser.add_argument_group("run")
     group.add_argument("--workers", default=1, type=positive_int)
     group.add_argument("--no_frame_map", action="store_true", help="skip frame-mAP")
@@ -96,7 +109,9 @@ def tube_config(args: argparse.Namespace) -> TubeConfig:
     """The ``TubeConfig`` that build_tubes.py's flags describe."""
     return TubeConfig(args.det_dir, args.det_format, args.alphas, args.link_iou, args.link_score, args.jumpgap,
                       workers=args.workers,
-                      frame_ap_any_class=args.frame_ap_any_class, strict=args.strict)
+                      frame_ap_any_class=args.frame_ap_any_class, strict=args.strict,
+                      fuse_det_dir=args.fuse_det_dir, fusion=args.fusion, fuse_iou=args.fuse_iou,
+                      fuse_fixed=args.fuse_fixed)
 
 
 def protocol_list(text: str) -> tuple:

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,9 @@ from data.matlab_annots import load_final_annots
 from utils.io import atomic_path
 
 from . import act
-from .detections import detection_path, frame_detections, read_road_mat_video, read_video_detections
+from .detections import detection_path, frame_detections, frame_map_path, read_road_mat_video, read_video_detections
 from .frame_map import FrameAP, video_frame_ap
+from .fusion import FUSE_IOU, MATLAB_NAMES, first_unaligned, fusion_name, link_fused
 from .linking import FRAME_AP_FILTER, LINKING_FILTER, check_jumpgap, link_frames, linking_filter
 from .trimming import trim_video
 from .video_map import VIDEO_IOU_THRESHOLDS, VideoGT, gt_from_annotation, video_ap
@@ -51,8 +52,23 @@ class TubeConfig:
     frame_ap_any_class: bool = False  # frameAp.m's matching of any GT class (see FrameAP)
     strict: bool = False  # a video with unreadable or malformed detections stops the run (else: no detections)
     protocols: tuple = ("road",)  # evaluation protocols (PROTOCOLS), build_tubes.py --protocol
+    # late fusion (tubes/fusion.py): det_dir is the base stream (rgb), fuse_det_dir the other (flow)
+    fuse_det_dir: Path | None = None
+    fusion: str | None = None  # boost, union or mean (or the Matlab's nwsum-plus, cat, mean)
+    fuse_iou: float = FUSE_IOU  # boost's minimum overlap
+    fuse_fixed: bool = False  # boost without the original's covered-box bug (see tubes/fusion.py)
+    prefused: bool = field(default=False, init=False)  # set for mean fusion of a det_dir that test.py --fuse_weights fused (``prefused_mean``)
 
     def __post_init__(self):
+        if self.fusion is not None:
+            self.fusion = fusion_name(self.fusion)
+        self.prefused = self.fusion == "mean" and self.fuse_det_dir is None and prefused_mean(self.det_dir)
+        if (self.fusion is None) != (self.fuse_det_dir is None) and not self.prefused:
+            raise ValueError("late fusion needs both a fusion type and a second stream's detections "
+                             f"(got fusion={self.fusion!r}, fuse_det_dir={self.fuse_det_dir!r}; mean fusion "
+                             "also takes the mean/ folder of test.py --fuse_weights alone)")
+        if not 0 <= self.fuse_iou <= 1:
+            raise ValueError(f"fuse_iou must be in [0, 1], got {self.fuse_iou!r}")
         check_jumpgap(self.jumpgap)
         linking_filter(self.link_score)
         if int(self.workers) < 1:
@@ -70,6 +86,15 @@ def check_protocols(protocols: tuple) -> tuple:
     if not protocols or any(p not in PROTOCOLS for p in protocols) or len(set(protocols)) != len(protocols):
         raise ValueError(f"protocols must be distinct names of {PROTOCOLS}, got {protocols!r}")
     return tuple(protocols)
+
+
+def prefused_mean(det_dir: Path) -> bool:
+    """Whether ``det_dir`` holds mean-fused scores: test.py --fuse_weights's ``DET_DIR/mean``, whose
+    summary (``frame_map_path``) says ``"fusion": "mean"``."""
+    try:
+        return json.loads(frame_map_path(det_dir).read_text()).get("fusion") == "mean"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def load_annotations(path: Path) -> dict:
@@ -121,9 +146,10 @@ def check_videos(videos: list, annotations: dict, annot_path: Path, source: Path
     return videos
 
 
-def read_frames(cfg: TubeConfig, video: str) -> tuple:
-    """Per-frame ``(loc, scores)`` of a video; ``[]`` (with a warning) when it has no detections."""
-    path = detection_path(cfg.det_dir, video, cfg.det_format)
+def read_frames(cfg: TubeConfig, video: str, det_dir: Path | None = None) -> tuple:
+    """Per-frame ``(loc, scores)`` of a video (in ``det_dir``, default ``cfg.det_dir``) and its frame
+    size; ``[]`` (with a warning) when it has no detections."""
+    path = detection_path(det_dir or cfg.det_dir, video, cfg.det_format)
     if not path.exists():
         log.warning("%s: no detections for video %s; counted as no detections", path, video)
         return [], cfg.frame_size
@@ -136,24 +162,55 @@ def read_frames(cfg: TubeConfig, video: str) -> tuple:
     return frames, cfg.frame_size
 
 
+def read_fuse_stream(cfg: TubeConfig, video: str, base: list, size: tuple) -> list:
+    """The second stream's per-frame ``(loc, scores)`` of a video, checked against the base stream's
+    (``base``, frame ``size``): the same frame size and count and, for mean fusion, the same rows."""
+    top, top_size = read_frames(cfg, video, cfg.fuse_det_dir)
+    paths = [detection_path(d, video, cfg.det_format) for d in (cfg.det_dir, cfg.fuse_det_dir)]
+    if tuple(size) != tuple(top_size):
+        raise ValueError(f"{paths[0]} and {paths[1]}: frame sizes {tuple(size)} and {tuple(top_size)} differ")
+    if len(base) != len(top):
+        raise ValueError(f"{paths[0]} has {len(base)} frames, {paths[1]} has {len(top)}")
+    widths = [{s.shape[1] for loc, s in frames if len(loc)} for frames in (base, top)]
+    if widths[0] and widths[1] and widths[0] != widths[1]:
+        raise ValueError(f"{paths[1]}: scores have {widths[1].pop()} columns, {paths[0]} {widths[0].pop()}")
+    if cfg.fusion == "mean" and (f := first_unaligned(base, top)) is not None:
+        where = ([p / f"{f + 1:05d}.mat" for p in paths] if cfg.det_format == "road_mat"
+                 else [f"{p} frame {f + 1}" for p in paths])
+        raise ValueError(f"mean fusion needs the same priors in both streams: {where[1]} has {len(top[f][0])} "
+                         f"detections, {where[0]} has {len(base[f][0])}")
+    return top
+
+
 def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | None = None) -> tuple:
     """Worker: read, link + trim one video and, given its ``VideoGT``, its frame-AP matching.
 
+    With ``cfg.fusion``, the two streams are fused frame by frame before the linking, and the
+    frame-AP takes the fused detections the linking consumed (``link_fused``; for a stream that
+    test.py fused, ``cfg.prefused``, the linking's filtering of it).
     Returns ``(video, {alpha: tubes}, FrameAP of the video or None, CPU seconds per stage, error)``:
     without ``cfg.strict``, a video whose detections cannot be read or linked is counted as a
     video without detections and its error message returned (else None).
     """
-    def link(frames, frame_size):
+    def link(frames, frame_size, top=None):
+        if fused:
+            return link_fused(frames, top, num_classes, cfg.fusion, frame_size, cfg.fuse_iou, cfg.link_iou,
+                              cfg.jumpgap, cfg.link_score, cfg.fuse_fixed)
+        # a fused stream's frame-AP takes what the linking consumed, a stream's frameAp.m's filtering
+        frame_ap_filter = linking_filter(cfg.link_score) if cfg.prefused else FRAME_AP_FILTER
         return link_frames(frames, num_classes, frame_size, cfg.link_iou, cfg.jumpgap,
-                           None if gt is None else FRAME_AP_FILTER, cfg.link_score)
+                           None if gt is None else frame_ap_filter, cfg.link_score)
+
+    fused = cfg.fusion and not cfg.prefused
 
     t0 = t1 = time.process_time()
     error = None
     try:
         frames, frame_size = read_frames(cfg, video)
+        top = read_fuse_stream(cfg, video, frames, frame_size) if fused else None
         t1 = time.process_time()
         try:
-            paths, frame_dets = link(frames, frame_size)
+            paths, frame_dets = link(frames, frame_size, top)
         except ValueError as e:
             raise ValueError(f"{video}: {e}") from e
     except ValueError as e:  # DetectionError included
@@ -161,7 +218,7 @@ def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | N
             raise
         t1 = time.process_time() if t1 == t0 else t1  # a failed read's time counts as reading
         error = str(e)
-        paths, frame_dets = link([], cfg.frame_size)
+        paths, frame_dets = link([], cfg.frame_size, [])
     t2 = time.process_time()
     tubes = trim_video(paths, cfg.alphas)
     t3 = time.process_time()
@@ -278,10 +335,27 @@ def evaluate(annotations: dict, videos: list, tubes_by_alpha: dict, num_classes:
     return out, curves
 
 
+def fusion_summary(cfg: TubeConfig) -> dict | None:
+    """results.json's ``fusion``: the type (ours and the Matlab's name), the streams and boost's settings."""
+    if not cfg.fusion:
+        return None
+    matlab = {v: k for k, v in MATLAB_NAMES.items()}[cfg.fusion]
+    return {"type": cfg.fusion, "matlab_name": matlab, "base_det_dir": str(cfg.det_dir),
+            "fuse_det_dir": None if cfg.prefused else str(cfg.fuse_det_dir), "prefused_by_test_py": cfg.prefused,
+            "fuse_iou": cfg.fuse_iou if cfg.fusion == "boost" else None,
+            "fixed": cfg.fuse_fixed if cfg.fusion == "boost" else None}
+
+
 def table(results: dict) -> str:
     """The seed's layout: mAP at 0.2, 0.5, 0.75, mean over 0.5:0.95, accuracy, per alpha (percent),
-    under a line naming the protocol, for each protocol in ``results``."""
+    under a line naming the protocol, for each protocol in ``results`` (after a line naming the late fusion)."""
     lines = []
+    fusion = results.get("fusion")
+    if fusion:
+        boost = f", fuse_iou {fusion['fuse_iou']:g}{', fixed' if fusion['fixed'] else ''}" if fusion["type"] == "boost" else ""
+        streams = (f"the streams fused by test.py in {fusion['base_det_dir']}" if fusion.get("prefused_by_test_py")
+                   else f"{fusion['base_det_dir']} and {fusion['fuse_det_dir']}")
+        lines.append(f"late fusion: {fusion['type']} ({fusion['matlab_name']}{boost}) of {streams}")
     for protocol in results.get("protocol", "road").split("+"):
         entries = results.get(VIDEO_MAP_KEY[protocol], [])
         lines += [f"protocol {protocol}: " + ("ROAD (get_PR_curve.m: VOC AP, ST-IoU > t)" if protocol == "road" else
@@ -295,7 +369,8 @@ def table(results: dict) -> str:
             lines.append(f"{a!s:<6} {100 * rows[0.2]['mAP']:7.2f}  {100 * rows[0.5]['mAP']:7.2f}  {100 * rows[0.75]['mAP']:8.2f}"
                          f"  {100 * avg:12.2f}  {acc}")
         if FRAME_MAP_KEY[protocol] in results:
-            lines.append(f"{FRAME_MAP_NAME[protocol]} frame-mAP@0.5: {100 * results[FRAME_MAP_KEY[protocol]]['mAP']:.2f}")
+            what = " of the fused detections" if fusion else ""
+            lines.append(f"{FRAME_MAP_NAME[protocol]} frame-mAP@0.5{what}: {100 * results[FRAME_MAP_KEY[protocol]]['mAP']:.2f}")
     return "\n".join(lines)
 
 

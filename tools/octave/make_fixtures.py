@@ -199,25 +199,34 @@ def collect(work, names, classes, alphas):
                                   "boxes": np.atleast_2d(bx[k].bxs).tolist()})
             videos[str(v.videoName)] = tubes
         out["tubes"][f"{alpha:g}"] = videos
-    f = scipy.io.loadmat(work / "frameap.mat")
-    out["frame_map"] = {"mAP": float(f["mAP"].squeeze()), "ap": f["AP"].ravel().tolist()}
+    if (work / "frameap.mat").is_file():  # not for the fusion fixtures
+        f = scipy.io.loadmat(work / "frameap.mat")
+        out["frame_map"] = {"mAP": float(f["mAP"].squeeze()), "ap": f["AP"].ravel().tolist()}
     r = scipy.io.loadmat(work / "results.mat")
     out["results"] = {"rows": r["results"].tolist(), "aps": r["aps"].tolist(), "columns": ["alpha", "iou", "mAP", "mean_iou", "accuracy"]}
     return out
 
 
-def run_reference(src_git, tmp, work):
-    """Run the original online-tubes (from the bare repository ``src_git``) on ``work`` via reference.m."""
+def run_reference(src_git, tmp, work, call=None, patch=None):
+    """Run the original online-tubes (from the bare repository ``src_git``) on ``work`` through our
+    driver: ``call`` (Octave, default ``reference('SRC', 'WORK')``, with SRC and WORK filled in);
+    ``patch``: ``{original file: function of its text}``, files of the original changed in the copy."""
     src = tmp / "src"
+    if src.exists():
+        shutil.rmtree(src)
     src.mkdir()
     archive = subprocess.run(["git", f"--git-dir={src_git}", "archive", "HEAD", "online-tubes"],
                              check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-    shutil.copy(Path(__file__).with_name("reference.m"), tmp / "reference.m")
+    for driver in Path(__file__).parent.glob("*.m"):
+        shutil.copy(driver, tmp / driver.name)
     frameap = src / "online-tubes" / "frameAp.m"
     (tmp / "frameAp.m").write_text(patch_frameap(frameap.read_text()))
-    run = subprocess.run(["octave-cli", "--no-gui", "--eval", f"reference('{src / 'online-tubes'}', '{work}')"],
-                         cwd=tmp, capture_output=True, text=True)
+    for name, change in (patch or {}).items():
+        f = src / "online-tubes" / name
+        f.write_text(change(f.read_text()))
+    call = (call or "reference('SRC', 'WORK')").replace("SRC", str(src / "online-tubes")).replace("WORK", str(work))
+    run = subprocess.run(["octave-cli", "--no-gui", "--eval", call], cwd=tmp, capture_output=True, text=True)
     if run.returncode:
         raise SystemExit(f"{work}: octave failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
 

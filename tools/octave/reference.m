@@ -2,64 +2,14 @@
 % online-tubes functions on the inputs that make_fixtures.py wrote to WORK.
 % Usage: octave-cli --eval "reference('SRC', 'WORK')"
 function reference(src, work)
-  subdirs = {'gentube', 'actionpath', 'eval', 'utils'};
-  for k = 1:numel(subdirs)
-    addpath(genpath(fullfile(src, subdirs{k})));
-  end
-  save_default_options('-mat7-binary');
-  cfg = load(fullfile(work, 'config.mat'));
-  actions = cellstr(cfg.actions);
-  numActions = numel(actions);
-  opts = struct();
-  opts.costtype = 'score';
-  opts.gap = 3;
-  opts.iouThresh = double(cfg.iou_thresh);
-  opts.actions = actions;
+  [opts, cfg] = reference_setup(src, work);
   opts.detDir = [work, '/dets/'];
-  opts.vidList = [work, '/videos.txt'];
-  opts.actPathDir = [work, '/paths/'];
-  createdires({opts.actPathDir}, actions);
   % wall seconds per stage, for bench/bench_tubes_octave.py (tic/toc; not used by the fixtures)
   t0 = tic;
   actionPaths(opts);
-  timing.paths = toc(t0);
-  t0 = tic;
-  paths = readALLactionPaths(opts.vidList, opts.actPathDir, 1);
-  timing.read_paths = toc(t0);
-  a = load(fullfile(work, 'finalAnnots.mat'));
-  annot = a.annot;
-  fid = fopen(opts.vidList, 'r');
-  names = textscan(fid, '%s');
-  fclose(fid);
-  videos = names{1}';
-  thresholds = [0.2, 0.5:0.05:0.95];
-  alphas = double(cfg.alphas);
-  results = zeros(numel(alphas) * numel(thresholds), 5);
-  aps = zeros(numel(alphas) * numel(thresholds), numActions);
-  row = 1;
-  timing.smooth = zeros(1, numel(alphas));
-  timing.convert = zeros(1, numel(alphas));
-  timing.pr = zeros(numel(alphas), numel(thresholds));
-  for alpha = alphas
-    ia = find(alphas == alpha, 1);
-    t0 = tic;
-    smoothed = PARactionPathSmoother(paths, alpha * ones(numActions, 1), numActions);
-    timing.smooth(ia) = toc(t0);
-    t0 = tic;
-    xmld = convert2eval(smoothed, 8, zeros(numActions, 1), 40, videos);
-    timing.convert(ia) = toc(t0);
-    save(fullfile(work, sprintf('xmld_alpha%g.mat', alpha)), 'xmld');
-    for it = 1:numel(thresholds)
-      th = thresholds(it);
-      t0 = tic;
-      [mAP, mIoU, acc, AP] = get_PR_curve(annot, xmld, videos, actions, th);
-      timing.pr(ia, it) = toc(t0);
-      results(row, :) = [alpha, th, mAP, mIoU, acc];
-      aps(row, :) = AP';
-      row = row + 1;
-    end
-  end
-  save(fullfile(work, 'results.mat'), 'results', 'aps');
+  paths_seconds = toc(t0);
+  timing = reference_eval(work, opts, cfg);
+  timing.paths = paths_seconds;
   % the original frame-mAP (frameAp.m, set-up patched by make_fixtures.py): writes frameap.mat
   t0 = tic;
   frameAp(work);
