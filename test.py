@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from data.annotations import load_class_names
 from data.dataset import ActionDetection, collate
-from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, int_list, model_args, \
-    model_config, path
+from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, inference_args, \
+    int_list, model_args, model_config, path
 from engine.inference import detect_videos
 from models import load_model
 from tubes.detections import frame_map_path
@@ -37,7 +37,7 @@ log = logging.getLogger("test")
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      parents=[data_args(), model_args(), experiment_args(), detection_args(),
-                                              device_args()])
+                                              device_args(), inference_args()])
     parser.set_defaults(topk=20)  # evaluate.py's default
     group = parser.add_argument_group("checkpoints and outputs")
     group.add_argument("--weights", default=None, type=path, help="one checkpoint (this project's or the original's)")
@@ -92,7 +92,8 @@ def run_one(args, info, weights, gap):
     det_dir = Path(args.det_dir) if args.det_dir else weights.parent / f"detections-{weights.stem}-eg{gap:02d}"
     bar = lambda it: tqdm(it, desc=f"{weights.name} eg{gap}", disable=not (info.is_main and sys.stderr.isatty()))
     accumulator, stats = detect_videos(model, loader, dataset, info.device, det_dir, args.conf_thresh,
-                                       args.nms_thresh, args.topk, args.iou_thresh, args.save_mat, mine, bar)
+                                       args.nms_thresh, args.topk, args.iou_thresh, args.save_mat, mine, bar,
+                                       args.frame_cache)
     if info.distributed:
         gathered = [None] * info.world_size
         torch.distributed.all_gather_object(gathered, (accumulator, stats))
