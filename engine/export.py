@@ -10,6 +10,7 @@ file's metadata, so demo.py rebuilds the online detector from the .onnx file alo
 """
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,9 @@ def export_onnx(model, path, metadata: dict):
     wrapper = DecodedDetector(model.eval()).eval()
     inputs = example_inputs(model.cfg)
     batch = torch.export.Dim("batch")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # base and extra share the batch dimension; the exporter says so, once per name
+        warnings.filterwarnings("ignore", "The axis name: batch will not be used")
         program = torch.onnx.export(wrapper, tuple(inputs.values()), input_names=list(inputs),
                                     output_names=["boxes", "scores"], dynamic_shapes={k: {0: batch} for k in inputs},
                                     dynamo=True, verbose=False)

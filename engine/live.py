@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -63,10 +64,10 @@ class FrameSource:
     """Iterate BGR frames of ``source`` (``parse_source``), decoded in a background thread.
 
     ``realtime``: the iteration always gives the newest frame; frames that arrive while the consumer
-    is busy are dropped and counted (``dropped``). Files and folders are played at ``fps`` (the
-    file's rate, else 25) as a camera would deliver them; cameras and streams at their own rate.
+    is busy are dropped and counted (``dropped``). Files, folders and stream URLs are played at
+    ``fps`` (the source's rate, else 25) as a camera would deliver them; cameras at their own rate.
     Otherwise every frame is given, in order (the thread reads at most ``queue`` frames ahead).
-    ``close()`` stops the thread."""
+    ``stop()`` ends the iteration, ``close()`` also the thread."""
 
     def __init__(self, source, realtime=False, fps=None, queue=8):
         self.source, self.realtime, self.name = source, realtime, source_name(source)
@@ -82,7 +83,9 @@ class FrameSource:
             native = capture.get(cv2.CAP_PROP_FPS) or None
             frames = _capture_frames(capture, source)
         self.fps = fps or native or 25.0
-        self.paced = realtime and isinstance(source, Path)  # a live source paces itself
+        # A camera delivers at its own rate; files and stream URLs are released at theirs (a live stream
+        # that already delivers at that rate is never waited for; a recorded one plays as if live).
+        self.paced = realtime and not isinstance(source, int)
         self.first = next(frames)  # errors (unreadable, empty) surface here, in the caller's thread
         self._frames, self._stop, self._error = frames, threading.Event(), None
         self._cond = threading.Condition()
@@ -115,17 +118,21 @@ class FrameSource:
                 self._cond.notify_all()
 
     def __iter__(self):
-        while True:
+        while not self._stop.is_set():
             with self._cond:
-                while not self._buffer and not self._done:
+                while not self._buffer and not self._done and not self._stop.is_set():
                     self._cond.wait(0.1)
-                if not self._buffer:
+                if not self._buffer or self._stop.is_set():
                     if self._error is not None:
                         raise self._error
                     return
                 image = self._buffer.pop(0)
                 self._cond.notify_all()
             yield image
+
+    def stop(self):
+        """End the iteration after the frame in hand (safe in a signal handler: takes no lock)."""
+        self._stop.set()
 
     def close(self):
         self._stop.set()
@@ -142,12 +149,12 @@ def _chain(first, rest):
 class LiveLog:
     """The per-frame log of the best live path (the highest mean score among the paths extended at the
     frame: ROAD's early label), JSON lines ``{"frame": 1-based, "label", "score", "paths"}``; written
-    to a temporary file beside ``path`` and renamed onto it by ``close``."""
+    line by line to a temporary file beside ``path`` and renamed onto it by ``close``."""
 
     def __init__(self, path, classes):
         self.classes = classes
         self._atomic = atomic_path(path)
-        self._file = self._atomic.__enter__().open("w")
+        self._file = self._atomic.__enter__().open("w", buffering=1)  # line by line, for tail -f
 
     def add(self, index, paths):
         best = max(paths, key=lambda p: p[3], default=None)
@@ -191,6 +198,31 @@ class Display:
             cv2.destroyAllWindows()
 
 
+@contextlib.contextmanager
+def stop_on_signals(stop, signals=(signal.SIGINT, signal.SIGTERM)):
+    """While inside: the first Ctrl-C (or SIGTERM) calls ``stop()`` and is recorded in the yielded list
+    (true once signalled), so the run ends after the frame in hand; a second one interrupts as usual.
+    Outside the main thread, where Python cannot handle signals, nothing changes."""
+    seen = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def handler(signum, frame):
+        if seen:
+            raise KeyboardInterrupt
+        seen.append(signal.Signals(signum).name)
+        log.warning("%s: stopping after this frame (again to abort)", seen[0])
+        stop()
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield seen
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def run_online(source, detector, tubes_factory, out, classes, fps, show_thresh=0.2, display=None, progress=None):
     """Detect, link and draw ``source``'s frames into the video ``out`` and the per-frame log beside it,
     until the end of the stream or Ctrl-C (then the frames seen are finished and written). Returns
@@ -211,19 +243,17 @@ def run_online(source, detector, tubes_factory, out, classes, fps, show_thresh=0
             if display:
                 display.show(image)
 
-    interrupted, error = False, None
-    with atomic_path(out) as tmp:
+    error = None
+    with atomic_path(out) as tmp, stop_on_signals(source.stop) as interrupted:
         try:
-            try:
-                for image in (progress(source) if progress else source):
-                    frames[detector.num_read] = image
-                    ready = detector.push(image)
-                    if "writer" not in state:
-                        state["writer"] = cv2.VideoWriter(str(tmp), fourcc, fps, detector.frame_size)
-                        state["tubes"] = tubes_factory(detector.frame_size)
-                    emit(ready)
-            except KeyboardInterrupt:
-                interrupted = True
+            for image in (progress(source) if progress else source):
+                frames[detector.num_read] = image
+                ready = detector.push(image)
+                if "writer" not in state:
+                    state["writer"] = cv2.VideoWriter(str(tmp), fourcc, fps, detector.frame_size)
+                    state["tubes"] = tubes_factory(detector.frame_size)
+                emit(ready)
+            if interrupted:
                 log.warning("interrupted after %d frames: finishing the tubes of the frames seen", detector.num_read)
             if "writer" not in state:
                 raise SystemExit("no frames were read")
@@ -234,7 +264,7 @@ def run_online(source, detector, tubes_factory, out, classes, fps, show_thresh=0
             raise
         finally:
             live.close(error)
-    return state["tubes"], detections, interrupted
+    return state["tubes"], detections, bool(interrupted)
 
 
 def write_outputs(out, name, tubes, detections, frame_size, classes, alphas, det_out=None, dropped=0):
