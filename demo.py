@@ -14,6 +14,13 @@ build_tubes.py's format, and ``.json``) and, with ``--det_out``, the detections 
 format. ``--realtime`` processes the newest frame and drops the others (a file is played at its
 frame rate); Ctrl-C stops the run and still finishes and writes everything for the frames seen.
 """
+import os
+
+# Before torch loads OpenMP: its threads sleep instead of spinning while they wait. On a CPU shared with
+# other jobs, spinning threads starve each other (the toy-size backbone took 1 s a frame instead of 35 ms
+# at a load of 8 on 2 cores; BENCHMARKS.md, "Real time").
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import logging
 import sys

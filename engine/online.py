@@ -61,13 +61,13 @@ class StreamSpec:
 class OnlineDetector:
     """Feed BGR frames with ``push``; get ``(frame index, loc [N, 4], scores [N, C+1])`` per frame,
     in order, as soon as no later window can change them; ``finish`` flushes the end.
-    ``model``: an AMTNet, or an ``engine.export.OnnxDetector`` (which runs whole windows).
+    ``model``: an AMTNet, or an ``engine.export.OnnxDetector`` (whole windows unless it has the per-frame graphs).
     ``frame_cache``: one backbone pass per frame (``FrameMapCache``), not one per window and frame."""
 
     def __init__(self, model, spec, device, frame_cache=True):
         torch_model = isinstance(model, torch.nn.Module)
         self.model, self.spec, self.device = model.eval() if torch_model else model, spec, device
-        self.cache = FrameMapCache(model) if frame_cache and torch_model else None
+        self.cache = FrameMapCache(model) if frame_cache and (torch_model or model.split) else None
         self.transform = TestTransform(spec.image_size, spec.means)
         self.is_flow = {s: t.lower() not in RGB_TYPES for s, (t, _) in spec.streams.items()}
         self.flow = {t: FlowComputer(t) for t, _ in spec.streams.values() if t in ONLINE_FLOW_TYPES}

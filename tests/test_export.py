@@ -12,7 +12,7 @@ import demo
 import export
 from data import layout
 from data.annotations import read_video_list
-from engine.export import DecodedDetector, OnnxDetector, example_inputs, require, within_rounding
+from engine.export import DecodedDetector, OnnxDetector, compare, example_inputs, require, within_rounding
 from models import ModelConfig, build_model
 from tests.test_demo import CLASSES
 from tubes.detections import frame_detections, read_video_detections
@@ -60,6 +60,10 @@ def test_one_stream_graph_equals_pytorch_at_any_batch(one_stream):
     assert detector.metadata["classes"] == CLASSES and detector.metadata["streams"] == {"base": ["rgb", 1]}
     for batch in (1, 4):
         assert_same_outputs(model, detector, batch)
+    # the per-frame graphs beside it: one backbone pass per time step, then the heads
+    assert detector.split and sorted(p.name for p in folder.glob("tiny.*.onnx")) == ["tiny.base.onnx", "tiny.heads.onnx"]
+    diff = compare(model, detector)
+    assert set(diff) == {"boxes", "scores", "per-frame boxes", "per-frame scores"} and within_rounding(diff)
 
 
 def test_two_stream_graph_equals_pytorch(tmp_path):
@@ -69,6 +73,7 @@ def test_two_stream_graph_equals_pytorch(tmp_path):
     detector = OnnxDetector(tmp_path / "fused.onnx")
     assert detector.inputs == ["base", "extra"] and detector.metadata["streams"]["extra"] == ["fastOF", 3]
     assert_same_outputs(model, detector, 2)
+    assert detector.split and within_rounding(compare(model, detector))  # per-frame graphs, both streams
     with pytest.raises(ValueError, match="give the extra stream"):
         detector.decoded(torch.zeros(1, 2, 3, 300, 300))
 
@@ -83,18 +88,20 @@ def test_demo_onnx_equals_demo_pytorch(one_stream, toy_root):
     _, folder = one_stream
     video = read_video_list(layout.split_path(toy_root, "testlist01.txt"))[0]
     frames = str(layout.video_dir(toy_root, "rgb", video))
-    common = ["--video", frames, "--device", "cpu", "--no-frame_cache"]
-    assert demo.main(common + ["--onnx", str(folder / "tiny.onnx"), "--out", str(folder / "onnx.avi"),
-                               "--det_out", str(folder / "onnx.npz")]) == 0
-    assert demo.main(common + ["--weights", str(folder / "tiny.pth"), "--out", str(folder / "torch.avi"),
-                               "--det_out", str(folder / "torch.npz")]) == 0
-    got = frame_detections(read_video_detections(folder / "onnx.npz"))
+    runs = {"torch": ["--weights", str(folder / "tiny.pth"), "--no-frame_cache"],
+            "onnx": ["--onnx", str(folder / "tiny.onnx"), "--no-frame_cache"],
+            "onnx-per-frame": ["--onnx", str(folder / "tiny.onnx")]}
+    for name, flags in runs.items():
+        assert demo.main(["--video", frames, "--device", "cpu", "--out", str(folder / f"{name}.avi"),
+                          "--det_out", str(folder / f"{name}.npz")] + flags) == 0
     want = frame_detections(read_video_detections(folder / "torch.npz"))
-    assert len(got) == len(want) > 0
-    for (loc_a, scores_a), (loc_b, scores_b) in zip(got, want):
-        np.testing.assert_allclose(loc_a, loc_b, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(scores_a, scores_b, rtol=1e-4, atol=1e-5)
-    tubes = json.loads((folder / "onnx-tubes-alpha3.json").read_text())
+    for name in ("onnx", "onnx-per-frame"):
+        got = frame_detections(read_video_detections(folder / f"{name}.npz"))
+        assert len(got) == len(want) > 0
+        for (loc_a, scores_a), (loc_b, scores_b) in zip(got, want):
+            np.testing.assert_allclose(loc_a, loc_b, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(scores_a, scores_b, rtol=1e-4, atol=1e-5)
+    tubes = json.loads((folder / "onnx-per-frame-tubes-alpha3.json").read_text())
     assert tubes["video"] == video.split("/")[1]
 
 

@@ -18,7 +18,7 @@ from data import layout
 from data.annotations import read_video_list
 from engine import live
 from engine.live import parse_source, source_name
-from tests.test_demo import CLASSES, read_video, weights  # noqa: F401 (a fixture)
+from tests.test_demo import CLASSES, read_video, weights  # weights: a fixture
 from tubes.detections import read_video_detections
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
