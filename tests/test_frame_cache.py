@@ -12,9 +12,10 @@ from data.annotations import read_video_list
 from data.dataset import ActionDetection, DataConfig, collate
 from data.windows import candidate_starts
 from engine.frame_cache import FrameMapCache
-from engine.inference import batch_inputs, run_windows
+from engine.inference import batch_inputs, detect_videos, run_windows
 from engine.online import OnlineDetector, StreamSpec
 from models import ModelConfig, build_model
+from tubes.detections import read_video_detections
 
 TINY = dict(num_classes=5, width_mult=0.0625)
 MODELS = {"rgb": dict(), "rgb+fastOF CAT": dict(fusion_type="CAT", input_frames_extra=3),
@@ -49,13 +50,13 @@ def test_forward_maps_of_frame_maps_equals_forward(kind):
 
 @pytest.mark.parametrize("kind", ["rgb", "rgb+fastOF CAT"])
 def test_test_py_windows_cached_equal_plain(toy_root, kind):
-    """test.py's windows of the toy test videos, batches across videos, as detect_videos runs them."""
+    """test.py's windows of a toy test video, in batches of 3, as detect_videos runs them."""
     model = tiny_model(**MODELS[kind])
     cfg = DataConfig(dataset="toy", data_root=str(toy_root), input_type_extra="fastOF", two_stream=model.cfg.two_stream,
                      input_frames_extra=model.cfg.input_frames_extra)
     dataset = ActionDetection(cfg, "test", full_test=True)
     video = dataset.windows[0].video_index
-    first = [i for i, w in enumerate(dataset.windows) if w.video_index in (video, video + 1)]
+    first = [i for i, w in enumerate(dataset.windows) if w.video_index == video][:8]
     loader = DataLoader(torch.utils.data.Subset(dataset, first), batch_size=3, collate_fn=collate)
     cache = FrameMapCache(model)
     frames = set()
@@ -87,7 +88,7 @@ def test_online_cached_equals_plain(toy_root, kind):
     streams = {"base": ("rgb", 1)}
     if model.cfg.two_stream:
         streams["extra"] = ("fastOF", model.cfg.input_frames_extra)
-    frames = toy_frames(toy_root)
+    frames = toy_frames(toy_root)[:13]  # windows (0, 2) ... (8, 10) and the last one, (10, 12)
     spec = StreamSpec(streams)
     got, detector = online(model, spec, frames, True)
     want, _ = online(model, spec, frames, False)
@@ -99,3 +100,23 @@ def test_online_cached_equals_plain(toy_root, kind):
     starts = candidate_starts(len(frames), 2, 1, 2, full_test=True)
     distinct = {int(s + o) for s in starts for o in (0, 2)}
     assert detector.cache.backbone_runs == len(streams) * len(distinct) < len(streams) * 2 * len(starts) * 0.8
+
+
+def test_detect_videos_files_with_and_without_the_cache(toy_root, tmp_path):
+    """test.py's detect_videos on a toy test video: the cached run (the default) writes the detections and
+    frame-mAP of the plain run (test.py --no-frame_cache)."""
+    model = tiny_model()
+    dataset = ActionDetection(DataConfig(dataset="toy", data_root=str(toy_root)), "test", full_test=True)
+    mine = [i for i, w in enumerate(dataset.windows) if w.video_index == dataset.windows[0].video_index]
+    results = {}
+    for name, cached in (("cached", True), ("plain", False)):
+        loader = DataLoader(torch.utils.data.Subset(dataset, mine), batch_size=4, collate_fn=collate)
+        results[name] = detect_videos(model, loader, dataset, torch.device("cpu"), tmp_path / name, window_indices=mine,
+                                      frame_cache=cached)[0].compute()[0]
+    assert results["cached"] == pytest.approx(results["plain"], abs=1e-6)
+    video = dataset.videos[dataset.windows[0].video_index]
+    got, want = (read_video_detections(tmp_path / name / f"{video}.npz") for name in ("cached", "plain"))
+    np.testing.assert_array_equal(got.frames, want.frames)
+    np.testing.assert_array_equal(got.window, want.window)
+    np.testing.assert_allclose(got.boxes, want.boxes, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-4, atol=1e-5)
