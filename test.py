@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 from data.annotations import load_class_names
 from data.dataset import ActionDetection, collate
-from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, int_list, model_args, \
-    model_config, path
+from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, inference_args, \
+    int_list, model_args, model_config, path
 from engine.inference import LATE_FUSION_STREAMS, detect_videos, detect_videos_late_fusion
 from models import load_model
 from tubes.detections import frame_map_path
@@ -43,7 +43,7 @@ log = logging.getLogger("test")
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      parents=[data_args(), model_args(), experiment_args(), detection_args(),
-                                              device_args()])
+                                              device_args(), inference_args()])
     parser.set_defaults(topk=20)  # evaluate.py's default
     group = parser.add_argument_group("checkpoints and outputs")
     group.add_argument("--weights", default=None, type=path, help="one checkpoint (this project's or the original's)")
@@ -129,7 +129,7 @@ def run_one(args, info, weights, gap):
                      "stream": stream}
             report(args, info, weights, gap, accumulators[stream], dict(stats), det_dir / stream, dataset.classes, extra)
         return
-    accumulator, stats = detect_videos(model, *detect_args)
+    accumulator, stats = detect_videos(model, *detect_args, args.frame_cache)
     report(args, info, weights, gap, accumulator, stats, det_dir, dataset.classes)
 
 

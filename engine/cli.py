@@ -76,6 +76,16 @@ def model_config(args, num_classes):
                        width_mult=args.width_mult, norm=args.norm)
 
 
+def original_config(args):
+    """``num_classes -> ModelConfig`` of an original AMTNet checkpoint (it stores none), from the model
+    and stream flags and ``--num_classes`` (else the number of class names), for ``load_detector``."""
+    def config(num_classes):
+        if (args.num_classes or num_classes) is None:
+            raise SystemExit("an original AMTNet checkpoint: give --num_classes or --classes")
+        return model_config(args, args.num_classes or num_classes)
+    return config
+
+
 def data_config(args):
     """The DataConfig the data and model flags describe."""
     return DataConfig(dataset=args.dataset, data_root=args.data_root, input_type_base=args.input_type_base,
@@ -132,6 +142,16 @@ def device_args():
                        help="mixed precision (default: on for CUDA, off on CPU)")
     group.add_argument("--channels_last", default=None, type=str2bool,
                        help="channels-last memory format for the convolutions (default: on for CUDA)")
+    return parser
+
+
+def inference_args():
+    """Test-time speed options of test.py and demo.py."""
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("inference")
+    group.add_argument("--frame_cache", action=argparse.BooleanOptionalAction, default=True,
+                       help="run the backbone once per frame and keep its maps for the windows sharing the frame "
+                            "(the same detections to float rounding)")
     return parser
 
 

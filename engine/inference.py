@@ -13,6 +13,8 @@ from layers.postprocess import decode_outputs, detect_decoded
 from tubes.detections import VideoDetections, frame_detections, write_road_mat_frame, write_video_detections
 from tubes.frame_map import FrameAP
 
+from .frame_cache import FrameMapCache
+
 log = logging.getLogger(__name__)
 
 # The Matlab linking (online-tubes/actionpath/actionPaths.m, dofilter) keeps, per class and
@@ -96,13 +98,27 @@ class VideoWriter:
         self.written.append(path)
 
 
+def run_windows(model, cache, base, extra, batch):
+    """The model's outputs on a batch of test windows, through ``cache`` (a ``FrameMapCache``, or None
+    for the plain forward); the cache keeps the last window's frames, which the next window shares."""
+    if cache is None:
+        return model(base, extra)
+    keys = [[(v, int(f)) for f in frames] for v, frames in zip(batch["video_indices"], batch["frames"])]
+    inputs = {"base": base} if extra is None else {"base": base, "extra": extra}
+    outputs = cache.outputs(inputs, keys)
+    cache.keep(keys[-1])
+    return outputs
+
+
 @torch.no_grad()
 def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms_thresh=0.45, top_k=20,
-                  iou_thresh=0.5, save_mat=False, window_indices=None, progress=None):
+                  iou_thresh=0.5, save_mat=False, window_indices=None, progress=None, frame_cache=True):
     """Detections of every window of ``loader`` written per video; frame-mAP accumulated.
 
     Returns ``(FrameAP accumulator, stats)`` where stats has frame counts and timings.
     ``window_indices``: the dataset windows this loader covers (all by default).
+    ``frame_cache``: run the backbone once per frame (``FrameMapCache``; the loader must give each
+    video's windows in order, as test.py's does), not once per window and frame.
     """
     model.eval()
     indices = range(len(dataset)) if window_indices is None else window_indices
@@ -113,6 +129,7 @@ def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms
     writer = VideoWriter(out_dir, per_video, num_frames, save_mat)
     accumulator = voc_frame_ap(dataset.num_classes, iou_thresh)
     priors = model.priors
+    cache = FrameMapCache(model) if frame_cache else None
     net_time, windows = 0.0, 0
     started = time.perf_counter()
     for batch in (progress(loader) if progress else loader):
@@ -120,7 +137,7 @@ def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         tick = time.perf_counter()
-        loc, conf = model(base, extra)
+        loc, conf = run_windows(model, cache, base, extra, batch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         net_time += time.perf_counter() - tick

@@ -20,8 +20,10 @@ from data.flow import DEFAULT_CHANNELS, FlowComputer, encode_flow
 from data.transforms import MEANS, TestTransform
 from data.windows import window_offsets
 from layers.postprocess import decode_outputs
+from models import load_model
 from tubes.detections import VideoDetections, frame_detections, write_video_detections
 
+from .frame_cache import FrameMapCache
 from .inference import linking_outputs
 
 ONLINE_FLOW_TYPES = ("fastOF",)
@@ -58,10 +60,14 @@ class StreamSpec:
 
 class OnlineDetector:
     """Feed BGR frames with ``push``; get ``(frame index, loc [N, 4], scores [N, C+1])`` per frame,
-    in order, as soon as no later window can change them; ``finish`` flushes the end."""
+    in order, as soon as no later window can change them; ``finish`` flushes the end.
+    ``model``: an AMTNet, or an ``engine.export.OnnxDetector`` (whole windows unless it has the per-frame graphs).
+    ``frame_cache``: one backbone pass per frame (``FrameMapCache``), not one per window and frame."""
 
-    def __init__(self, model, spec, device):
-        self.model, self.spec, self.device = model.eval(), spec, device
+    def __init__(self, model, spec, device, frame_cache=True):
+        torch_model = isinstance(model, torch.nn.Module)
+        self.model, self.spec, self.device = model.eval() if torch_model else model, spec, device
+        self.cache = FrameMapCache(model) if frame_cache and (torch_model or model.split) else None
         self.transform = TestTransform(spec.image_size, spec.means)
         self.is_flow = {s: t.lower() not in RGB_TYPES for s, (t, _) in spec.streams.items()}
         self.flow = {t: FlowComputer(t) for t, _ in spec.streams.values() if t in ONLINE_FLOW_TYPES}
@@ -125,17 +131,29 @@ class OnlineDetector:
                 cache[i] = encode_flow(self.flow[input_type](self.frames[i], self.frames[i + 1]), self.spec.flow_channels)
         return cache[i]
 
+    def _inputs(self, frames, numf, streams):
+        """The network inputs of time steps ``frames``: {stream: [len(frames), 3 * count, S, S]}."""
+        stacks = {s: np.stack([im for f in frames for im in self._stack(int(f), *self.spec.streams[s], numf)])
+                  for s in streams}
+        images, _, _ = self.transform(stacks, self.is_flow, np.zeros((0, len(frames), 4)), np.zeros(0))
+        return {s: torch.from_numpy(x.reshape(len(frames), -1, *x.shape[2:])).to(self.device) for s, x in images.items()}
+
     @torch.no_grad()
     def _run_window(self, start, numf):
         frames = start + window_offsets(self.spec.seq_len, self.spec.eval_gap)
-        streams = {s: np.stack([im for f in frames for im in self._stack(int(f), t, count, numf)])
-                   for s, (t, count) in self.spec.streams.items()}
-        images, _, _ = self.transform(streams, self.is_flow, np.zeros((0, len(frames), 4)), np.zeros(0))
-        inputs = {s: torch.from_numpy(x.reshape(1, len(frames), -1, *x.shape[2:])).to(self.device)
-                  for s, x in images.items()}
-        loc, conf = self.model(inputs["base"], inputs.get("extra"))
-        boxes, scores = linking_outputs(*decode_outputs(loc.float(), conf.float(), self.model.priors))[0]
-        self.windows.append((frames, boxes, scores))
+        if self.cache is not None:
+            outputs = self.cache.outputs(lambda stream, _, t: self._inputs(frames[t:t + 1], numf, [stream])[stream][0],
+                                         [[int(f) for f in frames]])
+            self.cache.keep([int(f) for f in frames])
+        else:
+            inputs = self._inputs(frames, numf, self.spec.streams)
+            base, extra = inputs["base"][None], inputs["extra"][None] if "extra" in inputs else None
+            if not isinstance(self.model, torch.nn.Module):  # an OnnxDetector: boxes and scores decoded
+                self.windows.append((frames, *linking_outputs(*self.model.decoded(base, extra))[0]))
+                return
+            outputs = self.model(base, extra)
+        decoded = decode_outputs(*(o.float() for o in outputs), self.model.priors)
+        self.windows.append((frames, *linking_outputs(*decoded)[0]))
 
     def _emit(self, stop):
         """Per-frame detections of frames next_frame..stop-1 (``frame_detections``'s rule)."""
@@ -161,28 +179,28 @@ class OnlineDetector:
         return out
 
 
-def read_frames(source: Path):
-    """BGR frames of a video file or a folder of 00001.jpg ...; errors name the file."""
-    if source.is_dir():
-        files = sorted(source.glob("*.jpg"))
-        if not files:
-            raise SystemExit(f"{source}: no .jpg frames in this folder")
-        for path in files:
-            image = cv2.imread(str(path))
-            if image is None:
-                raise SystemExit(f"{path}: cannot be decoded")
-            yield image
-        return
-    if not source.is_file():
-        raise SystemExit(f"{source}: no such video file or frame folder")
-    capture = cv2.VideoCapture(str(source))
-    ok, image = capture.read()
-    if not ok:
-        raise SystemExit(f"{source}: cannot be read as a video")
-    while ok:
-        yield image
-        ok, image = capture.read()
-    capture.release()
+def load_detector(weights: Path, classes=None, original_cfg=None, input_types=("rgb", "fastOF")):
+    """(model, class names, ``StreamSpec.streams``) from a checkpoint. This project's checkpoints carry
+    their config, flags and class names; an original AMTNet checkpoint needs ``original_cfg(num_classes)``
+    and ``classes`` (or a num_classes-only config). ``input_types``: the base and extra streams' input
+    types where the checkpoint's flags do not name them. ``classes`` overrides the checkpoint's."""
+    if not Path(weights).is_file():
+        raise SystemExit(f"checkpoint not found: {weights}")
+    state = torch.load(weights, map_location="cpu", weights_only=False)
+    flags = state.get("flags", {})
+    classes = classes or state.get("classes")
+    model_cfg = None
+    if "model_config" not in state:  # an original AMTNet checkpoint: the flags describe it
+        model_cfg = original_cfg(len(classes) if classes else None)
+    model = load_model(state, model_cfg)
+    cfg = model.cfg
+    classes = classes or [f"class {i + 1}" for i in range(cfg.num_classes - 1)]
+    if len(classes) != cfg.num_classes - 1:
+        raise SystemExit(f"{len(classes)} class names for a model of {cfg.num_classes - 1} classes")
+    streams = {"base": (flags.get("input_type_base", input_types[0]), cfg.input_frames_base)}
+    if cfg.two_stream:
+        streams["extra"] = (flags.get("input_type_extra", input_types[1]), cfg.input_frames_extra)
+    return model, list(classes), streams
 
 
 def draw(frame, index, paths, classes):

@@ -2,7 +2,6 @@
 original's train.py validate() and evaluate.py test_net())."""
 import torch
 import torch.nn.functional as F
-from torchvision.ops import batched_nms
 
 from layers.box_coding import VARIANCES, decode
 
@@ -33,6 +32,8 @@ def decode_outputs(loc, conf, priors_cxcywh, variances=VARIANCES):
 
 def detect_decoded(boxes_all, scores_all, conf_thresh=0.01, nms_thresh=0.45, top_k=50):
     """``detect`` from ``decode_outputs``' results (for callers that also need them)."""
+    # imported here: torchvision's import pulls in torch._dynamo (about 2 s of demo.py's start; BENCHMARKS.md)
+    from torchvision.ops import batched_nms
     b, a, c = scores_all.shape
     k = min(top_k, a)
     out = []

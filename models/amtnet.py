@@ -106,6 +106,31 @@ class AMTNet(nn.Module):
         conf = torch.cat(confs, 1).view(b, -1, cfg.num_classes)
         return loc, conf
 
+    def frame_maps(self, images, stream="base"):
+        """One stream's backbone on single time steps: images [N, 3*input_frames, 300, 300] -> the six
+        source maps [N, D_k, S_k, S_k]. forward runs this on each of a window's T time steps; a caller
+        that sees a frame in several windows can run it once per frame and call ``forward_maps``."""
+        if stream not in ("base", "extra") or (stream == "extra" and not self.cfg.two_stream):
+            raise ValueError(f"AMTNet.frame_maps: no {stream!r} stream in a model of fusion_type {self.cfg.fusion_type}")
+        return (self.core_base if stream == "base" else self.core_extra)(images)
+
+    def forward_maps(self, base_maps, extra_maps=None):
+        """forward from the streams' source maps: ``base_maps`` (and ``extra_maps`` when two-stream)
+        six [B, T, D_k, S_k, S_k], ``frame_maps`` of each time step; returns forward's (loc, conf)."""
+        cfg = self.cfg
+        if len(base_maps) != len(ANCHORS_PER_CELL) or (extra_maps is None) == cfg.two_stream:
+            raise ValueError(f"AMTNet.forward_maps: give six base maps{' and six extra maps' if cfg.two_stream else ''}")
+        maps = [fuse_frames(s, cfg.feat_fusion) for s in base_maps]
+        if cfg.two_stream:
+            maps = [fuse_streams(m, fuse_frames(e, cfg.feat_fusion), cfg.fusion_type) for m, e in zip(maps, extra_maps)]
+        return self._heads(maps, base_maps[0].shape[0])
+
+    def _heads(self, maps, b):
+        locs, confs = zip(*(pooled_heads(m, l, c, d) for m, d, l, c in
+                            zip(maps, self.core_base.source_depths, self.loc, self.conf)))
+        return (torch.cat(locs, 1).view(b, -1, 4 * self.cfg.seq_len),
+                torch.cat(confs, 1).view(b, -1, self.cfg.num_classes))
+
 
 def build_model(cfg: ModelConfig) -> AMTNet:
     """AMTNet for cfg (heads Xavier-initialised, backbone PyTorch default-initialised)."""

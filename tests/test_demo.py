@@ -120,7 +120,7 @@ def test_short_videos_emit_every_frame_once(num_frames, windows):
     model = build_model(ModelConfig(num_classes=3, width_mult=0.0625))
     runs = []
     model.register_forward_hook(lambda module, args, output: runs.append(1))
-    detector = OnlineDetector(model, StreamSpec({"base": ("rgb", 1)}), torch.device("cpu"))
+    detector = OnlineDetector(model, StreamSpec({"base": ("rgb", 1)}), torch.device("cpu"), frame_cache=False)
     rng = np.random.default_rng(0)
     emitted = []
     for _ in range(num_frames):

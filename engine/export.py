@@ -1,0 +1,207 @@
+"""The detector as an ONNX graph (decoded boxes and softmax scores, any batch) and its onnxruntime
+runner (export.py, demo.py --onnx). onnx, onnxscript and onnxruntime are optional dependencies
+(requirements-onnx.txt): importing this module needs none of them.
+
+The graph's inputs are ``base`` [B, T, 3*input_frames_base, 300, 300] (and ``extra`` for a
+two-stream model), its outputs ``boxes`` [B, A, T, 4] (normalised x1, y1, x2, y2, unclipped) and
+``scores`` [B, A, C+1] (softmax, background first): ``layers.postprocess.decode_outputs`` of the
+model's outputs. The model config, the class names and the streams' input types travel in the
+file's metadata, so demo.py rebuilds the online detector from the .onnx file alone.
+"""
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from layers.postprocess import decode_outputs
+from layers.priors import SSD300_V2, prior_boxes
+from models.config import ModelConfig
+from utils.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install -r requirements-onnx.txt"
+
+
+def require(module):
+    """Import an optional ONNX package, or exit with how to install it."""
+    try:
+        return __import__(module)
+    except ImportError as error:
+        raise SystemExit(f"{module} is not installed ({error}); {INSTALL_HINT}") from error
+
+
+class DecodedDetector(nn.Module):
+    """model -> (boxes [B, A, T, 4], scores [B, A, C+1]), what the exported graph computes."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, base, extra=None):
+        loc, conf = self.model(base, extra)
+        return decode_outputs(loc, conf, self.model.priors)
+
+
+def example_inputs(cfg: ModelConfig, batch=2, seed=0):
+    """Random inputs of the model's shape (the batch of 2 keeps the exported batch dynamic)."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (batch, cfg.seq_len)
+    inputs = {"base": torch.rand(*shape, 3 * cfg.input_frames_base, 300, 300, generator=g) * 255 - 120}
+    if cfg.two_stream:
+        inputs["extra"] = torch.rand(*shape, 3 * cfg.input_frames_extra, 300, 300, generator=g) * 255 - 120
+    return inputs
+
+
+class _FrameMaps(nn.Module):
+    def __init__(self, model, stream):
+        super().__init__()
+        self.model, self.stream = model, stream
+
+    def forward(self, images):
+        return tuple(self.model.frame_maps(images, self.stream))
+
+
+class _Heads(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *maps):
+        n = len(maps) // (2 if self.model.cfg.two_stream else 1)
+        return self.model.forward_maps(list(maps[:n]), list(maps[n:]) or None)
+
+
+def part_paths(path, cfg: ModelConfig):
+    """The graphs of the per-frame path beside ``path``: {'base': the base stream's backbone on single
+    time steps, 'extra': the extra stream's (two-stream), 'heads': pooling + heads on their maps}."""
+    path = Path(path)
+    parts = ("base", "extra", "heads") if cfg.two_stream else ("base", "heads")
+    return {part: path.with_name(f"{path.stem}.{part}{path.suffix}") for part in parts}
+
+
+def _export(module, inputs: dict, outputs: list, path, metadata=None, varargs=False):
+    """``module`` on ``inputs`` (all with the batch first: dynamic) as an ONNX file; ``varargs``: the
+    module takes the inputs as ``*args``."""
+    onnx = require("onnx")
+    batch = torch.export.Dim("batch")
+    dims = [{0: batch} for _ in inputs]
+    with torch.no_grad(), warnings.catch_warnings():
+        # the inputs share the batch dimension; the exporter says so, once per name
+        warnings.filterwarnings("ignore", ".*The axis name: batch will not be used")
+        program = torch.onnx.export(module.eval(), tuple(inputs.values()), input_names=list(inputs), output_names=outputs,
+                                    dynamic_shapes=[tuple(dims)] if varargs else dims, dynamo=True, verbose=False)
+    proto = program.model_proto
+    for key, value in (metadata or {}).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+
+
+def export_onnx(model, path, metadata: dict):
+    """Write ``model`` (an AMTNet on CPU) as an ONNX graph to ``path``, atomically; ``metadata``
+    (JSON-serialisable values) goes into the file's metadata with the model config. Also writes the
+    per-frame path's graphs (``part_paths``), which demo.py runs with one backbone pass per frame."""
+    require("onnxscript")
+    model.eval()
+    inputs = example_inputs(model.cfg)
+    _export(DecodedDetector(model), inputs, ["boxes", "scores"], path, {"model_config": model.cfg.to_dict(), **metadata})
+    parts = part_paths(path, model.cfg)
+    maps = {}
+    with torch.no_grad():
+        for stream, x in inputs.items():
+            frames = x.flatten(0, 1)
+            _export(_FrameMaps(model, stream), {"images": frames}, [f"map{k}" for k in range(6)], parts[stream])
+            maps.update({f"{stream}{k}": m.view(*x.shape[:2], *m.shape[1:])
+                         for k, m in enumerate(model.frame_maps(frames, stream))})
+    _export(_Heads(model), maps, ["loc", "conf"], parts["heads"], varargs=True)
+    return path
+
+
+class OnnxDetector:
+    """An exported detector run by onnxruntime on CPU: ``decoded(base, extra)`` gives
+    ``DecodedDetector``'s (boxes, scores) as float32 tensors; ``cfg`` and ``metadata`` from the file.
+    Where the per-frame graphs are beside it (``part_paths``), ``frame_maps`` and ``forward_maps`` run
+    them as ``AMTNet``'s do, so ``FrameMapCache`` works with it (``split`` is then true).
+    ``spinning``: whether onnxruntime's threads spin while waiting (its default; false is much faster
+    on a CPU shared with other jobs, BENCHMARKS.md)."""
+
+    def __init__(self, path, threads=None, spinning=False):
+        ort = require("onnxruntime")
+        options = ort.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        if threads:
+            options.intra_op_num_threads = threads
+        session = lambda p: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+        self.session = session(path)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "model_config" not in meta:
+            raise SystemExit(f"{path}: not an AMTNet exported by export.py (no model_config in its metadata)")
+        self.metadata = {k: json.loads(v) for k, v in meta.items()}
+        self.cfg = ModelConfig.from_dict(self.metadata["model_config"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        parts = part_paths(path, self.cfg)
+        self.split = all(p.is_file() for p in parts.values())
+        self.parts = {part: session(p) for part, p in parts.items()} if self.split else {}
+        self.priors = prior_boxes(SSD300_V2)
+
+    def decoded(self, base, extra=None):
+        feed = {"base": _numpy(base)}
+        if "extra" in self.inputs:
+            if extra is None:
+                raise ValueError("a two-stream model: give the extra stream")
+            feed["extra"] = _numpy(extra)
+        boxes, scores = self.session.run(["boxes", "scores"], feed)
+        return torch.from_numpy(boxes), torch.from_numpy(scores)
+
+    def frame_maps(self, images, stream="base"):
+        return [torch.from_numpy(m) for m in self.parts[stream].run(None, {"images": _numpy(images)})]
+
+    def forward_maps(self, base_maps, extra_maps=None):
+        feed = {f"base{k}": _numpy(m) for k, m in enumerate(base_maps)}
+        feed.update({f"extra{k}": _numpy(m) for k, m in enumerate(extra_maps or [])})
+        return tuple(torch.from_numpy(o) for o in self.parts["heads"].run(["loc", "conf"], feed))
+
+
+def _numpy(x):
+    return np.ascontiguousarray(x.cpu().numpy(), np.float32)
+
+
+def compare(model, detector, batch=3, seed=1):
+    """onnxruntime against PyTorch on the same random inputs (a batch other than the export's), per
+    output: {'boxes': (max abs diff, largest abs value), 'scores': ...}, and 'per-frame boxes', 'per-frame
+    scores' for the per-frame graphs. Boxes of an untrained model
+    reach hundreds (exp of large offsets), so the difference is judged against the largest value."""
+    inputs = example_inputs(model.cfg, batch, seed)
+    with torch.no_grad():
+        want = DecodedDetector(model.eval())(inputs["base"], inputs.get("extra"))
+    outputs = {"": detector.decoded(inputs["base"], inputs.get("extra"))}
+    if detector.split:  # the per-frame graphs: frame maps of every time step, then the heads
+        maps = [[m.view(*x.shape[:2], *m.shape[1:]) for m in detector.frame_maps(x.flatten(0, 1), stream)]
+                for stream, x in inputs.items()]
+        outputs["per-frame "] = decode_outputs(*detector.forward_maps(*maps), detector.priors)
+    return {prefix + name: (float((a - b).abs().max()), float(b.abs().max()))
+            for prefix, got in outputs.items() for name, a, b in zip(("boxes", "scores"), got, want)}
+
+
+def within_rounding(diff, rtol=1e-5):
+    """Whether every ``compare`` difference is float rounding: at most rtol times max(1, largest value)."""
+    return all(d <= rtol * max(1.0, largest) for d, largest in diff.values())
+
+
+def load_onnx_detector(path, classes=None, threads=None):
+    """(OnnxDetector, class names, ``StreamSpec.streams``) from an export.py file; ``classes``
+    overrides the file's."""
+    if not Path(path).is_file():
+        raise SystemExit(f"ONNX model not found: {path}")
+    detector = OnnxDetector(path, threads)
+    classes = classes or detector.metadata.get("classes")
+    if len(classes) != detector.cfg.num_classes - 1:
+        raise SystemExit(f"{len(classes)} class names for a model of {detector.cfg.num_classes - 1} classes")
+    streams = {s: tuple(v) for s, v in detector.metadata["streams"].items()}
+    return detector, list(classes), streams

@@ -1,0 +1,54 @@
+"""Export a trained AMTNet for deployment: an ONNX graph with decoded boxes and softmax scores as
+outputs and a dynamic batch, checked against PyTorch on the same inputs.
+
+  python export.py --weights runs/pipeline/train/rgb_w0.125/AMTNet_273.pth --format onnx --out model.onnx
+  python demo.py --onnx model.onnx --video clip.mp4 --out clip-tubes.mp4
+
+Beside OUT it writes the per-frame graphs demo.py runs with one backbone pass per frame (OUT's
+``.base``, ``.extra`` for two streams, and ``.heads``; keep them with it). Needs the optional
+packages of requirements-onnx.txt. The file keeps the model config, the class
+names and the streams' input types, so demo.py needs nothing else. An original AMTNet checkpoint
+is described by the model flags (--fusion_type, ...) and --classes or --num_classes.
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from data.annotations import read_video_list
+from engine.cli import model_args, original_config, stream_args
+from engine.export import OnnxDetector, compare, export_onnx, part_paths, within_rounding
+from engine.online import load_detector
+from tubes.cli import class_args
+
+log = logging.getLogger("export")
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     parents=[model_args(), stream_args("fastOF"), class_args(num_classes=True)])
+    parser.add_argument("--weights", required=True, type=Path, help="checkpoint (this project's or the original's)")
+    parser.add_argument("--format", default="onnx", type=str.lower, choices=["onnx"], help="export format")
+    parser.add_argument("--out", required=True, type=Path, help="output file (model.onnx)")
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+    model, classes, streams = load_detector(args.weights, read_video_list(args.classes) if args.classes else None,
+                                            original_config(args), (args.input_type_base, args.input_type_extra))
+    export_onnx(model, args.out, {"classes": classes, "streams": streams})
+    diff = compare(model, OnnxDetector(args.out))
+    log.info("%s (and %s): onnxruntime vs PyTorch on the same inputs (batch 3), max abs diff: %s", args.out,
+             ", ".join(p.name for p in part_paths(args.out, model.cfg).values()),
+             ", ".join(f"{k} {d:.2g} (largest {m:.3g})" for k, (d, m) in diff.items()))
+    if not within_rounding(diff):
+        for path in (args.out, *part_paths(args.out, model.cfg).values()):
+            path.unlink()
+        raise SystemExit(f"the exported graph differs from PyTorch by more than float rounding: {diff}; not kept")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""export.py: the ONNX graph gives PyTorch's decoded boxes and softmax scores (float rounding) at any
+batch, for one-stream and two-stream models, carries what demo.py needs, and demo.py --onnx gives
+demo.py's detections. Skipped where the optional packages (requirements-onnx.txt) are absent."""
+import builtins
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import demo
+import export
+from data import layout
+from data.annotations import read_video_list
+from engine.export import DecodedDetector, OnnxDetector, compare, example_inputs, require, within_rounding
+from models import ModelConfig, build_model
+from tests.test_demo import CLASSES
+from tubes.detections import frame_detections, read_video_detections
+from utils.checkpoint import save_checkpoint
+
+ONNX = ("onnxruntime", "onnx", "onnxscript")
+
+
+def onnx_packages():
+    for module in ONNX:
+        pytest.importorskip(module)
+
+
+def checkpoint(path, **kwargs):
+    torch.manual_seed(11)
+    model = build_model(ModelConfig(num_classes=5, width_mult=0.0625, **kwargs))
+    save_checkpoint(path, model, classes=CLASSES, flags={"input_type_base": "rgb", "input_type_extra": "fastOF"})
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def one_stream(tmp_path_factory):
+    onnx_packages()
+    folder = tmp_path_factory.mktemp("export")
+    model = checkpoint(folder / "tiny.pth")
+    assert export.main(["--weights", str(folder / "tiny.pth"), "--format", "onnx", "--out", str(folder / "tiny.onnx")]) == 0
+    return model, folder
+
+
+def assert_same_outputs(model, detector, batch):
+    inputs = example_inputs(model.cfg, batch, seed=batch)
+    with torch.no_grad():
+        want = DecodedDetector(model)(inputs["base"], inputs.get("extra"))
+    got = detector.decoded(inputs["base"], inputs.get("extra"))
+    for a, b in zip(got, want):
+        assert a.shape == b.shape and a.dtype == torch.float32
+        largest = float(b.abs().max())
+        assert float((a - b).abs().max()) <= 1e-5 * max(1.0, largest)
+
+
+def test_one_stream_graph_equals_pytorch_at_any_batch(one_stream):
+    model, folder = one_stream
+    detector = OnnxDetector(folder / "tiny.onnx")
+    assert detector.cfg == model.cfg and detector.inputs == ["base"]
+    assert detector.metadata["classes"] == CLASSES and detector.metadata["streams"] == {"base": ["rgb", 1]}
+    for batch in (1, 4):
+        assert_same_outputs(model, detector, batch)
+    # the per-frame graphs beside it: one backbone pass per time step, then the heads
+    assert detector.split and sorted(p.name for p in folder.glob("tiny.*.onnx")) == ["tiny.base.onnx", "tiny.heads.onnx"]
+    diff = compare(model, detector)
+    assert set(diff) == {"boxes", "scores", "per-frame boxes", "per-frame scores"} and within_rounding(diff)
+
+
+def test_two_stream_graph_equals_pytorch(tmp_path):
+    onnx_packages()
+    model = checkpoint(tmp_path / "fused.pth", fusion_type="CAT", input_frames_extra=3)
+    assert export.main(["--weights", str(tmp_path / "fused.pth"), "--out", str(tmp_path / "fused.onnx")]) == 0
+    detector = OnnxDetector(tmp_path / "fused.onnx")
+    assert detector.inputs == ["base", "extra"] and detector.metadata["streams"]["extra"] == ["fastOF", 3]
+    assert_same_outputs(model, detector, 2)
+    assert detector.split and within_rounding(compare(model, detector))  # per-frame graphs, both streams
+    with pytest.raises(ValueError, match="give the extra stream"):
+        detector.decoded(torch.zeros(1, 2, 3, 300, 300))
+
+
+def test_within_rounding():
+    assert within_rounding({"boxes": (0.005, 1000.0), "scores": (1e-6, 1.0)})
+    assert not within_rounding({"boxes": (0.05, 1000.0), "scores": (1e-6, 1.0)})
+    assert not within_rounding({"boxes": (0.0, 0.5), "scores": (1e-4, 1.0)})
+
+
+def test_demo_onnx_equals_demo_pytorch(one_stream, toy_root):
+    _, folder = one_stream
+    video = read_video_list(layout.split_path(toy_root, "testlist01.txt"))[0]
+    frames = str(layout.video_dir(toy_root, "rgb", video))
+    runs = {"torch": ["--weights", str(folder / "tiny.pth"), "--no-frame_cache"],
+            "onnx": ["--onnx", str(folder / "tiny.onnx"), "--no-frame_cache"],
+            "onnx-per-frame": ["--onnx", str(folder / "tiny.onnx")]}
+    for name, flags in runs.items():
+        assert demo.main(["--video", frames, "--device", "cpu", "--out", str(folder / f"{name}.avi"),
+                          "--det_out", str(folder / f"{name}.npz")] + flags) == 0
+    want = frame_detections(read_video_detections(folder / "torch.npz"))
+    for name in ("onnx", "onnx-per-frame"):
+        got = frame_detections(read_video_detections(folder / f"{name}.npz"))
+        assert len(got) == len(want) > 0
+        for (loc_a, scores_a), (loc_b, scores_b) in zip(got, want):
+            np.testing.assert_allclose(loc_a, loc_b, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(scores_a, scores_b, rtol=1e-4, atol=1e-5)
+    tubes = json.loads((folder / "onnx-per-frame-tubes-alpha3.json").read_text())
+    assert tubes["video"] == video.split("/")[1]
+
+
+def test_missing_packages_are_named(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    with pytest.raises(SystemExit, match="onnxruntime is not installed.*pip install -r requirements-onnx.txt"):
+        require("onnxruntime")
