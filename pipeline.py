@@ -13,9 +13,16 @@ where it stopped; training resumes from its latest checkpoint):
   4. tubes: build_tubes.py -> online linking, temporal trimming, video-mAP (WORK/tubes);
   5. plots: eval_video_ap.py -> precision-recall curves (WORK/eval/*.png);
   6. video: demo.py on the first test video -> WORK/demo/<video>.mp4 with the online action paths drawn.
+Two streams (the original's results table): --late_fusion boost,union,mean and/or --fusion_type
+SUM|CAT|MEAN also train a one-stream model of --input_type_extra (--input_frames_extra stacked
+frames, fastOF on the toy set) and run its rows: the flow stream alone, the late fusions of the two
+streams' detections (build_tubes.py --fuse_det_dir; mean: test.py --fuse_weights), and the
+two-stream network initialised from the two one-stream models (train.py --base_weights
+--extra_weights). Each extra row's outputs go to WORK/<stage>_<row>/ (detections_fastOF/,
+tubes_boost/, train/rgb+fastOF_SUM_w0.125/, ...).
 The data, model, training, detection and device flags are train.py's and test.py's (passed on to
 them when they differ from those scripts' defaults); the defaults here are the toy recipe.
-The results table is printed at the end and saved in WORK/summary.json.
+The results table (a row per model and fusion) is printed at the end and saved in WORK/summary.json.
 """
 import argparse
 import contextlib
@@ -36,9 +43,10 @@ from data.annotations import check_dataset, read_video_list
 from data.dataset import ActionDetection
 from data.toy import ToyConfig, make_toy_dataset
 from engine.cli import changed_flags, data_args, data_config, detection_args, device_args, model_args, train_args
+from models.config import two_stream
 from tubes.cli import tube_args
 from tubes.detections import frame_map_path
-from tubes.runner import results_path, table
+from tubes.runner import results_path, rows_table, summary_row, table
 from tubes.tube_files import tube_file
 from utils.checkpoint import best_checkpoint, checkpoint_path, latest_checkpoint
 from utils.io import atomic_path, is_fresh
@@ -47,6 +55,7 @@ from utils.logging_utils import setup_logging
 log = logging.getLogger("pipeline")
 STAGES = ("data", "train", "detect", "tubes", "plots", "video")
 TEST_LIST = layout.split_list_name("test", 1)
+LATE_FUSIONS = ("boost", "union")  # build_tubes.py --fusion
 
 # The default recipe: a narrow backbone with batch norm trained from scratch (no pretrained
 # weights can be downloaded) with Adam, a warm-up and a cosine decay, the background class's
@@ -57,7 +66,7 @@ TEST_LIST = layout.split_list_name("test", 1)
 # recipe") has what each part buys, chosen on other toy seeds and on the tracks dataset.
 TOY_RECIPE = dict(width_mult=0.125, max_iter=None, optimizer="adam", lr=0.003, batch_size=8, max_expand=1.0,
                   norm="batch", lr_schedule="cosine", warmup_iters=40, background_prior=0.99, val_fraction=0.15,
-                  link_score=0.1)
+                  link_score=0.1, input_type_extra="fastOF")
 EPOCHS = 3.5
 
 
@@ -67,6 +76,14 @@ def stage_list(text):
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
     return set(stages)
+
+
+def late_fusion_list(text):
+    names = tuple(v.strip().lower() for v in text.split(",") if v.strip())
+    unknown = sorted(set(names) - set(LATE_FUSIONS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown late fusion(s) {unknown}; choose from {', '.join(LATE_FUSIONS)}")
+    return names
 
 
 def get_args_parser():
@@ -80,6 +97,8 @@ def get_args_parser():
     group.add_argument("--work_dir", default="runs/pipeline", help="where the toy data and all outputs go")
     group.add_argument("--seed", type=int, default=0, help="toy dataset seed")
     group.add_argument("--toy_videos", type=int, default=ToyConfig.num_videos)
+    group.add_argument("--late_fusion", default=(), type=late_fusion_list,
+                       help=f"late fusions of the base and extra streams' detections to run ({', '.join(LATE_FUSIONS)})")
     group.add_argument("--stages", default=",".join(STAGES), type=stage_list,
                        help="stages to run (the later ones need the earlier ones' outputs)")
     return parser
@@ -88,6 +107,8 @@ def get_args_parser():
 def prepare(args, work):
     root = Path(args.data_root).expanduser() if args.data_root else work / "toy_data"
     input_types = {"rgb", args.input_type_base}
+    if args.late_fusion or two_stream(args.fusion_type):
+        input_types.add(args.input_type_extra)
     if args.data_root is None:
         input_types.add("fastOF")
         if layout.split_path(root, layout.ANNOT_FILE).is_file():
@@ -126,9 +147,24 @@ def train(args, root, exp_dir):
         argv += ["--resume", str(resume)]
     log.info("stage train: python train.py %s", " ".join(argv))
     train_script.main(argv)
+    setup_logging(exp_dir.parent.parent / "pipeline.log")  # train.py points the log at its experiment folder
     best = best_checkpoint(exp_dir)
     log.info("stage train: testing %s, the best on validation", best.name)
     return best
+
+
+def trained(args, root, exp_dir):
+    """The model of ``args`` in ``exp_dir``: trained by the train stage, else the one already there."""
+    weights = train(args, root, exp_dir) if "train" in args.stages else best_checkpoint(exp_dir)
+    if weights is None or not weights.is_file():
+        raise SystemExit(f"no trained model in {exp_dir}: run the train stage")
+    return weights
+
+
+def one_stream(args, input_type, frames):
+    """``args`` for a one-stream model of ``input_type`` with ``frames`` stacked frames per time step."""
+    return argparse.Namespace(**{**vars(args), "input_type_base": input_type, "input_frames_base": frames,
+                                 "fusion_type": "NONE", "base_weights": None, "extra_weights": None})
 
 
 def run_stage(stage, script, argv, output, *inputs):
@@ -144,11 +180,13 @@ def run_stage(stage, script, argv, output, *inputs):
 def detect(args, root, weights, det_dir):
     argv = ["--data_root", str(root), "--weights", str(weights), "--det_dir", str(det_dir)] + changed_flags(
         args, [data_args(), model_args(), detection_args(), device_args()])
-    run_stage("detect", test_script, argv, frame_map_path(det_dir), weights)
+    if "detect" in args.stages:
+        run_stage("detect", test_script, argv, frame_map_path(det_dir), weights)
     return json.loads(frame_map_path(det_dir).read_text())
 
 
-def tubes(args, root, det_dir, det_result, tube_dir):
+def tubes(args, root, det_dir, det_result, tube_dir, fuse_det_dir=None, fusion=None):
+    """build_tubes.py on ``det_dir`` (late-fused with ``fuse_det_dir`` by ``fusion`` when given)."""
     videos, classes = tube_dir / "videos.txt", tube_dir / "classes.txt"
     for path, lines in ((videos, read_video_list(layout.split_path(root, TEST_LIST))), (classes, det_result["ap"])):
         with atomic_path(path) as tmp:
@@ -156,7 +194,11 @@ def tubes(args, root, det_dir, det_result, tube_dir):
     argv = ["--det_dir", str(det_dir), "--det_format", "npz", "--annot", str(layout.split_path(root, layout.ANNOT_FILE)),
             "--out_dir", str(tube_dir), "--video_list", str(videos), "--classes", str(classes),
             "--alphas", ",".join(f"{a:g}" for a in args.alphas), "--link_score", f"{args.link_score:g}", "--workers", "2"]
-    run_stage("tubes", build_tubes, argv, results_path(tube_dir), frame_map_path(det_dir))
+    inputs = [frame_map_path(det_dir)]
+    if fusion is not None:
+        argv += ["--fuse_det_dir", str(fuse_det_dir), "--fusion", fusion]
+        inputs.append(frame_map_path(fuse_det_dir))
+    run_stage("tubes", build_tubes, argv, results_path(tube_dir), *inputs)
     return json.loads(results_path(tube_dir).read_text())
 
 
@@ -177,6 +219,31 @@ def annotated_video(args, root, weights, out_dir):
     return str(out)
 
 
+class Rows:
+    """The results table being built: a row per model or fusion, named as the original's table."""
+
+    def __init__(self, args, root, work):
+        self.args, self.root, self.work, self.summary, self.rows = args, root, work, {}, {}
+
+    def model(self, name, key, args, weights):
+        """Detections and tubes of one trained model: WORK/detections[_key], WORK/tubes[_key]."""
+        suffix = f"_{key}" if key else ""
+        det_dir, tube_dir = self.work / f"detections{suffix}", self.work / f"tubes{suffix}"
+        if not self.args.stages & {"detect", "tubes"}:
+            return det_dir, None
+        det = detect(args, self.root, weights, det_dir)
+        self.summary[name] = {"weights": str(weights), "frame_map_voc": det["frame_map_voc"], "frame_ap_voc": det["ap"],
+                              "fps": det["frames"] / det["total_seconds"]}
+        if "tubes" in self.args.stages:
+            self.add(name, tubes(self.args, self.root, det_dir, det, tube_dir))
+        return det_dir, det
+
+    def add(self, name, results):
+        self.summary.setdefault(name, {}).update(video_map=results["video_map"],
+                                                 frame_map_frameap=results.get("frame_map_frameap"), table=table(results))
+        self.rows[name] = summary_row(results, self.args.alphas[0])
+
+
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     work = Path(args.work_dir).expanduser()
@@ -188,28 +255,46 @@ def main(argv=None):
     args.max_iter = iterations(args, root)
     args.val_step = args.val_step or max(args.max_iter // 4, 1)
     args.print_step = args.print_step or max(args.max_iter // 20, 1)
-    exp_dir = work / "train" / f"{args.input_type_base}_w{args.width_mult:g}"
-    weights = train(args, root, exp_dir) if "train" in args.stages else best_checkpoint(exp_dir)
-    setup_logging(work / "pipeline.log")  # train.py points the log at its experiment folder
-    if weights is None or not weights.is_file():
-        raise SystemExit(f"no trained model in {exp_dir}: run the train stage")
+    width, base, extra = f"w{args.width_mult:g}", args.input_type_base, args.input_type_extra
+    rows = Rows(args, root, work)
+    base_args = one_stream(args, base, args.input_frames_base)
+    weights = trained(base_args, root, work / "train" / f"{base}_{width}")
+    base_dets, det = rows.model(row_name(base), "", base_args, weights)
+    if args.late_fusion or two_stream(args.fusion_type):
+        extra_args = one_stream(args, extra, args.input_frames_extra)
+        extra_weights = trained(extra_args, root, work / "train" / f"{extra}_{width}")
+        extra_dets, _ = rows.model(row_name(extra), extra, extra_args, extra_weights)
+        for fusion in args.late_fusion if "tubes" in args.stages else ():
+            rows.add(row_name(base, extra, fusion),
+                     tubes(args, root, base_dets, det, work / f"tubes_{fusion}", extra_dets, fusion))
+        if two_stream(args.fusion_type):
+            fused_args = argparse.Namespace(**{**vars(args), "base_weights": weights, "extra_weights": extra_weights})
+            fused = trained(fused_args, root, work / "train" / f"{base}+{extra}_{args.fusion_type}_{width}")
+            rows.model(row_name(base, extra, args.fusion_type), args.fusion_type, fused_args, fused)
     summary = {"data_root": str(root), "weights": str(weights)}
-    det_dir = work / "detections"
-    if args.stages & {"detect", "tubes"}:
-        det = detect(args, root, weights, det_dir) if "detect" in args.stages else \
-            json.loads(frame_map_path(det_dir).read_text())
-        summary.update(frame_map_voc=det["frame_map_voc"], frame_ap_voc=det["ap"],
-                       fps=det["frames"] / det["total_seconds"])
-    if "tubes" in args.stages:
-        results = tubes(args, root, det_dir, det, work / "tubes")
-        summary.update(video_map=results["video_map"], frame_map_frameap=results.get("frame_map_frameap"),
-                       table=table(results))
+    summary.update(rows.summary.get(row_name(base), {}))
+    if len(rows.summary) > 1:
+        summary["models"] = rows.summary
+    if rows.rows:
+        summary["rows"], summary["results_table"] = rows.rows, rows_table(rows.rows)
     if "plots" in args.stages:
         summary["plots"] = plots(args, root, work / "tubes", work / "eval")
     if "video" in args.stages:
         summary["video"] = annotated_video(args, root, weights, work / "demo")
     with atomic_path(work / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
+    report(summary, args.alphas[0])
+    log.info("results in %s", work / "summary.json")
+    return 0
+
+
+def row_name(base, extra=None, fusion=None):
+    """The original table's row names: RGB, FastOF, RGB+FastOF boost, RGB+FastOF SUM, ..."""
+    name = lambda t: "RGB" if t == "rgb" else t[0].upper() + t[1:]
+    return name(base) if extra is None else f"{name(base)}+{name(extra)} {fusion}"
+
+
+def report(summary, alpha):
     if "frame_map_voc" in summary:
         print(f"VOC frame-mAP@0.5 of the micro-tube detections (test.py): {100 * summary['frame_map_voc']:.2f}  "
               f"({summary['fps']:.0f} frames/s end to end)")
@@ -217,10 +302,11 @@ def main(argv=None):
         print("video-mAP of the linked, trimmed tubes (build_tubes.py; last line: frameAp.m's frame-mAP "
               "of the linking's per-frame detections):")
         print(summary["table"])
+    if len(summary.get("rows", {})) > 1:
+        print(f"results table (alpha {alpha:g}; frame-mAP: frameAp.m's, of the detections each row's linking took):")
+        print(summary["results_table"])
     if "video" in summary:
         print(f"annotated video (demo.py): {summary['video']}")
-    log.info("results in %s", work / "summary.json")
-    return 0
 
 
 if __name__ == "__main__":

@@ -345,6 +345,16 @@ def fusion_summary(cfg: TubeConfig) -> dict | None:
             "fuse_iou": cfg.fuse_iou if cfg.fusion == "boost" else None,
             "fixed": cfg.fuse_fixed if cfg.fusion == "boost" else None}
 
+def _alpha_row(entries: list, alpha) -> list:
+    """Percentages at one alpha of a results.json video-mAP list: mAP at 0.2, 0.5, 0.75, the mean
+    over 0.5:0.95, and the accuracy (None where the protocol has none)."""
+    rows = {round(r["iou"], 2): r for r in entries if r["alpha"] == alpha}
+    if not rows:
+        raise ValueError(f"no video-mAP at alpha {alpha} (alphas: {sorted({str(r['alpha']) for r in entries})})")
+    avg = np.mean([rows[t]["mAP"] for t in rows if t >= 0.5])
+    acc = 100 * rows[0.2]["accuracy"] if "accuracy" in rows[0.2] else None
+    return [100 * rows[0.2]["mAP"], 100 * rows[0.5]["mAP"], 100 * rows[0.75]["mAP"], 100 * avg, acc]
+
 
 def table(results: dict) -> str:
     """The seed's layout: mAP at 0.2, 0.5, 0.75, mean over 0.5:0.95, accuracy, per alpha (percent),
@@ -363,14 +373,32 @@ def table(results: dict) -> str:
                   "alpha  mAP@0.2  mAP@0.5  mAP@0.75  mAP@0.5:0.95  accuracy"]
         alphas = list(dict.fromkeys(r["alpha"] for r in entries))
         for a in alphas if any(isinstance(a, str) for a in alphas) else sorted(alphas):
-            rows = {round(r["iou"], 2): r for r in entries if r["alpha"] == a}
-            avg = np.mean([rows[t]["mAP"] for t in rows if t >= 0.5])
-            acc = f"{100 * rows[0.2]['accuracy']:8.2f}" if "accuracy" in rows[0.2] else f"{'-':>8}"
-            lines.append(f"{a!s:<6} {100 * rows[0.2]['mAP']:7.2f}  {100 * rows[0.5]['mAP']:7.2f}  {100 * rows[0.75]['mAP']:8.2f}"
-                         f"  {100 * avg:12.2f}  {acc}")
+            m02, m05, m075, avg, acc = _alpha_row(entries, a)
+            acc = f"{'-':>8}" if acc is None else f"{acc:8.2f}"
+            lines.append(f"{a!s:<6} {m02:7.2f}  {m05:7.2f}  {m075:8.2f}  {avg:12.2f}  {acc}")
         if FRAME_MAP_KEY[protocol] in results:
             what = " of the fused detections" if fusion else ""
             lines.append(f"{FRAME_MAP_NAME[protocol]} frame-mAP@0.5{what}: {100 * results[FRAME_MAP_KEY[protocol]]['mAP']:.2f}")
+    return "\n".join(lines)
+
+
+def summary_row(results: dict, alpha) -> dict:
+    """One row of the results table (percent): video-mAP at 0.2, 0.5, 0.75 and 0.5:0.95 at ``alpha``,
+    frameAp.m's frame-mAP@0.5 of the per-frame detections the linking took, the accuracy."""
+    m02, m05, m075, avg, acc = _alpha_row(results["video_map"], alpha)
+    fmap = results.get("frame_map_frameap", {}).get("mAP")
+    return {"alpha": alpha, "mAP@0.2": m02, "mAP@0.5": m05, "mAP@0.75": m075, "mAP@0.5:0.95": avg,
+            "frame-mAP": None if fmap is None else 100 * fmap, "accuracy": acc}
+
+
+def rows_table(rows: dict) -> str:
+    """The original's results table: a line per model or fusion (``{name: summary_row(...)}``)."""
+    cols = ("mAP@0.2", "mAP@0.5", "mAP@0.75", "mAP@0.5:0.95", "frame-mAP", "accuracy")
+    width = max([len("model")] + [len(n) for n in rows])
+    lines = [f"{'model':<{width}}  " + "  ".join(cols)]
+    for name, row in rows.items():
+        cells = ["-" if row[c] is None else f"{row[c]:.2f}" for c in cols]
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{v:>{len(c)}}" for v, c in zip(cells, cols)))
     return "\n".join(lines)
 
 
