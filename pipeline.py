@@ -11,8 +11,10 @@ where it stopped; training resumes from its latest checkpoint):
   2. train: train.py into WORK/train/<exp>/AMTNet_<iter>.pth;
   3. detect: test.py on every test video -> WORK/detections/<Class>/<video>.npz and frame-mAP;
   4. tubes: build_tubes.py -> online linking, temporal trimming, video-mAP (WORK/tubes);
-  5. plots: eval_video_ap.py -> precision-recall curves (WORK/eval/*.png);
-  6. video: demo.py on the first test video -> WORK/demo/<video>.mp4 with the online action paths drawn.
+  5. plots: eval_video_ap.py -> precision-recall curves, video-mAP against ST-IoU (WORK/eval/*.png);
+  6. online: eval_online.py -> early label accuracy and video-mAP against the fraction of each
+     video observed, as the ROAD paper's figures (WORK/online/online_*.png, online.json);
+  7. video: demo.py on the first test video -> WORK/demo/<video>.mp4 with the online action paths drawn.
 Two streams (the original's results table): --late_fusion boost,union,mean and/or --fusion_type
 SUM|CAT|MEAN also train a one-stream model of --input_type_extra (--input_frames_extra stacked
 frames, fastOF on the toy set) and run its rows: the flow stream alone, the late fusions of the two
@@ -35,6 +37,7 @@ from pathlib import Path
 
 import build_tubes
 import demo as demo_script
+import eval_online
 import eval_video_ap
 import test as test_script
 import train as train_script
@@ -53,7 +56,7 @@ from utils.io import atomic_path, is_fresh
 from utils.logging_utils import setup_logging
 
 log = logging.getLogger("pipeline")
-STAGES = ("data", "train", "detect", "tubes", "plots", "video")
+STAGES = ("data", "train", "detect", "tubes", "plots", "online", "video")
 TEST_LIST = layout.split_list_name("test", 1)
 LATE_FUSIONS = ("boost", "union")  # build_tubes.py --fusion
 
@@ -185,21 +188,32 @@ def detect(args, root, weights, det_dir):
     return json.loads(frame_map_path(det_dir).read_text())
 
 
+def tube_argv(args, root, det_dir, tube_dir, out_dir):
+    """build_tubes.py's (and eval_online.py's) flags for ``det_dir``; the lists in ``tube_dir``."""
+    return ["--det_dir", str(det_dir), "--det_format", "npz", "--annot", str(layout.split_path(root, layout.ANNOT_FILE)),
+            "--out_dir", str(out_dir), "--video_list", str(tube_dir / "videos.txt"),
+            "--classes", str(tube_dir / "classes.txt"), "--alphas", ",".join(f"{a:g}" for a in args.alphas),
+            "--link_score", f"{args.link_score:g}", "--workers", "2"]
+
+
 def tubes(args, root, det_dir, det_result, tube_dir, fuse_det_dir=None, fusion=None):
     """build_tubes.py on ``det_dir`` (late-fused with ``fuse_det_dir`` by ``fusion`` when given)."""
-    videos, classes = tube_dir / "videos.txt", tube_dir / "classes.txt"
-    for path, lines in ((videos, read_video_list(layout.split_path(root, TEST_LIST))), (classes, det_result["ap"])):
-        with atomic_path(path) as tmp:
+    for name, lines in (("videos.txt", read_video_list(layout.split_path(root, TEST_LIST))), ("classes.txt", det_result["ap"])):
+        with atomic_path(tube_dir / name) as tmp:
             tmp.write_text("".join(f"{line}\n" for line in lines))
-    argv = ["--det_dir", str(det_dir), "--det_format", "npz", "--annot", str(layout.split_path(root, layout.ANNOT_FILE)),
-            "--out_dir", str(tube_dir), "--video_list", str(videos), "--classes", str(classes),
-            "--alphas", ",".join(f"{a:g}" for a in args.alphas), "--link_score", f"{args.link_score:g}", "--workers", "2"]
-    inputs = [frame_map_path(det_dir)]
+    argv, inputs = tube_argv(args, root, det_dir, tube_dir, tube_dir), [frame_map_path(det_dir)]
     if fusion is not None:
         argv += ["--fuse_det_dir", str(fuse_det_dir), "--fusion", fusion]
         inputs.append(frame_map_path(fuse_det_dir))
     run_stage("tubes", build_tubes, argv, results_path(tube_dir), *inputs)
     return json.loads(results_path(tube_dir).read_text())
+
+
+def online(args, root, det_dir, tube_dir, out_dir):
+    """eval_online.py: early label accuracy and video-mAP against the fraction of each video observed."""
+    run_stage("online", eval_online, tube_argv(args, root, det_dir, tube_dir, out_dir), out_dir / "online.json",
+              results_path(tube_dir))
+    return sorted(str(p) for p in out_dir.glob("online_*.png"))
 
 
 def plots(args, root, tube_dir, eval_dir):
@@ -279,6 +293,8 @@ def main(argv=None):
         summary["rows"], summary["results_table"] = rows.rows, rows_table(rows.rows)
     if "plots" in args.stages:
         summary["plots"] = plots(args, root, work / "tubes", work / "eval")
+    if "online" in args.stages:
+        summary["online"] = online(args, root, work / "detections", work / "tubes", work / "online")
     if "video" in args.stages:
         summary["video"] = annotated_video(args, root, weights, work / "demo")
     with atomic_path(work / "summary.json") as tmp:
