@@ -68,6 +68,7 @@ class DataConfig:
     annot_file: str = None       # default: splitfiles/pyannot.pkl, else an ACT *-GT.pkl in data_root
     check_data: bool = False     # check every needed frame file exists before training
     max_expand: float = 4.0      # largest zoom-out of the Expand augmentation (the original's 4)
+    channel_swap: bool = True    # the photometric distortion's random channel permutation (the original's)
     val_fraction: float = 0.0    # training videos held out per class as the 'val' split (0: none)
 
     def validate(self) -> None:
@@ -178,7 +179,7 @@ class ActionDetection(Dataset):
         augment = split == "train" and not full_test if augment is None else augment
         if augment:
             self.transform = TrainTransform(cfg.image_size, cfg.means, FlowChannels.parse(cfg.flow_channels),
-                                            cfg.mirror_flow_pixels_only, cfg.max_expand)
+                                            cfg.mirror_flow_pixels_only, cfg.max_expand, cfg.channel_swap)
         else:
             self.transform = TestTransform(cfg.image_size, cfg.means)
         self._rng, self._rng_pid = None, None

@@ -88,7 +88,9 @@ class Photometric:
     swap: tuple = None
 
     @classmethod
-    def draw(cls, rng: np.random.Generator) -> "Photometric":
+    def draw(cls, rng: np.random.Generator, channel_swap: bool = True) -> "Photometric":
+        """``channel_swap=False`` makes the same draws and drops the channel permutation (ssd.pytorch's
+        ``RandomLightingNoise``, which the original keeps; the Caffe SSD sets its ``random_order_prob`` to 0)."""
         p = cls()
         if rng.integers(2):
             p.brightness = rng.uniform(-32, 32)
@@ -101,6 +103,8 @@ class Photometric:
             p.hue = rng.uniform(-18.0, 18.0)
         if rng.integers(2):
             p.swap = CHANNEL_PERMUTATIONS[rng.integers(len(CHANNEL_PERMUTATIONS))]
+            if not channel_swap:
+                p.swap = None
         return p
 
     def apply(self, frames: np.ndarray) -> np.ndarray:
@@ -252,15 +256,16 @@ class TrainTransform:
     """The original's ``SSDAugmentation``, drawn once per window (see module doc)."""
 
     def __init__(self, size: int = 300, means: tuple = MEANS, flow_channels: FlowChannels = DEFAULT_CHANNELS,
-                 mirror_flow_pixels_only: bool = False, max_expand: float = 4.0):
+                 mirror_flow_pixels_only: bool = False, max_expand: float = 4.0, channel_swap: bool = True):
         self.size, self.means = size, means
+        self.channel_swap = channel_swap
         self.flow_channels = flow_channels
         self.mirror_flow_pixels_only = mirror_flow_pixels_only
         self.max_expand = max_expand
 
     def __call__(self, streams, is_flow, boxes, class_ids, rng):
         height, width = next(iter(streams.values())).shape[1:3]
-        photometric = Photometric.draw(rng)
+        photometric = Photometric.draw(rng, self.channel_swap)
         expand = draw_expand(rng, width, height, self.max_expand)
         canvas_w, canvas_h, left, top = expand or (width, height, 0, 0)
         shifted = np.asarray(boxes, np.float32) + np.array([left, top, left, top], np.float32)

@@ -93,7 +93,8 @@ def data_config(args):
                       input_frames_extra=args.input_frames_extra, two_stream=two_stream(args.fusion_type),
                       seq_len=args.seq_len, seq_gap=args.seq_gap, train_split=args.train_split,
                       flow_channels=args.flow_channels, mirror_flow_pixels_only=args.original_flow_mirror,
-                      check_data=args.check_data, max_expand=args.max_expand, val_fraction=args.val_fraction)
+                      check_data=args.check_data, max_expand=args.max_expand, val_fraction=args.val_fraction,
+                      channel_swap=args.channel_swap)
 
 
 def data_args():
@@ -112,6 +113,9 @@ def data_args():
                        help="mirror flow images without negating x, as the original RandomMirror")
     group.add_argument("--max_expand", default=4.0, type=float,
                        help="largest zoom-out of the Expand augmentation (original: 4; 1: none)")
+    group.add_argument("--channel_swap", action=argparse.BooleanOptionalAction, default=True,
+                       help="randomly permute the colour channels in the photometric distortion (the original's "
+                            "ssd.pytorch augmentation; the Caffe SSD has none)")
     group.add_argument("--val_fraction", default=0.0, type=float,
                        help="fraction of each class's training videos held out to validate on (0: validate on "
                             "test windows, as the original)")

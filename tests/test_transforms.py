@@ -216,3 +216,28 @@ def test_max_expand_bounds_the_canvas_and_keeps_the_random_stream():
             assert none == (320, 240, 0, 0)
             # one uniform draw for the ratio: the rescaled ratios agree
             np.testing.assert_allclose((full[0] / 320 - 1) / 3, (half[0] / 320 - 1) / 0.5, atol=0.02)
+
+
+def test_no_channel_swap_drops_only_the_permutation_and_keeps_the_random_stream():
+    """--no-channel_swap: the same draws as the original's PhotometricDistort, the permutation not applied,
+    so the expand, crop and mirror drawn after it are unchanged."""
+    frames = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    swapped = 0
+    for seed in range(40):
+        rng_on, rng_off = np.random.default_rng(seed), np.random.default_rng(seed)
+        on, off = Photometric.draw(rng_on), Photometric.draw(rng_off, channel_swap=False)
+        assert off.swap is None
+        assert (on.brightness, on.contrast, on.contrast_first, on.saturation, on.hue) == \
+            (off.brightness, off.contrast, off.contrast_first, off.saturation, off.hue)
+        assert rng_on.random() == rng_off.random()
+        if on.swap is not None:
+            swapped += on.swap != (0, 1, 2)
+            np.testing.assert_array_equal(on.apply(frames), off.apply(frames)[..., list(on.swap)])
+    assert swapped > 5
+    boxes, ids = np.array([[[8, 8, 40, 40]]], np.float32), np.array([0])
+    streams = {"rgb": np.random.default_rng(1).integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)}
+    seeds = [s for s in range(40) if Photometric.draw(np.random.default_rng(s)).swap not in (None, (0, 1, 2))]
+    a = TrainTransform(64)(streams, {"rgb": False}, boxes, ids, np.random.default_rng(seeds[0]))
+    b = TrainTransform(64, channel_swap=False)(streams, {"rgb": False}, boxes, ids, np.random.default_rng(seeds[0]))
+    np.testing.assert_array_equal(a[1], b[1])  # same boxes: same expand, crop and mirror
+    assert not np.array_equal(a[0]["rgb"], b[0]["rgb"])
