@@ -58,7 +58,7 @@ from utils.logging_utils import setup_logging
 log = logging.getLogger("pipeline")
 STAGES = ("data", "train", "detect", "tubes", "plots", "online", "video")
 TEST_LIST = layout.split_list_name("test", 1)
-LATE_FUSIONS = ("boost", "union")  # build_tubes.py --fusion
+LATE_FUSIONS = ("boost", "union", "mean")  # build_tubes.py --fusion
 
 # The default recipe: a narrow backbone with batch norm trained from scratch (no pretrained
 # weights can be downloaded) with Adam, a warm-up and a cosine decay, the background class's
@@ -188,6 +188,16 @@ def detect(args, root, weights, det_dir):
     return json.loads(frame_map_path(det_dir).read_text())
 
 
+def mean_detections(args, root, weights, fuse_weights, det_dir):
+    """test.py --fuse_weights: both one-stream models over the same windows, the mean of their scores per
+    prior in DET_DIR/mean (what mean fusion needs); returns (DET_DIR/mean, None)."""
+    argv = ["--data_root", str(root), "--weights", str(weights), "--fuse_weights", str(fuse_weights),
+            "--det_dir", str(det_dir)] + changed_flags(args, [data_args(), model_args(), detection_args(), device_args()])
+    if "detect" in args.stages:
+        run_stage("detect", test_script, argv, frame_map_path(det_dir / "mean"), weights, fuse_weights)
+    return det_dir / "mean", None
+
+
 def tube_argv(args, root, det_dir, tube_dir, out_dir):
     """build_tubes.py's (and eval_online.py's) flags for ``det_dir``; the lists in ``tube_dir``."""
     return ["--det_dir", str(det_dir), "--det_format", "npz", "--annot", str(layout.split_path(root, layout.ANNOT_FILE)),
@@ -203,7 +213,9 @@ def tubes(args, root, det_dir, det_result, tube_dir, fuse_det_dir=None, fusion=N
             tmp.write_text("".join(f"{line}\n" for line in lines))
     argv, inputs = tube_argv(args, root, det_dir, tube_dir, tube_dir), [frame_map_path(det_dir)]
     if fusion is not None:
-        argv += ["--fuse_det_dir", str(fuse_det_dir), "--fusion", fusion]
+        argv += ["--fusion", fusion]
+    if fuse_det_dir is not None:  # mean fusion reads test.py --fuse_weights's DET_DIR/mean alone
+        argv += ["--fuse_det_dir", str(fuse_det_dir)]
         inputs.append(frame_map_path(fuse_det_dir))
     run_stage("tubes", build_tubes, argv, results_path(tube_dir), *inputs)
     return json.loads(results_path(tube_dir).read_text())
@@ -279,8 +291,9 @@ def main(argv=None):
         extra_weights = trained(extra_args, root, work / "train" / f"{extra}_{width}")
         extra_dets, _ = rows.model(row_name(extra), extra, extra_args, extra_weights)
         for fusion in args.late_fusion if "tubes" in args.stages else ():
-            rows.add(row_name(base, extra, fusion),
-                     tubes(args, root, base_dets, det, work / f"tubes_{fusion}", extra_dets, fusion))
+            dets, fuse_dets = (mean_detections(base_args, root, weights, extra_weights, work / "detections_late")
+                               if fusion == "mean" else (base_dets, extra_dets))
+            rows.add(row_name(base, extra, fusion), tubes(args, root, dets, det, work / f"tubes_{fusion}", fuse_dets, fusion))
         if two_stream(args.fusion_type):
             fused_args = argparse.Namespace(**{**vars(args), "base_weights": weights, "extra_weights": extra_weights})
             fused = trained(fused_args, root, work / "train" / f"{base}+{extra}_{args.fusion_type}_{width}")
