@@ -69,7 +69,7 @@ LATE_FUSIONS = ("boost", "union", "mean")  # build_tubes.py --fusion
 # recipe") has what each part buys, chosen on other toy seeds and on the tracks dataset.
 TOY_RECIPE = dict(width_mult=0.125, max_iter=None, optimizer="adam", lr=0.003, batch_size=8, max_expand=1.0,
                   norm="batch", lr_schedule="cosine", warmup_iters=40, background_prior=0.99, val_fraction=0.15,
-                  link_score=0.1, input_type_extra="fastOF")
+                  link_score=0.1, input_type_extra="fastOF", channel_swap=False)
 EPOCHS = 3.5
 
 

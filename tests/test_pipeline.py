@@ -17,6 +17,7 @@ from data import layout
 from data.annotations import load_pyannot, read_video_list
 from tubes.detections import frame_detections, read_video_detections
 from tubes.frame_map import FrameAP
+from tubes.runner import summary_row
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,36 @@ def test_interrupted_training_resumes_from_the_latest_checkpoint(tmp_path):
     assert pipeline.main(small + ["--max_iter", "4"]) == 0
     assert (exp / "AMTNet_4.pth").is_file()
     assert f"resumed from {exp / 'AMTNet_2.pth'} at iteration 2" in (exp / "training.log").read_text()
+
+
+def test_two_stream_rows(tmp_path):
+    """--late_fusion and --fusion_type: a flow model beside the RGB one, the late fusions of their detections
+    and the two-stream network initialised from both, one row each in the results table."""
+    argv = ["--work_dir", str(tmp_path), "--toy_videos", "8", "--width_mult", "0.0625", "--batch_size", "2",
+            "--num_workers", "0", "--max_iter", "2", "--late_fusion", "boost,mean", "--fusion_type", "sum",
+            "--stages", "data,train,detect,tubes"]
+    assert pipeline.main(argv) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    names = ["RGB", "FastOF", "RGB+FastOF boost", "RGB+FastOF mean", "RGB+FastOF SUM"]
+    assert list(summary["rows"]) == names and list(summary["models"]) == names
+    assert summary["results_table"].splitlines()[1].split()[0] == "RGB" and len(summary["results_table"].splitlines()) == 6
+    for name, key in zip(names, ["", "_fastOF", "_boost", "_mean", "_SUM"]):
+        results = json.loads((tmp_path / f"tubes{key}" / "results.json").read_text())
+        assert summary["rows"][name] == pytest.approx(summary_row(results, 3.0))
+        fusion = name.split()[-1] if name.split()[-1] in ("boost", "union", "mean") else None
+        assert (results.get("fusion") or {}).get("type") == fusion
+    boost = json.loads((tmp_path / "tubes_boost" / "results.json").read_text())["fusion"]
+    assert (boost["base_det_dir"], boost["fuse_det_dir"]) == (str(tmp_path / "detections"), str(tmp_path / "detections_fastOF"))
+    # mean fusion: test.py --fuse_weights ran both models over the same windows; its base stream is the RGB row's
+    for det in sorted((tmp_path / "detections").rglob("*.npz")):
+        late = tmp_path / "detections_late" / "base" / det.relative_to(tmp_path / "detections")
+        with np.load(det) as a, np.load(late) as b:
+            assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    def first_conv(checkpoint, stream):
+        return next(v for k, v in checkpoint["model"].items() if k.startswith(f"{stream}.vgg.0.") and v.dim() == 4)
+    flow = torch.load(tmp_path / "train" / "fastOF_w0.0625" / "AMTNet_2.pth", weights_only=False)
+    assert first_conv(flow, "core_base").shape[1] == 15  # 5 stacked flow frames, as the original's
+    fused = torch.load(tmp_path / "train" / "rgb+fastOF_SUM_w0.0625" / "AMTNet_2.pth", weights_only=False)
+    assert fused["model_config"]["fusion_type"] == "SUM" and first_conv(fused, "core_extra").shape[1] == 15
+    log = (tmp_path / "train" / "rgb+fastOF_SUM_w0.0625" / "training.log").read_text()
+    assert log.count("backbone: loaded") == 2  # initialised from the two one-stream models
