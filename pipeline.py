@@ -63,7 +63,9 @@ LATE_FUSIONS = ("boost", "union", "mean")  # build_tubes.py --fusion
 # The default recipe: a narrow backbone with batch norm trained from scratch (no pretrained
 # weights can be downloaded) with Adam, a warm-up and a cosine decay, the background class's
 # scores started at 0.99, the original's augmentation without its zoom-out (a 4x zoom-out leaves
-# the toy actors smaller than any prior), EPOCHS passes over the training windows, 15% of each
+# the toy actors smaller than any prior) and without its colour channel permutation (which
+# the Caffe SSD does not have either; it hides colour, a cue a model trained from scratch on a
+# few videos needs), EPOCHS passes over the training windows, 15% of each
 # class's training videos held out to choose the checkpoint, and linking only detections scoring
 # at least 0.1 (so that paths end where the actors do). BENCHMARKS.md ("Training
 # recipe") has what each part buys, chosen on other toy seeds and on the tracks dataset.
