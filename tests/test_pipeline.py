@@ -97,6 +97,15 @@ def test_demo_outputs_and_rerun_skips_finished_stages(demo):
         assert len(tubes["class_id"]) > 0 and set(tubes["videos"].tolist()) == set(videos)
     plots = sorted((demo / "eval").glob("pr_alpha3_iou*.png"))
     assert plots and all(cv2.imread(str(p)) is not None for p in plots)
+    # the online curves: with the whole video observed, the tubes are build_tubes.py's
+    summary = json.loads((demo / "summary.json").read_text())
+    assert [Path(p).name for p in summary["online"]] == ["online_accuracy.png", "online_map.png"]
+    assert all(cv2.imread(p) is not None for p in summary["online"])
+    online = json.loads((demo / "online" / "online.json").read_text())
+    assert online["fractions"][-1] == 1.0
+    whole = {(r["alpha"], round(r["iou"], 2)): r["mAP"] for r in summary["video_map"]}
+    for curve in online["video_map"]:
+        assert curve["mAP"][-1] == pytest.approx(whole[(curve["alpha"], round(curve["iou"], 2))], abs=1e-9), curve
     first = videos[0]
     annotated = cv2.VideoCapture(str(demo / "demo" / f"{first.split('/')[1]}.mp4"))
     assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == len(list(layout.video_dir(root, "rgb", first).glob("*.jpg")))
