@@ -1,6 +1,11 @@
+import os
 from pathlib import Path
 
 import pytest
+
+# Before torch loads: its OpenMP threads spin while they wait, which on a busy machine makes a step tens of
+# times slower (BENCHMARKS.md, "Real time"); demo.py and pipeline.py set the same.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
