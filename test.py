@@ -123,7 +123,7 @@ def run_one(args, info, weights, gap):
     detect_args = (loader, dataset, info.device, det_dir, args.conf_thresh, args.nms_thresh, args.topk, args.iou_thresh,
                    args.save_mat, mine, bar)
     if args.fuse_weights:
-        accumulators, stats = detect_videos_late_fusion((model, fuse), *detect_args)
+        accumulators, stats = detect_videos_late_fusion((model, fuse), *detect_args, args.frame_cache)
         for stream in LATE_FUSION_STREAMS:
             extra = {"fusion": "mean" if stream == "mean" else None, "fuse_weights": str(args.fuse_weights),
                      "stream": stream}

@@ -110,6 +110,26 @@ def run_windows(model, cache, base, extra, batch):
     return outputs
 
 
+def _video_windows(dataset, window_indices):
+    """Per video, the number of windows the loader covers, and every video's frame count (``VideoWriter``)."""
+    indices = range(len(dataset)) if window_indices is None else window_indices
+    per_video = defaultdict(int)
+    for i in indices:
+        per_video[dataset.videos[dataset.windows[i].video_index]] += 1
+    return per_video, {dataset.videos[v]: dataset.num_frames(v) for v in range(len(dataset.videos))}
+
+
+def _timed(device, run):
+    """``(run(), seconds)``, the device synchronised around it (network time)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    tick = time.perf_counter()
+    out = run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out, time.perf_counter() - tick
+
+
 @torch.no_grad()
 def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms_thresh=0.45, top_k=20,
                   iou_thresh=0.5, save_mat=False, window_indices=None, progress=None, frame_cache=True):
@@ -121,12 +141,7 @@ def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms
     video's windows in order, as test.py's does), not once per window and frame.
     """
     model.eval()
-    indices = range(len(dataset)) if window_indices is None else window_indices
-    per_video = defaultdict(int)
-    for i in indices:
-        per_video[dataset.videos[dataset.windows[i].video_index]] += 1
-    num_frames = {dataset.videos[v]: dataset.num_frames(v) for v in range(len(dataset.videos))}
-    writer = VideoWriter(out_dir, per_video, num_frames, save_mat)
+    writer = VideoWriter(out_dir, *_video_windows(dataset, window_indices), save_mat)
     accumulator = voc_frame_ap(dataset.num_classes, iou_thresh)
     priors = model.priors
     cache = FrameMapCache(model) if frame_cache else None
@@ -134,13 +149,8 @@ def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms
     started = time.perf_counter()
     for batch in (progress(loader) if progress else loader):
         base, extra, targets = batch_inputs(batch, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        tick = time.perf_counter()
-        loc, conf = run_windows(model, cache, base, extra, batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        net_time += time.perf_counter() - tick
+        (loc, conf), seconds = _timed(device, lambda: run_windows(model, cache, base, extra, batch))
+        net_time += seconds
         loc, conf = loc.float(), conf.float()
         boxes_all, scores_all = decode_outputs(loc, conf, priors)
         candidates = linking_outputs(boxes_all, scores_all)
@@ -168,35 +178,28 @@ def mean_fused_scores(scores_base, scores_fuse):
 
 @torch.no_grad()
 def detect_videos_late_fusion(models, loader, dataset, device, out_dir, conf_thresh=0.01, nms_thresh=0.45, top_k=20,
-                              iou_thresh=0.5, save_mat=False, window_indices=None, progress=None):
+                              iou_thresh=0.5, save_mat=False, window_indices=None, progress=None, frame_cache=True):
     """Two one-stream models over the same windows: ``models[0]`` on the loader's ``base`` images,
     ``models[1]`` on its ``extra`` images (a two-stream ``DataConfig``). Writes, as ``detect_videos``,
     ``OUT/base`` and ``OUT/fuse`` (each model's own detections) and ``OUT/mean`` (the base model's
     boxes with the mean of the two softmax outputs, prior by prior: mean fusion, whose linking
-    candidates are chosen by the mean scores).
+    candidates are chosen by the mean scores). ``frame_cache``: as ``detect_videos``, one cache per model.
 
     Returns ``({stream: FrameAP accumulator}, stats)``.
     """
     for model in models:
         model.eval()
-    indices = range(len(dataset)) if window_indices is None else window_indices
-    per_video = defaultdict(int)
-    for i in indices:
-        per_video[dataset.videos[dataset.windows[i].video_index]] += 1
-    num_frames = {dataset.videos[v]: dataset.num_frames(v) for v in range(len(dataset.videos))}
-    writers = {s: VideoWriter(Path(out_dir) / s, per_video, num_frames, save_mat) for s in LATE_FUSION_STREAMS}
+    counts = _video_windows(dataset, window_indices)
+    writers = {s: VideoWriter(Path(out_dir) / s, *counts, save_mat) for s in LATE_FUSION_STREAMS}
+    caches = [FrameMapCache(model) if frame_cache else None for model in models]
     accumulators = {s: voc_frame_ap(dataset.num_classes, iou_thresh) for s in LATE_FUSION_STREAMS}
     net_time, windows = 0.0, 0
     started = time.perf_counter()
     for batch in (progress(loader) if progress else loader):
         base, extra, targets = batch_inputs(batch, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        tick = time.perf_counter()
-        outputs = [model(x) for model, x in zip(models, (base, extra))]
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        net_time += time.perf_counter() - tick
+        outputs, seconds = _timed(device, lambda: [run_windows(model, cache, x, None, batch)
+                                                   for model, cache, x in zip(models, caches, (base, extra))])
+        net_time += seconds
         decoded = [decode_outputs(loc.float(), conf.float(), model.priors) for (loc, conf), model in zip(outputs, models)]
         decoded.append((decoded[0][0], mean_fused_scores(decoded[0][1], decoded[1][1])))
         for stream, (boxes_all, scores_all) in zip(LATE_FUSION_STREAMS, decoded):
