@@ -34,7 +34,7 @@ from models import load_model
 from tubes.detections import frame_map_path
 from tubes.frame_map import FrameAP
 from utils.checkpoint import checkpoint_path
-from utils.distributed import cleanup, init_distributed, place_model
+from utils.distributed import barrier, cleanup, init_distributed, place_model
 from utils.io import atomic_path
 
 log = logging.getLogger("test")
@@ -86,6 +86,7 @@ def main(argv=None):
         for weights in checkpoints(args):
             for gap in args.eval_gaps:
                 run_one(args, info, weights, gap)
+        barrier(info)  # no process leaves (and tears the gloo group down) while another still uses it
     finally:
         cleanup()
     return 0
