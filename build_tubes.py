@@ -2,7 +2,7 @@
 
 python build_tubes.py --det_dir DIR --annot finalAnnots.mat|pyannot.pkl|ucf24 --out_dir OUT
     [--video_list FILE] [--det_format road_mat|npz] [--alphas 3,5] [--link_iou 0.1]
-    [--jumpgap 3] [--workers N] [--classes FILE] [--protocol road|act|road,act]
+    [--jumpgap 3] [--link frame|micro] [--workers N] [--classes FILE] [--protocol road|act|road,act]
     [--fuse_det_dir FLOW_DIR --fusion boost|union|mean [--fuse_iou 0.25] [--fuse_fixed]]
 Writes OUT/tubes_alpha<a>.npz, OUT/results.json and prints the results table.
 """
@@ -50,13 +50,14 @@ def main(argv=None):
     results["timing_s"] = {"annotations": t1 - t0, "videos_wall": t2 - t1, **{f"{k}_cpu": v for k, v in times.items()},
                            "evaluation": t3 - t2}
     results["failed_videos"] = failed
+    results["linking"] = {"mode": cfg.link, "iou": cfg.link_iou, "jumpgap": cfg.jumpgap, "min_score": cfg.link_score}
     if cfg.fusion:
         results["fusion"] = tr.fusion_summary(cfg)
         if "frame_map_frameap" in results:  # frameAp.m's matching over what the linking consumed
             results["frame_map_frameap"]["detections"] = "fused (the linking's input: top 10 per class and frame)"
     tr.write_json(tr.results_path(args.out_dir), results)
     print(tr.table(results))
-    print(f"{len(videos)} videos; time: annotations {t1 - t0:.2f}s, read+link+trim {t2 - t1:.2f}s "
+    print(f"{len(videos)} videos, {cfg.link}-level linking; time: annotations {t1 - t0:.2f}s, read+link+trim {t2 - t1:.2f}s "
           f"(cpu: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items()) + f"), evaluation {t3 - t2:.2f}s")
     if failed:
         print(f"{len(failed)} videos counted as without detections, their detections unreadable (see "

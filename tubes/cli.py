@@ -11,7 +11,7 @@ from data.layout import annotation_path
 from .detections import DET_FORMATS
 from .fusion import FUSE_IOU, FUSION_CHOICES
 from .linking import LINKING_FILTER
-from .runner import TubeConfig, check_protocols
+from .runner import LINK_MODES, TubeConfig, check_protocols
 
 
 def positive_int(text: str) -> int:
@@ -80,7 +80,11 @@ def build_args() -> argparse.ArgumentParser:
     # --iou_thresh: the old spelling (test.py's --iou_thresh is the frame-mAP threshold).
     group.add_argument("--link_iou", "--iou_thresh", dest="link_iou", default=0.1, type=float,
                        help="linking IoU threshold")
-    group.add_argument("--jumpgap", default=3, type=positive_int, help="frames a path may go unmatched")
+    group.add_argument("--jumpgap", default=3, type=positive_int,
+                       help="frames (with --link micro: micro-tubes) a path may go unmatched")
+    group.add_argument("--link", default="frame", choices=LINK_MODES,
+                       help="frame: ROAD's linking of per-frame detections; micro: AMTNet's linking of whole micro-tubes "
+                            "(npz detections of test.py; one linking step per window, README 'Micro-tube linking')")
     group = parser.add_argument_group("late fusion (fusedActionPaths.m; --det_dir is the base stream, e.g. rgb)")
     group.add_argument("--fuse_det_dir", default=None, type=Path,
                        help="the second stream's detections (e.g. flow), in --det_format, the same videos and frames")
@@ -111,7 +115,7 @@ def tube_config(args: argparse.Namespace) -> TubeConfig:
                       workers=args.workers,
                       frame_ap_any_class=args.frame_ap_any_class, strict=args.strict,
                       fuse_det_dir=args.fuse_det_dir, fusion=args.fusion, fuse_iou=args.fuse_iou,
-                      fuse_fixed=args.fuse_fixed)
+                      fuse_fixed=args.fuse_fixed, link=args.link)
 
 
 def protocol_list(text: str) -> tuple:

@@ -156,14 +156,25 @@ def frame_detections(det: VideoDetections, first: int = 0) -> list:
             out.append(empty)
             continue
         idx = by_window[bounds[w]:bounds[w + 1]]
-        fr = det.frames[w]
-        pos = np.searchsorted(fr, f)
-        if fr[pos] == f:
-            loc = det.boxes[idx, pos]
-        else:
-            a = (f - fr[pos - 1]) / (fr[pos] - fr[pos - 1])
-            loc = ((1 - a) * det.boxes[idx, pos - 1] + a * det.boxes[idx, pos]).astype(det.boxes.dtype)
+        loc = boxes_at(np.broadcast_to(det.frames[w], (len(idx), det.frames.shape[1])), det.boxes[idx], np.full(len(idx), f))
         out.append((loc, det.scores[idx]))
+    return out
+
+
+def boxes_at(frames: np.ndarray, boxes: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Each micro-tube's box at a frame of its window: ``frames`` ``[E, T]`` (increasing), ``boxes``
+    ``[E, T, 4]``, ``at`` ``[E]`` frames within the windows -> ``[E, 4]`` in the boxes' precision;
+    linear between the window's frames (weights in float64, the result cast back)."""
+    frames, at = np.asarray(frames), np.asarray(at)
+    pos = np.minimum((frames < at[:, None]).sum(1), frames.shape[1] - 1)
+    rows = np.arange(len(at))
+    exact = frames[rows, pos] == at
+    out = boxes[rows, pos].copy()
+    if not exact.all():
+        e = ~exact
+        lo, hi = frames[rows[e], pos[e] - 1], frames[rows[e], pos[e]]
+        a = ((at[e] - lo) / (hi - lo))[:, None]
+        out[e] = ((1 - a) * boxes[rows[e], pos[e] - 1] + a * boxes[rows[e], pos[e]]).astype(boxes.dtype)
     return out
 
 

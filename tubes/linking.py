@@ -231,7 +231,7 @@ class ActionPath:
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _link_step(sbox, stop, sint, n_live, boxes, class_scores, picks, bconst, jumpgap, next_pid):
+def _link_step(sbox, stop, sint, n_live, boxes, last_boxes, class_scores, picks, bconst, jumpgap, next_pid):
     """One frame of ``incremental_linking.m`` for every class (``OnlineLinker``'s state layout).
 
     Per class, in the live order: each path takes the uncovered pick of highest class score
@@ -242,6 +242,8 @@ def _link_step(sbox, stop, sint, n_live, boxes, class_scores, picks, bconst, jum
     ``jumpgap + 1`` best scores ascending, zeros in front (the scores' precision), ``sint``
     (number of those scores, frames since last found, path id). ``bconst``: 1, eps and
     iou_thresh in the boxes' precision, so that the IoU is computed in it.
+    ``last_boxes``: the box a path keeps from a detection it takes (``boxes`` for frame-level
+    linking; a micro-tube's last box, ``tubes.micro``, where ``boxes`` holds its first).
     Returns the new state and live counts, the records (path id, box row), the dead path
     ids and the new paths' classes (ids ``next_pid`` on, class then pick order).
     """
@@ -294,7 +296,7 @@ def _link_step(sbox, stop, sint, n_live, boxes, class_scores, picks, bconst, jum
                     top[i] = top[i + 1]
                     i += 1
                 top[i] = v
-            sbox[c, q] = boxes[row]
+            sbox[c, q] = last_boxes[row]
             sint[c, q, 0] = min(sint[c, q, 0] + 1, keep)
             sint[c, q, 1] = 0
             rec_pid[n_rec], rec_row[n_rec] = sint[c, q, 2], row
@@ -317,7 +319,7 @@ def _link_step(sbox, stop, sint, n_live, boxes, class_scores, picks, bconst, jum
         for j in range(npick):
             if not covered[j]:
                 row = picks[c, j]
-                obox[c, n] = boxes[row]
+                obox[c, n] = last_boxes[row]
                 otop[c, n, keep - 1] = class_scores[row, c]
                 oint[c, n, 0], oint[c, n, 2] = 1, next_pid
                 rec_pid[n_rec], rec_row[n_rec], new_class[n_new] = next_pid, row, c
@@ -382,16 +384,19 @@ class OnlineLinker:
         class_scores = scores[:, 1:]
         self.link(boxes, class_scores, filter_frame_padded(boxes, class_scores, (self.filter_cfg,))[0])
 
-    def link(self, boxes: np.ndarray, class_scores: np.ndarray, picks: np.ndarray) -> None:
-        """One frame: boxes ``[N, 4]``, class_scores ``[N, C]``, picks ``[C, k]`` (-1 padded)."""
+    def link(self, boxes: np.ndarray, class_scores: np.ndarray, picks: np.ndarray, last_boxes=None) -> None:
+        """One frame: boxes ``[N, 4]``, class_scores ``[N, C]``, picks ``[C, k]`` (-1 padded);
+        ``last_boxes`` ``[N, 4]``: what a path keeps for the next frame's overlap (default ``boxes``)."""
         if self.box_dtype is None:
             self.box_dtype, self.score_dtype = work_dtype(boxes), work_dtype(class_scores)
             self._sbox, self._stop = self._sbox.astype(self.box_dtype), self._stop.astype(self.score_dtype)
         boxes = np.ascontiguousarray(boxes, self.box_dtype).reshape(-1, 4)
+        last_boxes = boxes if last_boxes is None else np.ascontiguousarray(last_boxes, self.box_dtype).reshape(-1, 4)
         class_scores = np.ascontiguousarray(class_scores, self.score_dtype)
         bconst = np.array([1, EPS, self.iou_thresh], self.box_dtype)
         self._sbox, self._stop, self._sint, self.n_live, rec_pid, rec_row, dead, new_class = _link_step(
-            self._sbox, self._stop, self._sint, self.n_live, boxes, class_scores, np.ascontiguousarray(picks, np.int64),
+            self._sbox, self._stop, self._sint, self.n_live, boxes, last_boxes, class_scores,
+            np.ascontiguousarray(picks, np.int64),
             bconst, int(self.jumpgap), self._num_paths)
         self._record(rec_pid, rec_row)
         if len(dead):
@@ -549,13 +554,31 @@ def link_frames(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SI
         b, s = boxes[offsets[f]:offsets[f + 1]], class_scores[offsets[f]:offsets[f + 1]]
         picks = filter_frame_padded(b, s, cfgs)
         linker.link(b, s, picks[0])
-        if extra_filter is not None:
-            c, j = np.nonzero(picks[1] >= 0)
-            extra.append((np.full(len(c), f), c, offsets[f] + picks[1][c, j]))
-    if extra_filter is None:
-        return linker.finish(), None
-    f, c, rows = (np.concatenate(a) for a in zip(*extra))
-    return linker.finish(), np.column_stack([f, c, class_scores[rows, c], boxes[rows]]).astype(boxes.dtype)
+        extra.append(picks[-1])
+    return linker.finish(), None if extra_filter is None else _pick_rows(extra, offsets, boxes, class_scores)
+
+
+def _pick_rows(picks, offsets, boxes, class_scores):
+    """Rows ``[frame, class, score, x1, y1, x2, y2]`` of each frame's picks ``[C, k]`` (-1 padded), in
+    the boxes' precision."""
+    f, c, rows = (np.concatenate(a) for a in zip(*[
+        (np.full(len(c), f), c, offsets[f] + p[c, j]) for f, p in enumerate(picks) for c, j in [np.nonzero(p >= 0)]]))
+    return np.column_stack([f, c, class_scores[rows, c], boxes[rows]]).astype(boxes.dtype)
+
+
+def filter_rows(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SIZE,
+                cfg: FilterConfig = FRAME_AP_FILTER) -> np.ndarray:
+    """``link_frames``' extra rows without the linking: ``cfg``'s ``dofilter`` picks of every frame of
+    ``frames`` (per-frame ``(loc, scores)``) as rows ``[frame, class, score, x1, y1, x2, y2]`` (link boxes)."""
+    if not any(len(loc) for loc, _ in frames):
+        return np.zeros((0, 7))
+    boxes, scores, offsets = _link_boxes_and_scores(frames, frame_size)
+    if scores.shape[1] != num_classes + 1:
+        raise ValueError(f"scores have {scores.shape[1]} columns, expected {num_classes + 1} (background first)")
+    class_scores = scores[:, 1:]
+    picks = [filter_frame_padded(boxes[offsets[f]:offsets[f + 1]], class_scores[offsets[f]:offsets[f + 1]], (cfg,))[0]
+             for f in range(len(frames))]
+    return _pick_rows(picks, offsets, boxes, class_scores)
 
 
 class OnlineTubes:

@@ -25,7 +25,8 @@ from . import act
 from .detections import detection_path, frame_detections, frame_map_path, read_road_mat_video, read_video_detections
 from .frame_map import FrameAP, video_frame_ap
 from .fusion import FUSE_IOU, MATLAB_NAMES, first_unaligned, fusion_name, link_fused
-from .linking import FRAME_AP_FILTER, LINKING_FILTER, check_jumpgap, link_frames, linking_filter
+from .linking import FRAME_AP_FILTER, LINKING_FILTER, check_jumpgap, filter_rows, link_frames, linking_filter
+from .micro import link_micro_tubes, no_windows
 from .trimming import trim_video
 from .video_map import VIDEO_IOU_THRESHOLDS, VideoGT, gt_from_annotation, video_ap
 
@@ -57,6 +58,7 @@ class TubeConfig:
     fusion: str | None = None  # boost, union or mean (or the Matlab's nwsum-plus, cat, mean)
     fuse_iou: float = FUSE_IOU  # boost's minimum overlap
     fuse_fixed: bool = False  # boost without the original's covered-box bug (see tubes/fusion.py)
+    link: str = "frame"  # LINK_MODES: per-frame detections (ROAD) or whole micro-tubes (tubes/micro.py)
     prefused: bool = field(default=False, init=False)  # set for mean fusion of a det_dir that test.py --fuse_weights fused (``prefused_mean``)
 
     def __post_init__(self):
@@ -71,12 +73,20 @@ class TubeConfig:
             raise ValueError(f"fuse_iou must be in [0, 1], got {self.fuse_iou!r}")
         check_jumpgap(self.jumpgap)
         linking_filter(self.link_score)
+        if self.link not in LINK_MODES:
+            raise ValueError(f"link must be one of {LINK_MODES}, got {self.link!r}")
+        if self.link == "micro" and (self.det_format != "npz" or self.fusion):
+            raise ValueError("micro-tube linking (link 'micro') reads micro-tubes: test.py's npz detections "
+                             f"(det_format npz, got {self.det_format!r}), one stream (no late fusion)")
         if int(self.workers) < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers!r}")
         if not self.alphas or any(not a >= 0 for a in self.alphas):
             raise ValueError(f"alphas must be one or more numbers >= 0, got {self.alphas!r}")
         check_protocols(self.protocols)
 
+
+# frame: ROAD's linking of per-frame detections; micro: AMTNet's linking of micro-tubes (tubes/micro.py)
+LINK_MODES = ("frame", "micro")
 
 # road: ROAD's Matlab (get_PR_curve.m, frameAp.m); act: ACT / MOC-Detector's ACT.py (tubes/act.py)
 PROTOCOLS = ("road", "act")
@@ -146,16 +156,17 @@ def check_videos(videos: list, annotations: dict, annot_path: Path, source: Path
     return videos
 
 
-def read_frames(cfg: TubeConfig, video: str, det_dir: Path | None = None) -> tuple:
+def read_frames(cfg: TubeConfig, video: str, det_dir: Path | None = None, micro: bool = False) -> tuple:
     """Per-frame ``(loc, scores)`` of a video (in ``det_dir``, default ``cfg.det_dir``) and its frame
-    size; ``[]`` (with a warning) when it has no detections."""
+    size; ``[]`` (with a warning) when it has no detections. ``micro``: its micro-tubes instead
+    (npz, a ``VideoDetections``; one without windows when it has none)."""
     path = detection_path(det_dir or cfg.det_dir, video, cfg.det_format)
     if not path.exists():
         log.warning("%s: no detections for video %s; counted as no detections", path, video)
-        return [], cfg.frame_size
+        return (no_windows(cfg.frame_size) if micro else []), cfg.frame_size
     if cfg.det_format == "npz":
         det = read_video_detections(path)
-        return frame_detections(det), det.frame_size
+        return (det if micro else frame_detections(det)), det.frame_size
     frames = read_road_mat_video(path)
     if not frames:
         log.warning("%s: no .mat frame files for video %s; counted as no detections", path, video)
@@ -198,6 +209,10 @@ def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | N
                               cfg.jumpgap, cfg.link_score, cfg.fuse_fixed)
         # a fused stream's frame-AP takes what the linking consumed, a stream's frameAp.m's filtering
         frame_ap_filter = linking_filter(cfg.link_score) if cfg.prefused else FRAME_AP_FILTER
+        if cfg.link == "micro":  # frames: the video's micro-tubes (VideoDetections)
+            paths = link_micro_tubes(frames, num_classes, cfg.link_iou, cfg.jumpgap, cfg.link_score)
+            return paths, None if gt is None else filter_rows(frame_detections(frames), num_classes, frame_size,
+                                                              frame_ap_filter)
         return link_frames(frames, num_classes, frame_size, cfg.link_iou, cfg.jumpgap,
                            None if gt is None else frame_ap_filter, cfg.link_score)
 
@@ -206,7 +221,7 @@ def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | N
     t0 = t1 = time.process_time()
     error = None
     try:
-        frames, frame_size = read_frames(cfg, video)
+        frames, frame_size = read_frames(cfg, video, micro=cfg.link == "micro")
         top = read_fuse_stream(cfg, video, frames, frame_size) if fused else None
         t1 = time.process_time()
         try:
@@ -218,7 +233,7 @@ def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | N
             raise
         t1 = time.process_time() if t1 == t0 else t1  # a failed read's time counts as reading
         error = str(e)
-        paths, frame_dets = link([], cfg.frame_size, [])
+        paths, frame_dets = link_frames([], num_classes, cfg.frame_size, extra_filter=None if gt is None else FRAME_AP_FILTER)
     t2 = time.process_time()
     tubes = trim_video(paths, cfg.alphas)
     t3 = time.process_time()
