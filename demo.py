@@ -35,6 +35,8 @@ from engine.live import Display, FrameSource, parse_source, run_online, write_ou
 from engine.online import OnlineDetector, StreamSpec, load_detector
 from tubes.cli import class_args, tube_args
 from tubes.linking import OnlineTubes
+from tubes.micro import OnlineMicroTubes
+from tubes.runner import LINK_MODES
 from utils.distributed import place_model, resolve_device
 
 log = logging.getLogger("demo")
@@ -50,7 +52,12 @@ def get_args_parser():
     weights.add_argument("--weights", type=Path, help="checkpoint (this project's or, with the model flags, the original's)")
     weights.add_argument("--onnx", type=Path, help="a model export.py wrote, run by onnxruntime on the CPU")
     parser.add_argument("--out", required=True, type=Path, help="annotated video (.mp4 or .avi)")
-    parser.add_argument("--eval_gap", default=1, type=int, help="gap between a micro-tube's frames (test.py --eval_gaps)")
+    parser.add_argument("--eval_gap", default=1, type=int,
+                        help="frames skipped between a micro-tube's frames (test.py --eval_gaps): the network runs on "
+                             "every (eval_gap + 1)-th frame")
+    parser.add_argument("--link", default="frame", choices=LINK_MODES,
+                        help="frame: link the per-frame detections (build_tubes.py's default); micro: link whole "
+                             "micro-tubes, once per window (build_tubes.py --link micro)")
     parser.add_argument("--show_thresh", default=0.2, type=float, help="draw paths whose mean score is at least this")
     parser.add_argument("--fps", default=None, type=float, help="output frame rate (default: the input's, or 25)")
     parser.add_argument("--det_out", type=Path, default=None, help="also write the detections (test.py's npz format)")
@@ -79,10 +86,11 @@ def main(argv=None):
     source = FrameSource(args.video, args.realtime, args.fps)
     display = Display(source.name) if args.display else None
     detector = OnlineDetector(model, spec, device, args.frame_cache)
+    tubes_class = OnlineMicroTubes if args.link == "micro" else OnlineTubes
     bar = lambda frames: tqdm(frames, desc="frames", disable=not sys.stderr.isatty())
     try:
         tubes, detections, interrupted = run_online(
-            source, detector, lambda size: OnlineTubes(len(classes), size, link_score=args.link_score), args.out,
+            source, detector, lambda size: tubes_class(len(classes), size, link_score=args.link_score), args.out,
             classes, args.fps or source.fps, args.show_thresh, display, bar)
     finally:
         source.close()

@@ -252,6 +252,7 @@ def run_online(source, detector, tubes_factory, out, classes, fps, show_thresh=0
                 if "writer" not in state:
                     state["writer"] = cv2.VideoWriter(str(tmp), fourcc, fps, detector.frame_size)
                     state["tubes"] = tubes_factory(detector.frame_size)
+                    detector.on_window = getattr(state["tubes"], "add_window", None)  # micro-tube linking
                 emit(ready)
             if interrupted:
                 log.warning("interrupted after %d frames: finishing the tubes of the frames seen", detector.num_read)

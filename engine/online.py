@@ -81,6 +81,7 @@ class OnlineDetector:
         self.next_frame = 0       # next frame to emit
         self.windows = []         # (frames [T], boxes [K, T, 4], scores [K, C+1]) still owning frames
         self.frame_size = None
+        self.on_window = None     # called with (frames [T], boxes [K, T, 4], scores [K, C+1]) of each window run
 
     def push(self, bgr):
         if self.frame_size is None:
@@ -149,11 +150,15 @@ class OnlineDetector:
             inputs = self._inputs(frames, numf, self.spec.streams)
             base, extra = inputs["base"][None], inputs["extra"][None] if "extra" in inputs else None
             if not isinstance(self.model, torch.nn.Module):  # an OnnxDetector: boxes and scores decoded
-                self.windows.append((frames, *linking_outputs(*self.model.decoded(base, extra))[0]))
+                self._add_window(frames, self.model.decoded(base, extra))
                 return
             outputs = self.model(base, extra)
-        decoded = decode_outputs(*(o.float() for o in outputs), self.model.priors)
+        self._add_window(frames, decode_outputs(*(o.float() for o in outputs), self.model.priors))
+
+    def _add_window(self, frames, decoded):
         self.windows.append((frames, *linking_outputs(*decoded)[0]))
+        if self.on_window is not None:
+            self.on_window(*self.windows[-1])
 
     def _emit(self, stop):
         """Per-frame detections of frames next_frame..stop-1 (``frame_detections``'s rule)."""

@@ -130,3 +130,26 @@ def test_short_videos_emit_every_frame_once(num_frames, windows):
     assert all(scores.shape[1] == 3 for _, _, scores in emitted)
     assert sum(len(loc) > 0 for _, loc, _ in emitted) == (0 if windows == 0 else num_frames)
     assert len(runs) == windows  # 6 frames: starts 0, 2 and 3; 7 frames: 0, 2 and 4
+
+
+def test_online_micro_tube_linking_equals_build_tubes(toy_root, weights, tmp_path):
+    """demo.py --link micro --eval_gap 3 (the network on every 4th frame) gives build_tubes.py --link
+    micro's tubes of test.py --eval_gaps 3's detections of the same video."""
+    from tubes.micro import link_micro_tubes
+    from tubes.trimming import trim_paths
+    result = run_script("test.py", "--data_root", str(toy_root), "--weights", str(weights), "--device", "cpu",
+                        "--num_workers", "0", "--batch_size", "1", "--eval_gaps", "3", "--det_dir", str(tmp_path / "off"))
+    assert result.returncode == 0, result.stderr
+    video = read_video_list(layout.split_path(toy_root, "testlist01.txt"))[1]
+    name = video.split("/")[1]
+    assert demo.main(["--video", str(layout.video_dir(toy_root, "rgb", video)), "--weights", str(weights),
+                      "--out", str(tmp_path / f"{name}.avi"), "--device", "cpu", "--alphas", "3", "--eval_gap", "3",
+                      "--link", "micro", "--link_score", "0.05"]) == 0
+    det = read_video_detections(tmp_path / "off" / f"{video}.npz")
+    assert (np.diff(det.frames, axis=1) == 4).all()
+    want = trim_paths(link_micro_tubes(det, 4, link_score=0.05), 3.0)
+    _, got = load_tubes(tmp_path / f"{name}-tubes-alpha3.npz")
+    assert len(got[name]) == len(want) > 0
+    for a, b in zip(got[name], want):
+        assert (a.class_id, a.start, a.score) == (b.class_id, b.start, b.score)
+        np.testing.assert_array_equal(a.boxes, b.boxes)

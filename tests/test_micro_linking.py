@@ -120,3 +120,26 @@ def test_micro_tubes_reduced_to_their_first_box_link_as_frames(seed):
             np.testing.assert_array_equal(p.scores, q.scores)
             np.testing.assert_array_equal(p.all_scores, q.all_scores)
 
+
+
+def test_online_micro_tubes_give_each_frame_the_paths_covering_it():
+    """OnlineMicroTubes.current, frame by frame: every path (short ones too) that covers the frame,
+    with its box there and the mean of its scores up to it."""
+    from tubes.micro import OnlineMicroTubes
+    det = random_micro_tubes(np.random.default_rng(4), 30, 2, 8, 2)
+    online = OnlineMicroTubes(2, SIZE)
+    shown = []
+    for w in range(len(det.frames)):
+        online.add_window(det.frames[w], det.boxes[det.window == w], det.scores[det.window == w])
+    for _ in range(det.num_frames):
+        online.update(None, None)
+        shown.append(online.current())
+    paths, classes, _, _ = online.linker._gather(np.arange(online.linker._num_paths), -1)
+    assert len(paths) > 4
+    for path, c in zip(paths, classes):
+        for f in range(path.start, path.end):
+            entries = [e for e in shown[f] if e[0] == c and (e[1] == path.boxes[f - path.start] - 1).all()]
+            assert len(entries) == 1
+            assert entries[0][2] == path.scores[f - path.start]
+            assert entries[0][3] == pytest.approx(path.scores[:f - path.start + 1].astype(np.float64).mean())
+    assert sum(map(len, shown)) == sum(len(p.boxes) for p in paths)
