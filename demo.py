@@ -13,6 +13,8 @@ log of the best live path (OUT's ``-live.jsonl``), the tubes of each alpha (``-t
 build_tubes.py's format, and ``.json``) and, with ``--det_out``, the detections in test.py's npz
 format. ``--realtime`` processes the newest frame and drops the others (a file is played at its
 frame rate); Ctrl-C stops the run and still finishes and writes everything for the frames seen.
+``--eval_gap g`` runs the network on every (g + 1)-th frame (micro-tubes (t, t + g + 1)); ``--link
+micro`` links whole micro-tubes, once per window (tubes/micro.py), instead of per-frame boxes.
 """
 import os
 
