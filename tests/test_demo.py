@@ -147,9 +147,17 @@ def test_online_micro_tube_linking_equals_build_tubes(toy_root, weights, tmp_pat
                       "--link", "micro", "--link_score", "0.05"]) == 0
     det = read_video_detections(tmp_path / "off" / f"{video}.npz")
     assert (np.diff(det.frames, axis=1) == 4).all()
+    import build_tubes
+    results = build_tubes.main(["--det_dir", str(tmp_path / "off"), "--det_format", "npz", "--link", "micro",
+                                "--annot", str(layout.split_path(toy_root, "pyannot.pkl")), "--alphas", "3",
+                                "--link_score", "0.05", "--out_dir", str(tmp_path / "tubes")])
+    assert results["linking"]["mode"] == "micro"
+    _, offline = load_tubes(tmp_path / "tubes" / "tubes_alpha3.npz")
     want = trim_paths(link_micro_tubes(det, 4, link_score=0.05), 3.0)
     _, got = load_tubes(tmp_path / f"{name}-tubes-alpha3.npz")
-    assert len(got[name]) == len(want) > 0
-    for a, b in zip(got[name], want):
+    assert len(got[name]) == len(want) == len(offline[video]) > 0
+    for a, b, c in zip(got[name], want, offline[video]):
+        assert (c.class_id, c.start, c.score) == (b.class_id, b.start, b.score)
+        np.testing.assert_array_equal(c.boxes, a.boxes)
         assert (a.class_id, a.start, a.score) == (b.class_id, b.start, b.score)
         np.testing.assert_array_equal(a.boxes, b.boxes)

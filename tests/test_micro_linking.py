@@ -143,3 +143,14 @@ def test_online_micro_tubes_give_each_frame_the_paths_covering_it():
             assert entries[0][2] == path.scores[f - path.start]
             assert entries[0][3] == pytest.approx(path.scores[:f - path.start + 1].astype(np.float64).mean())
     assert sum(map(len, shown)) == sum(len(p.boxes) for p in paths)
+
+
+def test_micro_linking_needs_npz_micro_tubes_of_one_stream(tmp_path):
+    from tubes.runner import TubeConfig
+    TubeConfig(tmp_path, "npz", link="micro")
+    with pytest.raises(ValueError, match="test.py's npz detections .*got 'road_mat'"):
+        TubeConfig(tmp_path, "road_mat", link="micro")
+    with pytest.raises(ValueError, match="one stream"):
+        TubeConfig(tmp_path, "npz", link="micro", fusion="boost", fuse_det_dir=tmp_path)
+    with pytest.raises(ValueError, match="link must be one of"):
+        TubeConfig(tmp_path, "npz", link="tube")
