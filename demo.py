@@ -5,6 +5,7 @@ trimmed into action tubes.
   python demo.py --video clip.mp4 --weights runs/pipeline/train/rgb_w0.125/AMTNet_400.pth --out clip-tubes.mp4
   python demo.py --video runs/pipeline/toy_data/rgb-images/Waving/v_Waving_g05_c01 --weights ... --out waving.mp4
   python demo.py --video 0 --realtime --display --onnx model.onnx --out camera.mp4      (export.py writes model.onnx)
+  python demo.py --video clip.mp4 --weights RGB.pth --fuse_weights FLOW.pth --fusion boost --out clip-tubes.mp4
 
 ``--video`` is a video file, a folder of frames (00001.jpg, ...), a camera index or a stream URL
 OpenCV opens. The model is rebuilt from the checkpoint (class names too, for checkpoints train.py
@@ -15,6 +16,15 @@ format. ``--realtime`` processes the newest frame and drops the others (a file i
 frame rate); Ctrl-C stops the run and still finishes and writes everything for the frames seen.
 ``--eval_gap g`` runs the network on every (g + 1)-th frame (micro-tubes (t, t + g + 1)); ``--link
 micro`` links whole micro-tubes, once per window (tubes/micro.py), instead of per-frame boxes.
+
+Late fusion: ``--fuse_weights`` (or ``--fuse_onnx``, beside ``--weights`` or ``--onnx``) runs a second
+one-stream model of the same seq_len over the same windows, reading ``--fuse_input_type`` (default: its
+checkpoint's; rgb or fastOF, whose flow is computed online; brox cannot be), and ``--fusion`` fuses the
+two streams frame by frame before the linking, as test.py --fuse_weights + build_tubes.py --fusion do:
+boost and union fuse the two models' detections (test.py's DET/base and DET/fuse), mean links the base
+model's boxes with the two softmax outputs averaged prior by prior (DET/mean). ``--det_out`` then writes
+the detections the fusion reads: the base stream's (and the fuse stream's to ``<det_out>-fuse.npz``), or
+for mean the mean stream's.
 """
 import os
 
@@ -31,11 +41,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data.annotations import read_video_list
-from engine.cli import device_args, inference_args, model_args, original_config, stream_args
+from engine.cli import device_args, fuse_model_args, inference_args, model_args, original_config, stream_args
 from engine.export import load_onnx_detector
+from engine.inference import check_late_fusion
 from engine.live import Display, FrameSource, parse_source, run_online, write_outputs
-from engine.online import OnlineDetector, StreamSpec, load_detector
-from tubes.cli import class_args, tube_args
+from engine.online import OnlineDetector, StreamSpec, check_online, load_detector
+from tubes.cli import class_args, fusion_args, tube_args
+from tubes.fusion import OnlineFusedTubes, fusion_name
 from tubes.linking import OnlineTubes
 from tubes.micro import OnlineMicroTubes
 from tubes.runner import LINK_MODES
@@ -47,7 +59,8 @@ log = logging.getLogger("demo")
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      parents=[model_args(), stream_args("fastOF"), device_args(), inference_args(),
-                                              tube_args("3"), class_args(num_classes=True)])
+                                              tube_args("3"), class_args(num_classes=True), fuse_model_args(onnx=True),
+                                              fusion_args("late fusion: how the two streams' detections are fused")])
     parser.add_argument("--video", required=True, type=parse_source,
                         help="video file, folder of frames, camera index (0) or stream URL")
     weights = parser.add_mutually_exclusive_group(required=True)
@@ -59,40 +72,83 @@ def get_args_parser():
                              "every (eval_gap + 1)-th frame")
     parser.add_argument("--link", default="frame", choices=LINK_MODES,
                         help="frame: link the per-frame detections (build_tubes.py's default); micro: link whole "
-                             "micro-tubes, once per window (build_tubes.py --link micro)")
+                             "micro-tubes, once per window (build_tubes.py --link micro; one stream or mean fusion)")
     parser.add_argument("--show_thresh", default=0.2, type=float, help="draw paths whose mean score is at least this")
     parser.add_argument("--fps", default=None, type=float, help="output frame rate (default: the input's, or 25)")
-    parser.add_argument("--det_out", type=Path, default=None, help="also write the detections (test.py's npz format)")
+    parser.add_argument("--det_out", type=Path, default=None,
+                        help="also write the detections (test.py's npz format; late fusion: those the fusion reads)")
     parser.add_argument("--realtime", action="store_true",
                         help="never fall behind the source: take the newest frame, drop the others (and count them)")
     parser.add_argument("--display", action="store_true", help="show the annotated frames in a window")
     return parser
 
 
+# test.py --fuse_weights's streams that each fusion reads (build_tubes.py: --det_dir [--fuse_det_dir])
+FUSION_STREAMS = {"boost": ("base", "fuse"), "union": ("base", "fuse"), "mean": ("mean",)}
+
+
+def load_one(weights, onnx, classes, args, input_types, device):
+    if onnx:
+        return load_onnx_detector(onnx, classes)
+    model, classes, streams = load_detector(weights, classes, original_config(args), input_types)
+    place_model(model, device, args.channels_last)
+    return model, classes, streams
+
+
 def load(args, device):
-    classes = read_video_list(args.classes) if args.classes else None
-    if args.onnx:
-        model, classes, streams = load_onnx_detector(args.onnx, classes)
-    else:
-        model, classes, streams = load_detector(args.weights, classes, original_config(args),
-                                                (args.input_type_base, args.input_type_extra))
-        place_model(model, device, args.channels_last)
-    return model, classes, StreamSpec(streams, model.cfg.seq_len, args.eval_gap)
+    """(model, the late fusion's second model or None, class names, StreamSpec)."""
+    names = read_video_list(args.classes) if args.classes else None
+    model, classes, streams = load_one(args.weights, args.onnx, names, args,
+                                       (args.input_type_base, args.input_type_extra), device)
+    fuse = None
+    if args.fusion:
+        fuse_path = Path(args.fuse_weights or args.fuse_onnx)
+        fuse, _, fuse_streams = load_one(fuse_path, args.fuse_onnx, names, args, (None, None), device)
+        check_late_fusion(model.cfg, fuse.cfg, ("--onnx" if args.onnx else "--weights",
+                                                "--fuse_onnx" if args.fuse_onnx else "--fuse_weights"))
+        input_type = args.fuse_input_type or fuse_streams["base"][0]
+        if input_type is None:
+            raise SystemExit(f"{fuse_path}: the checkpoint does not say what its model reads: give --fuse_input_type")
+        try:
+            check_online(input_type, f"the second stream's model ({fuse_path})")
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
+        streams = {"base": streams["base"], "extra": (input_type, fuse.cfg.input_frames_base)}
+    try:
+        spec = StreamSpec(streams, model.cfg.seq_len, args.eval_gap)
+    except ValueError as error:
+        raise SystemExit(f"{args.weights or args.onnx}: {error}") from None
+    return model, fuse, classes, spec
+
+
+def tubes_factory(args, num_classes):
+    """frame size -> the online linking: one stream's (or test.py's mean stream), or two fused per frame."""
+    if args.fusion in ("boost", "union"):
+        return lambda size: OnlineFusedTubes(num_classes, size, args.fusion, args.fuse_iou, args.fuse_fixed,
+                                             link_score=args.link_score)
+    tubes_class = OnlineMicroTubes if args.link == "micro" else OnlineTubes
+    return lambda size: tubes_class(num_classes, size, link_score=args.link_score)
 
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    if bool(args.fusion) != bool(args.fuse_weights or args.fuse_onnx) or (args.fuse_weights and args.fuse_onnx):
+        raise SystemExit("late fusion needs both --fusion and one of --fuse_weights and --fuse_onnx")
+    args.fusion = args.fusion and fusion_name(args.fusion)
+    if args.link == "micro" and args.fusion in ("boost", "union"):
+        raise SystemExit(f"--link micro links one stream's micro-tubes; --fusion {args.fusion} fuses per frame "
+                         "(use --link frame, or --fusion mean)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    device = resolve_device("cpu" if args.onnx else args.device)
-    model, classes, spec = load(args, device)
+    device = resolve_device("cpu" if args.onnx or args.fuse_onnx else args.device)
+    model, fuse, classes, spec = load(args, device)
     source = FrameSource(args.video, args.realtime, args.fps)
     display = Display(source.name) if args.display else None
-    detector = OnlineDetector(model, spec, device, args.frame_cache)
-    tubes_class = OnlineMicroTubes if args.link == "micro" else OnlineTubes
+    outputs = FUSION_STREAMS[args.fusion] if args.fusion else ("base",)
+    detector = OnlineDetector(model, spec, device, args.frame_cache, fuse, outputs)
     bar = lambda frames: tqdm(frames, desc="frames", disable=not sys.stderr.isatty())
     try:
         tubes, detections, interrupted = run_online(
-            source, detector, lambda size: tubes_class(len(classes), size, link_score=args.link_score), args.out,
+            source, detector, tubes_factory(args, len(classes)), args.out,
             classes, args.fps or source.fps, args.show_thresh, display, bar)
     finally:
         source.close()
@@ -100,7 +156,9 @@ def main(argv=None):
             display.close()
     log.info("%d frames -> %s%s%s", len(detections), args.out,
              f" ({source.dropped} dropped to keep up)" if args.realtime else "", " (interrupted)" if interrupted else "")
-    write_outputs(args.out, source.name, tubes, detections, detector.frame_size, classes, args.alphas, args.det_out,
+    det_outs = [args.det_out] + [args.det_out.with_name(f"{args.det_out.stem}-{o}{args.det_out.suffix}")
+                                 for o in outputs[1:]] if args.det_out else []
+    write_outputs(args.out, source.name, tubes, detections, detector.frame_size, classes, args.alphas, det_outs,
                   source.dropped)
     return 0
 

@@ -27,9 +27,9 @@ from tqdm import tqdm
 
 from data.annotations import load_class_names
 from data.dataset import ActionDetection, collate
-from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, inference_args, \
-    int_list, model_args, model_config, path
-from engine.inference import LATE_FUSION_STREAMS, detect_videos, detect_videos_late_fusion
+from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, fuse_model_args, \
+    inference_args, int_list, model_args, model_config, path
+from engine.inference import LATE_FUSION_STREAMS, check_late_fusion, detect_videos, detect_videos_late_fusion
 from models import load_model
 from tubes.detections import frame_map_path
 from tubes.frame_map import FrameAP
@@ -43,7 +43,7 @@ log = logging.getLogger("test")
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      parents=[data_args(), model_args(), experiment_args(), detection_args(),
-                                              device_args(), inference_args()])
+                                              device_args(), inference_args(), fuse_model_args()])
     parser.set_defaults(topk=20)  # evaluate.py's default
     group = parser.add_argument_group("checkpoints and outputs")
     group.add_argument("--weights", default=None, type=path, help="one checkpoint (this project's or the original's)")
@@ -52,11 +52,6 @@ def get_args_parser():
     group.add_argument("--det_dir", default=None, type=path, help="default: next to the checkpoint")
     group.add_argument("--save_mat", action=argparse.BooleanOptionalAction, default=False,
                        help="also write the original per-frame .mat files")
-    group = parser.add_argument_group("late fusion (two one-stream models over the same windows)")
-    group.add_argument("--fuse_weights", default=None, type=path,
-                       help="the second stream's one-stream checkpoint (e.g. flow, beside --weights rgb)")
-    group.add_argument("--fuse_input_type", default=None,
-                       help="what the --fuse_weights model reads (default: its checkpoint's --input_type_base)")
     return parser
 
 
@@ -99,9 +94,7 @@ def fuse_stream(args, model, fuse):
         "flags", {}).get("input_type_base")
     if input_type is None:
         raise SystemExit(f"{path}: the checkpoint does not say what its model reads: give --fuse_input_type")
-    if model.cfg.two_stream or fuse.cfg.two_stream or model.cfg.seq_len != fuse.cfg.seq_len:
-        raise SystemExit(f"--weights and --fuse_weights must be one-stream models of the same seq_len (got "
-                         f"{model.cfg.fusion_type}/{model.cfg.seq_len} and {fuse.cfg.fusion_type}/{fuse.cfg.seq_len})")
+    check_late_fusion(model.cfg, fuse.cfg)
     return {"two_stream": True, "input_type_extra": input_type, "input_frames_extra": fuse.cfg.input_frames_base}
 
 

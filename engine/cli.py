@@ -159,6 +159,21 @@ def inference_args():
     return parser
 
 
+def fuse_model_args(onnx=False):
+    """The late fusion's second model (test.py, demo.py): ``--fuse_weights`` (with ``onnx``, or ``--fuse_onnx``:
+    the script refuses both) and what it reads, ``--fuse_input_type``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("late fusion (two one-stream models over the same windows)")
+    group.add_argument("--fuse_weights", default=None, type=path,
+                       help="the second stream's one-stream checkpoint (e.g. flow, beside --weights rgb)")
+    if onnx:  # not a mutually exclusive group: parents=[...] would move it out of this group in --help
+        group.add_argument("--fuse_onnx", default=None, type=path,
+                           help="the second stream's one-stream model as export.py wrote it (or --fuse_weights)")
+    group.add_argument("--fuse_input_type", default=None,
+                       help="what the second model reads (default: its checkpoint's --input_type_base)")
+    return parser
+
+
 def detection_args():
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("detection")

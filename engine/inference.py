@@ -176,6 +176,24 @@ def mean_fused_scores(scores_base, scores_fuse):
     return (scores_fuse + scores_base) / 2
 
 
+def late_fusion_streams(decoded_base, decoded_fuse):
+    """``{stream: (boxes [B, A, T, 4], scores [B, A, C+1])}`` of ``LATE_FUSION_STREAMS`` from the two models'
+    decoded outputs on the same windows: each model's own, and mean, the base boxes with the mean scores."""
+    (boxes, scores_base), (_, scores_fuse) = decoded_base, decoded_fuse
+    mean = (boxes, mean_fused_scores(scores_base, scores_fuse))
+    return dict(zip(LATE_FUSION_STREAMS, (decoded_base, decoded_fuse, mean)))
+
+
+def check_late_fusion(cfg, fuse_cfg, names=("--weights", "--fuse_weights")):
+    """SystemExit unless the late fusion's two models (their ``ModelConfig``) are one-stream models of the
+    same ``seq_len`` (the same windows) and classes."""
+    same = (cfg.seq_len, cfg.num_classes) == (fuse_cfg.seq_len, fuse_cfg.num_classes)
+    if cfg.two_stream or fuse_cfg.two_stream or not same:
+        raise SystemExit(f"{names[0]} and {names[1]} must be one-stream models of the same seq_len and classes (got "
+                         f"{cfg.fusion_type}/{cfg.seq_len}/{cfg.num_classes - 1} and {fuse_cfg.fusion_type}/"
+                         f"{fuse_cfg.seq_len}/{fuse_cfg.num_classes - 1}: fusion type/seq_len/classes)")
+
+
 @torch.no_grad()
 def detect_videos_late_fusion(models, loader, dataset, device, out_dir, conf_thresh=0.01, nms_thresh=0.45, top_k=20,
                               iou_thresh=0.5, save_mat=False, window_indices=None, progress=None, frame_cache=True):
@@ -201,8 +219,7 @@ def detect_videos_late_fusion(models, loader, dataset, device, out_dir, conf_thr
                                                    for model, cache, x in zip(models, caches, (base, extra))])
         net_time += seconds
         decoded = [decode_outputs(loc.float(), conf.float(), model.priors) for (loc, conf), model in zip(outputs, models)]
-        decoded.append((decoded[0][0], mean_fused_scores(decoded[0][1], decoded[1][1])))
-        for stream, (boxes_all, scores_all) in zip(LATE_FUSION_STREAMS, decoded):
+        for stream, (boxes_all, scores_all) in late_fusion_streams(*decoded).items():
             add_first_frames(accumulators[stream], detect_decoded(boxes_all, scores_all, conf_thresh, nms_thresh, top_k),
                              targets, batch["sizes"])
             for i, (boxes, scores) in enumerate(linking_outputs(boxes_all, scores_all)):

@@ -226,16 +226,17 @@ def stop_on_signals(stop, signals=(signal.SIGINT, signal.SIGTERM)):
 def run_online(source, detector, tubes_factory, out, classes, fps, show_thresh=0.2, display=None, progress=None):
     """Detect, link and draw ``source``'s frames into the video ``out`` and the per-frame log beside it,
     until the end of the stream or Ctrl-C (then the frames seen are finished and written). Returns
-    ``(tubes, detections, interrupted)``: the ``OnlineTubes``, the per-frame detections and whether
-    Ctrl-C stopped it. Every file appears whole or not at all."""
+    ``(tubes, detections, interrupted)``: the ``OnlineTubes``, the per-frame detections (what the detector
+    gives after the frame index: ``loc, scores``, then each further output's; ``tubes.update`` takes them
+    as they come) and whether Ctrl-C stopped it. Every file appears whole or not at all."""
     frames, detections, state = {}, [], {}
     fourcc = cv2.VideoWriter_fourcc(*("mp4v" if out.suffix.lower() == ".mp4" else "MJPG"))
     live = LiveLog(out.with_name(f"{out.stem}-live.jsonl"), classes)
 
     def emit(ready):
-        for index, loc, scores in ready:
-            state["tubes"].update(loc, scores)
-            detections.append((loc, scores))
+        for index, *dets in ready:
+            state["tubes"].update(*dets)
+            detections.append(dets)
             paths = state["tubes"].current(show_thresh)
             live.add(index, paths)
             image = draw(frames.pop(index), index, paths, classes)
@@ -268,9 +269,10 @@ def run_online(source, detector, tubes_factory, out, classes, fps, show_thresh=0
     return state["tubes"], detections, bool(interrupted)
 
 
-def write_outputs(out, name, tubes, detections, frame_size, classes, alphas, det_out=None, dropped=0):
-    """The trimmed tubes of each alpha beside ``out`` (``-tubes-alpha<a>.npz`` and ``.json``) and, with
-    ``det_out``, the per-frame detections (test.py's npz); returns {alpha: tubes}."""
+def write_outputs(out, name, tubes, detections, frame_size, classes, alphas, det_outs=(), dropped=0):
+    """The trimmed tubes of each alpha beside ``out`` (``-tubes-alpha<a>.npz`` and ``.json``) and the
+    per-frame detections of the detector's k-th output to ``det_outs[k]`` where given (test.py's npz);
+    returns {alpha: tubes}."""
     paths = tubes.linker.finish()
     found = {}
     for alpha in alphas:
@@ -283,6 +285,7 @@ def write_outputs(out, name, tubes, detections, frame_size, classes, alphas, det
         for tube in sorted(found[alpha], key=lambda t: -t.score)[:10]:
             log.info("  %-12s frames %d-%d score %.3f", classes[tube.class_id], tube.start + 1,
                      tube.start + len(tube.boxes), tube.score)
-    if det_out:
-        write_detections(det_out, detections, frame_size)
+    for k, path in enumerate(det_outs):
+        if path:
+            write_detections(path, [d[2 * k:2 * k + 2] for d in detections], frame_size)
     return found

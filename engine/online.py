@@ -7,6 +7,8 @@ of the dataset (``data/windows.py`` with ``full_test``, ``data/dataset.py`` ``st
 ``tubes/detections.py`` ``frame_detections``), so on the same frames the online linker gets
 exactly what build_tubes.py gets from test.py's files. Flow streams (``fastOF``) are computed
 from the frames with OpenCV's DIS flow as prepare_data.py does, without the JPEG round trip.
+Late fusion runs two one-stream models over the same windows and gives the streams of test.py
+``--fuse_weights`` that the fusion reads (linked by ``tubes.fusion.OnlineFusedTubes``).
 """
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +26,17 @@ from models import load_model
 from tubes.detections import VideoDetections, frame_detections, write_video_detections
 
 from .frame_cache import FrameMapCache
-from .inference import linking_outputs
+from .inference import LATE_FUSION_STREAMS, late_fusion_streams, linking_outputs
 
 ONLINE_FLOW_TYPES = ("fastOF",)
 COLOURS = [(0, 200, 255), (255, 120, 0), (60, 220, 60), (220, 60, 220), (0, 80, 255), (255, 255, 0)]
+
+
+def check_online(input_type: str, reader: str) -> None:
+    """ValueError unless the frames give ``input_type`` online (rgb, fastOF; not brox); ``reader``: who reads it."""
+    if input_type.lower() not in RGB_TYPES and input_type not in ONLINE_FLOW_TYPES:
+        raise ValueError(f"{reader} reads {input_type!r} images, which cannot be computed online; "
+                         f"online inputs: rgb, {', '.join(ONLINE_FLOW_TYPES)}")
 
 
 @dataclass
@@ -43,9 +52,7 @@ class StreamSpec:
 
     def __post_init__(self):
         for stream, (input_type, _) in self.streams.items():
-            if input_type.lower() not in RGB_TYPES and input_type not in ONLINE_FLOW_TYPES:
-                raise ValueError(f"{stream} stream reads {input_type!r} images, which cannot be computed online; "
-                                 f"online inputs: rgb, {', '.join(ONLINE_FLOW_TYPES)}")
+            check_online(input_type, f"{stream} stream")
 
     @property
     def span(self):
@@ -62,12 +69,25 @@ class OnlineDetector:
     """Feed BGR frames with ``push``; get ``(frame index, loc [N, 4], scores [N, C+1])`` per frame,
     in order, as soon as no later window can change them; ``finish`` flushes the end.
     ``model``: an AMTNet, or an ``engine.export.OnnxDetector`` (whole windows unless it has the per-frame graphs).
-    ``frame_cache``: one backbone pass per frame (``FrameMapCache``), not one per window and frame."""
+    ``frame_cache``: one backbone pass per frame (``FrameMapCache``), not one per window and frame.
 
-    def __init__(self, model, spec, device, frame_cache=True):
-        torch_model = isinstance(model, torch.nn.Module)
-        self.model, self.spec, self.device = model.eval() if torch_model else model, spec, device
-        self.cache = FrameMapCache(model) if frame_cache and (torch_model or model.split) else None
+    Late fusion (demo.py ``--fuse_weights``): ``model`` and ``fuse_model``, one-stream models of the same
+    ``seq_len``, read ``spec``'s ``base`` and ``extra`` streams (test.py ``--fuse_weights``'s layout), each
+    through its own cache, over the same windows; ``outputs`` names the streams of
+    ``engine.inference.LATE_FUSION_STREAMS`` to give, each as test.py writes it: per frame
+    ``(frame index, loc, scores)`` followed by the next output's ``loc, scores``."""
+
+    def __init__(self, model, spec, device, frame_cache=True, fuse_model=None, outputs=("base",)):
+        models = [model] if fuse_model is None else [model, fuse_model]
+        if not set(outputs) <= set(LATE_FUSION_STREAMS if fuse_model is not None else ("base",)):
+            raise ValueError(f"outputs {tuple(outputs)}: without a fuse model only base, with one base, fuse or mean")
+        self.models = [m.eval() if isinstance(m, torch.nn.Module) else m for m in models]
+        self.model, self.spec, self.device, self.outputs = self.models[0], spec, device, tuple(outputs)
+        # each model's {its stream: the spec's stream it reads}
+        self.reads = [{s: s for s in spec.streams}] if fuse_model is None else [{"base": "base"}, {"base": "extra"}]
+        self.caches = [FrameMapCache(m) if frame_cache and (isinstance(m, torch.nn.Module) or m.split) else None
+                       for m in self.models]
+        self.cache = self.caches[0]
         self.transform = TestTransform(spec.image_size, spec.means)
         self.is_flow = {s: t.lower() not in RGB_TYPES for s, (t, _) in spec.streams.items()}
         self.flow = {t: FlowComputer(t) for t, _ in spec.streams.values() if t in ONLINE_FLOW_TYPES}
@@ -79,7 +99,7 @@ class OnlineDetector:
         self.num_read = 0
         self.next_start = 0       # next regular window start
         self.next_frame = 0       # next frame to emit
-        self.windows = []         # (frames [T], boxes [K, T, 4], scores [K, C+1]) still owning frames
+        self.windows = []         # (frames [T], [(boxes [K, T, 4], scores [K, C+1]) per output]) still owning frames
         self.frame_size = None
         self.on_window = None     # called with (frames [T], boxes [K, T, 4], scores [K, C+1]) of each window run
 
@@ -142,38 +162,47 @@ class OnlineDetector:
     @torch.no_grad()
     def _run_window(self, start, numf):
         frames = start + window_offsets(self.spec.seq_len, self.spec.eval_gap)
-        if self.cache is not None:
-            outputs = self.cache.outputs(lambda stream, _, t: self._inputs(frames[t:t + 1], numf, [stream])[stream][0],
-                                         [[int(f) for f in frames]])
-            self.cache.keep([int(f) for f in frames])
-        else:
-            inputs = self._inputs(frames, numf, self.spec.streams)
-            base, extra = inputs["base"][None], inputs["extra"][None] if "extra" in inputs else None
-            if not isinstance(self.model, torch.nn.Module):  # an OnnxDetector: boxes and scores decoded
-                self._add_window(frames, self.model.decoded(base, extra))
-                return
-            outputs = self.model(base, extra)
-        self._add_window(frames, decode_outputs(*(o.float() for o in outputs), self.model.priors))
-
-    def _add_window(self, frames, decoded):
-        self.windows.append((frames, *linking_outputs(*decoded)[0]))
+        decoded = [self._decoded(*run, frames, numf) for run in zip(self.models, self.caches, self.reads)]
+        streams = late_fusion_streams(*decoded) if len(decoded) == 2 else {"base": decoded[0]}
+        self.windows.append((frames, [linking_outputs(*streams[s])[0] for s in self.outputs]))
         if self.on_window is not None:
-            self.on_window(*self.windows[-1])
+            self.on_window(frames, *self.windows[-1][1][0])
+
+    def _decoded(self, model, cache, reads, frames, numf):
+        """``model``'s decoded (boxes [1, A, T, 4], scores [1, A, C+1]) on the window of ``frames``;
+        ``reads``: {the model's stream: the spec's stream it reads}."""
+        if cache is not None:
+            keys = [int(f) for f in frames]
+            step = lambda stream, _, t: self._inputs(frames[t:t + 1], numf, [reads[stream]])[reads[stream]][0]
+            outputs = cache.outputs(step, [keys])
+            cache.keep(keys)
+        else:
+            inputs = self._inputs(frames, numf, reads.values())
+            base, extra = (inputs[reads[s]][None] if s in reads else None for s in ("base", "extra"))
+            if not isinstance(model, torch.nn.Module):  # an OnnxDetector: boxes and scores decoded
+                return model.decoded(base, extra)
+            outputs = model(base, extra)
+        return decode_outputs(*(o.float() for o in outputs), model.priors)
 
     def _emit(self, stop):
-        """Per-frame detections of frames next_frame..stop-1 (``frame_detections``'s rule)."""
+        """Per-frame detections of frames next_frame..stop-1 (``frame_detections``'s rule), of each output."""
         if stop <= self.next_frame:
             return []
         if not self.windows:  # a video too short for any window: frames without detections
             empty = (np.zeros((0, 4), np.float32), np.zeros((0, self.model.cfg.num_classes), np.float32))
-            out = [(f, *empty) for f in range(self.next_frame, stop)]
+            out = [(f, *empty * len(self.outputs)) for f in range(self.next_frame, stop)]
             self.next_frame = stop
             return out
         frames = np.stack([w[0] for w in self.windows])
-        det = VideoDetections(frames, np.concatenate([w[1] for w in self.windows]),
-                              np.concatenate([w[2] for w in self.windows]),
-                              np.concatenate([np.full(len(w[1]), i) for i, w in enumerate(self.windows)]), stop)
-        out = [(f, loc, scores) for f, (loc, scores) in enumerate(frame_detections(det, self.next_frame), self.next_frame)]
+        per_output = []
+        for k in range(len(self.outputs)):
+            parts = [w[1][k] for w in self.windows]
+            det = VideoDetections(frames, np.concatenate([boxes for boxes, _ in parts]),
+                                  np.concatenate([scores for _, scores in parts]),
+                                  np.concatenate([np.full(len(boxes), i) for i, (boxes, _) in enumerate(parts)]), stop)
+            per_output.append(frame_detections(det, self.next_frame))
+        out = [(f, *(x for loc_scores in dets for x in loc_scores))
+               for f, dets in enumerate(zip(*per_output), self.next_frame)]
         self.next_frame = stop
         # Keep the windows that still reach a frame to come; drop frames no stack can read again.
         self.windows = [w for w in self.windows if w[0][-1] >= stop] or self.windows[-1:]

@@ -68,6 +68,26 @@ def annotation_args() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_fusion_flags(group) -> None:
+    """How two streams' per-frame detections are fused before the linking: build_tubes.py's and demo.py's."""
+    group.add_argument("--fusion", default=None, type=str.lower, choices=FUSION_CHOICES,
+                       help="per frame and class: boost (nwsum-plus), union (cat) or mean (the streams' scores "
+                            "averaged prior by prior)")
+    group.add_argument("--fuse_iou", default=FUSE_IOU, type=float,
+                       help="boost: the minimum IoU of a base box and a flow box (I02genFusedTubes.m: 0.25)")
+    group.add_argument("--fuse_fixed", action=argparse.BooleanOptionalAction, default=False,
+                       help="boost every base box whose best flow box is still free and append every flow box left "
+                            "(the original boosts only the first base box per frame and class, and appends no flow "
+                            "box when none was boosted; see README)")
+
+
+def fusion_args(title: str = "late fusion (fusedActionPaths.m)") -> argparse.ArgumentParser:
+    """The late fusion's flags alone (demo.py; build_tubes.py has them in ``build_args``)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_fusion_flags(parser.add_argument_group(title))
+    return parser
+
+
 def build_args() -> argparse.ArgumentParser:
     """build_tubes.py's inputs, linking and run flags (beside ``annotation_args``, ``class_args`` and ``tube_args``)."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -87,16 +107,9 @@ def build_args() -> argparse.ArgumentParser:
                             "(npz detections of test.py; one linking step per window, README 'Micro-tube linking')")
     group = parser.add_argument_group("late fusion (fusedActionPaths.m; --det_dir is the base stream, e.g. rgb)")
     group.add_argument("--fuse_det_dir", default=None, type=Path,
-                       help="the second stream's detections (e.g. flow), in --det_format, the same videos and frames")
-    group.add_argument("--fusion", default=None, type=str.lower, choices=FUSION_CHOICES,
-                       help="per frame and class: boost (nwsum-plus), union (cat) or mean (the streams' scores averaged "
-                            "prior by prior: their files must align row by row)")
-    group.add_argument("--fuse_iou", default=FUSE_IOU, type=float,
-                       help="boost: the minimum IoU of a base box and a flow box (I02genFusedTubes.m: 0.25)")
-    group.add_argument("--fuse_fixed", action=argparse.BooleanOptionalAction, default=False,
-                       help="boost every base box whose best flow box is still free and append every flow box left "
-                            "(the original boosts only the first base box per frame and class, and appends no flow "
-                            "box when none was boosted; see README)")
+                       help="the second stream's detections (e.g. flow), in --det_format, the same videos and frames "
+                            "(mean: their files must align row by row)")
+    _add_fusion_flags(group)
     group = parser.add_argument_group("run")
     group.add_argument("--workers", default=1, type=positive_int)
     group.add_argument("--no_frame_map", action="store_true", help="skip frame-mAP")

@@ -30,14 +30,18 @@ Arithmetic: both streams' boxes and scores in one precision (float32 if any of t
 as the Matlab's mixed operations give single; float64 otherwise). The Matlab computes boost's
 IoU in the precision of ``[boxes scores]`` and the new score row in that of the scores; the two
 differ only for single boxes with double scores, where this port is not bit-exact.
+
+Offline (``link_fused``, build_tubes.py) and online (``OnlineFusedTubes``, demo.py) run the same
+per-frame step, ``link_fused_frame``.
 """
 import numba
 import numpy as np
 
 from data.annotations import UCF_FRAME_SIZE
 
-from .linking import (LINKING_FILTER, FilterConfig, OnlineLinker, _link_boxes_and_scores, filter_frame_padded,
-                      linking_filter, work_dtype)
+from .boxes import loc_to_link_boxes
+from .linking import (LINKING_FILTER, FilterConfig, OnlineLinker, OnlineTubes, _link_boxes_and_scores,
+                      filter_frame_padded, linking_filter, work_dtype)
 
 FUSIONS = ("boost", "union", "mean")
 MATLAB_NAMES = {"nwsum-plus": "boost", "cat": "union", "mean": "mean"}  # I02genFusedTubes.m's names
@@ -210,6 +214,16 @@ def _stream(frames, num_classes, frame_size):
     return boxes, scores, offsets
 
 
+def link_fused_frame(linker: OnlineLinker, base_boxes: np.ndarray, base_scores: np.ndarray, top_boxes: np.ndarray,
+                     top_scores: np.ndarray, fusion: str, fuse_iou: float = FUSE_IOU, fixed: bool = False) -> tuple:
+    """One frame of late fusion and linking, offline (``link_fused``) and online (``OnlineFusedTubes``):
+    ``fuse_frame`` of the two streams (link boxes ``[N, 4]``, scores ``[N, C+1]``) with the linker's
+    filter, then ``linker.link``. Returns ``fuse_frame``'s ``(boxes, class_scores, picks)``."""
+    fused = fuse_frame(base_boxes, base_scores, top_boxes, top_scores, fusion, fuse_iou, linker.filter_cfg, fixed)
+    linker.link(*fused)
+    return fused
+
+
 def link_fused(base_frames: list, top_frames: list, num_classes: int, fusion: str, frame_size: tuple = UCF_FRAME_SIZE,
                fuse_iou: float = FUSE_IOU, iou_thresh: float = 0.1, jumpgap: int = 3,
                link_score: float = LINKING_FILTER.score_thresh, fixed: bool = False) -> tuple:
@@ -226,18 +240,33 @@ def link_fused(base_frames: list, top_frames: list, num_classes: int, fusion: st
     if fusion == "mean" and (f := first_unaligned(base_frames, top_frames)) is not None:
         raise ValueError(f"frame {f + 1}: {len(base_frames[f][0])} and {len(top_frames[f][0])} detections; mean fusion "
                          f"needs the same priors in both streams")
-    filter_cfg = linking_filter(link_score)
-    linker = OnlineLinker(num_classes, iou_thresh, jumpgap, filter_cfg)
+    linker = OnlineLinker(num_classes, iou_thresh, jumpgap, linking_filter(link_score))
     bb, bs, bo = _stream(base_frames, num_classes, frame_size)
     tb, ts, to = _stream(top_frames, num_classes, frame_size)
     rows = []
     for f in range(len(base_frames)):
-        boxes, class_scores, picks = fuse_frame(bb[bo[f]:bo[f + 1]], bs[bo[f]:bo[f + 1]], tb[to[f]:to[f + 1]],
-                                                ts[to[f]:to[f + 1]], fusion, fuse_iou, filter_cfg, fixed)
-        linker.link(boxes, class_scores, picks)
+        boxes, class_scores, picks = link_fused_frame(linker, bb[bo[f]:bo[f + 1]], bs[bo[f]:bo[f + 1]],
+                                                      tb[to[f]:to[f + 1]], ts[to[f]:to[f + 1]], fusion, fuse_iou, fixed)
         c, j = np.nonzero(picks >= 0)
         r = picks[c, j]
         rows.append(np.column_stack([np.full(len(r), f), c, class_scores[r, c], boxes[r]]))
     dtype = work_dtype(bb, bs, tb, ts)
     rows = np.concatenate(rows).astype(dtype) if rows else np.zeros((0, 7), dtype)
     return linker.finish(), rows
+
+
+class OnlineFusedTubes(OnlineTubes):
+    """``OnlineTubes`` of two streams fused frame by frame (demo.py ``--fuse_weights`` with boost or union):
+    ``update(loc, scores, top_loc, top_scores)`` takes a frame's base and second stream's detections
+    (normalised ``loc`` ``[N, 4]``, ``scores`` ``[N, C+1]``) and links them as ``link_fused`` does."""
+
+    def __init__(self, num_classes: int, frame_size: tuple, fusion: str, fuse_iou: float = FUSE_IOU,
+                 fixed: bool = False, iou_thresh: float = 0.1, jumpgap: int = 3,
+                 link_score: float = LINKING_FILTER.score_thresh):
+        super().__init__(num_classes, frame_size, iou_thresh, jumpgap, link_score)
+        self.fusion, self.fuse_iou, self.fixed = fusion_name(fusion), fuse_iou, fixed
+
+    def update(self, loc: np.ndarray, scores: np.ndarray, top_loc: np.ndarray, top_scores: np.ndarray) -> None:
+        boxes = [loc_to_link_boxes(np.asarray(x).reshape(-1, 4), self.frame_size) for x in (loc, top_loc)]
+        link_fused_frame(self.linker, boxes[0], np.asarray(scores), boxes[1], np.asarray(top_scores), self.fusion,
+                         self.fuse_iou, self.fixed)
