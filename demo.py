@@ -91,7 +91,7 @@ def load_one(weights, onnx, classes, args, input_types, device):
     if onnx:
         return load_onnx_detector(onnx, classes)
     model, classes, streams = load_detector(weights, classes, original_config(args), input_types)
-    place_model(model, device, args.channels_last)
+    place_model(model, device, args.channels_last, inference=True)
     return model, classes, streams
 
 

@@ -100,11 +100,12 @@ def fuse_stream(args, model, fuse):
 
 def run_one(args, info, weights, gap):
     num_classes = len(load_class_names(args.data_root))
-    model = place_model(load(weights, args, num_classes), info.device, args.channels_last)
+    model = place_model(load(weights, args, num_classes), info.device, args.channels_last, inference=True)
     # The stream layout comes from the checkpoint's config, not the flags.
     streams = {"two_stream": model.cfg.two_stream, "input_frames_extra": model.cfg.input_frames_extra}
     if args.fuse_weights:
-        fuse = place_model(load(Path(args.fuse_weights), args, num_classes), info.device, args.channels_last)
+        fuse = place_model(load(Path(args.fuse_weights), args, num_classes), info.device, args.channels_last,
+                           inference=True)
         streams = fuse_stream(args, model, fuse)
     data_cfg = replace(data_config(args), eval_gap=gap, seq_len=model.cfg.seq_len,
                        input_frames_base=model.cfg.input_frames_base, **streams)

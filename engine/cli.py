@@ -145,7 +145,8 @@ def device_args():
     group.add_argument("--amp", default=None, type=str2bool,
                        help="mixed precision (default: on for CUDA, off on CPU)")
     group.add_argument("--channels_last", default=None, type=str2bool,
-                       help="channels-last memory format for the convolutions (default: on for CUDA)")
+                       help="channels-last memory format for the convolutions (default: on for CUDA; test.py and demo.py: "
+                            "on for CPU too)")
     return parser
 
 

@@ -49,11 +49,27 @@ def linear_to_conv_weight(weight: torch.Tensor, depth: int) -> torch.Tensor:
     return weight.view(o, g, KD * KD, depth).transpose(2, 3).reshape(o, g * depth, KD, KD)
 
 
+def head_conv(loc: nn.Linear, conf: nn.Linear, depth: int) -> tuple:
+    """The two heads as one conv: (weight [O_loc + O_conf, G*D, 3, 3], bias). Without autograd (test
+    time) it is kept on ``conf`` and reused while the four parameters are the same tensors, unchanged
+    (their in-place version counters, as ``load_state_dict`` and optimisers bump them, and storage)."""
+    reuse = not (torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling())
+    if reuse:
+        key = tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in (loc.weight, loc.bias, conf.weight, conf.bias))
+        cached = conf.__dict__.get("_head_conv")
+        if cached is not None and cached[0] == (key, depth):
+            return cached[1]
+    weight = torch.cat((linear_to_conv_weight(loc.weight, depth), linear_to_conv_weight(conf.weight, depth)))
+    out = weight, torch.cat((loc.bias, conf.bias))
+    if reuse:
+        conf.__dict__["_head_conv"] = ((key, depth), out)
+    return out
+
+
 def pooled_heads(x: torch.Tensor, loc: nn.Linear, conf: nn.Linear, depth: int):
     """Fused map x [B, G*D, H, W] -> (loc [B, H*W*O_loc], conf [B, H*W*O_conf]), cells row-major
     and each cell's outputs contiguous, as the original's Linear output viewed to [B, -1]."""
-    weight = torch.cat((linear_to_conv_weight(loc.weight, depth), linear_to_conv_weight(conf.weight, depth)))
-    bias = torch.cat((loc.bias, conf.bias))
+    weight, bias = head_conv(loc, conf, depth)
     y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, bias)
     y = y.permute(0, 2, 3, 1)
     n_loc = loc.weight.shape[0]

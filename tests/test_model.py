@@ -153,3 +153,31 @@ def test_small_model_overfits_one_batch():
         opt.step()
     assert losses[0] > 5.0
     assert sum(losses[-10:]) / 10 < 0.05, losses[-10:]
+
+
+def test_test_time_head_weights_follow_every_change_of_the_parameters():
+    """Without autograd the heads' conv weights are derived once and reused (models/heads.py head_conv):
+    outputs equal the freshly derived ones after an in-place change, load_state_dict, a dtype change."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(num_classes=3, width_mult=0.0625)).eval()
+    x = torch.randn(1, 2, 3, 300, 300)
+
+    def check():
+        with torch.no_grad():
+            cached = model(x)
+        fresh = model(x)  # autograd on: derived again, nothing kept
+        for a, b in zip(cached, fresh):
+            torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)
+        return cached
+
+    first = check()
+    with torch.no_grad():
+        model.conf[0].weight.mul_(2)
+    changed = check()
+    assert not torch.equal(first[1], changed[1])
+    other = build_model(ModelConfig(num_classes=3, width_mult=0.0625))
+    model.load_state_dict(other.state_dict())
+    check()
+    model.double()
+    x = x.double()
+    assert check()[0].dtype == torch.float64

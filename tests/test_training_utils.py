@@ -102,6 +102,9 @@ def test_channels_last_gives_the_same_outputs_and_gradients():
     place_model(fast, torch.device("cpu"), channels_last=True)
     first_conv = next(p for p in fast.parameters() if p.dim() == 4)
     assert first_conv.is_contiguous(memory_format=torch.channels_last)
+    tested = build_model(ModelConfig(num_classes=3, width_mult=0.0625))
+    place_model(tested, torch.device("cpu"), inference=True)  # test.py and demo.py: channels-last on CPU too
+    assert next(p for p in tested.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)
     assert next(p for p in plain.parameters() if p.dim() == 4).is_contiguous()
     x = torch.randn(2, 2, 3, 300, 300, dtype=torch.float64)
     outputs = [m(x) for m in (plain, fast)]

@@ -47,11 +47,12 @@ def resolve_device(name="auto", local_rank=0):
     return torch.device("cpu")
 
 
-def place_model(model, device, channels_last=None):
-    """Move ``model`` to ``device``; channels-last memory format (same outputs, faster
-    convolutions on GPUs and, for the full-size network, on CPU) when asked, by default on CUDA."""
+def place_model(model, device, channels_last=None, inference=False):
+    """Move ``model`` to ``device``; channels-last memory format (same outputs to float rounding, faster
+    convolutions) when asked, by default on CUDA and, for ``inference`` (test.py, demo.py), on CPU too:
+    there the backbone runs 1.3x (full size) to 1.9x (toy size) faster (BENCHMARKS.md, "Real time")."""
     model.to(device)
-    if device.type == "cuda" if channels_last is None else channels_last:
+    if (device.type == "cuda" or inference) if channels_last is None else channels_last:
         model.to(memory_format=torch.channels_last)
     return model
 
