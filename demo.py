@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from data.annotations import read_video_list
 from engine.cli import device_args, fuse_model_args, inference_args, model_args, original_config, stream_args
-from engine.export import load_onnx_detector
+from engine.export import OnnxDetector, cached_export, load_onnx_detector, onnx_available
 from engine.inference import check_late_fusion
 from engine.live import Display, FrameSource, parse_source, run_online, write_outputs
 from engine.online import OnlineDetector, StreamSpec, check_online, load_detector
@@ -66,6 +66,10 @@ def get_args_parser():
     weights = parser.add_mutually_exclusive_group(required=True)
     weights.add_argument("--weights", type=Path, help="checkpoint (this project's or, with the model flags, the original's)")
     weights.add_argument("--onnx", type=Path, help="a model export.py wrote, run by onnxruntime on the CPU")
+    parser.add_argument("--backend", default=os.environ.get("AMTNET_BACKEND", "auto"), choices=BACKENDS,
+                        help="what runs a --weights checkpoint: auto (onnxruntime on the CPU when its packages are "
+                             "installed, the checkpoint exported once to a cache, $AMTNET_CACHE or ~/.cache/amtnet; "
+                             "else PyTorch), torch, onnxruntime (default: $AMTNET_BACKEND, else auto)")
     parser.add_argument("--out", required=True, type=Path, help="annotated video (.mp4 or .avi)")
     parser.add_argument("--eval_gap", default=1, type=int,
                         help="frames skipped between a micro-tube's frames (test.py --eval_gaps): the network runs on "
@@ -87,7 +91,23 @@ def get_args_parser():
 FUSION_STREAMS = {"boost": ("base", "fuse"), "union": ("base", "fuse"), "mean": ("mean",)}
 
 
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def onnx_backend(args, device):
+    """Whether onnxruntime runs the --weights checkpoints: asked for, or ``auto`` on the CPU with the
+    packages installed (onnxruntime runs the network 1.3x to 2.7x faster than PyTorch on a 2-core CPU,
+    BENCHMARKS.md, "Real time")."""
+    if args.backend == "onnxruntime":
+        if device.type != "cpu":
+            raise SystemExit("--backend onnxruntime runs on the CPU: give --device cpu (or --backend torch)")
+        return True
+    return args.backend == "auto" and device.type == "cpu" and onnx_available()
+
+
 def load_one(weights, onnx, classes, args, input_types, device):
+    if not onnx and onnx_backend(args, device):
+        onnx = cached_export(weights, classes, original_config(args), input_types)
     if onnx:
         return load_onnx_detector(onnx, classes)
     model, classes, streams = load_detector(weights, classes, original_config(args), input_types)
@@ -141,6 +161,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     device = resolve_device("cpu" if args.onnx or args.fuse_onnx else args.device)
     model, fuse, classes, spec = load(args, device)
+    log.info("network: %s", "onnxruntime on the CPU" if isinstance(model, OnnxDetector) else f"PyTorch on {device}")
     source = FrameSource(args.video, args.realtime, args.fps)
     display = Display(source.name) if args.display else None
     outputs = FUSION_STREAMS[args.fusion] if args.fusion else ("base",)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from data.annotations import read_video_list
 from engine.cli import model_args, original_config, stream_args
-from engine.export import OnnxDetector, compare, export_onnx, part_paths, within_rounding
+from engine.export import export_checked
 from engine.online import load_detector
 from tubes.cli import class_args
 
@@ -38,15 +38,7 @@ def main(argv=None):
 
     model, classes, streams = load_detector(args.weights, read_video_list(args.classes) if args.classes else None,
                                             original_config(args), (args.input_type_base, args.input_type_extra))
-    export_onnx(model, args.out, {"classes": classes, "streams": streams})
-    diff = compare(model, OnnxDetector(args.out))
-    log.info("%s (and %s): onnxruntime vs PyTorch on the same inputs (batch 3), max abs diff: %s", args.out,
-             ", ".join(p.name for p in part_paths(args.out, model.cfg).values()),
-             ", ".join(f"{k} {d:.2g} (largest {m:.3g})" for k, (d, m) in diff.items()))
-    if not within_rounding(diff):
-        for path in (args.out, *part_paths(args.out, model.cfg).values()):
-            path.unlink()
-        raise SystemExit(f"the exported graph differs from PyTorch by more than float rounding: {diff}; not kept")
+    export_checked(model, args.out, {"classes": classes, "streams": streams})
     return 0
 
 

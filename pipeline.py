@@ -242,7 +242,8 @@ def annotated_video(args, root, weights, out_dir):
     video = read_video_list(layout.split_path(root, TEST_LIST))[0]
     out = out_dir / f"{video.split('/')[-1]}.mp4"
     argv = ["--video", str(layout.video_dir(root, "rgb", video)), "--weights", str(weights), "--out", str(out),
-            "--device", args.device, "--link_score", f"{args.link_score:g}"]
+            "--device", args.device, "--link_score", f"{args.link_score:g}",
+            "--backend", "torch"]  # one short clip: exporting it for onnxruntime would take longer
     run_stage("video", demo_script, argv, out, weights)
     return str(out)
 

@@ -8,7 +8,7 @@ and ``WORK/train/.../AMTNet_<n>.pth``):
   the per-frame boxes test.py's files give, interpolated between a micro-tube's frames) and with
   micro-tube linking (``--link micro``): video-mAP at 0.2 and 0.5 (alpha 3), accuracy, frameAp.m's
   frame-mAP, and the linking's CPU seconds;
-- demo.py end to end (a new process, as a user runs it) on a folder of ``--frames`` frames cycled
+- demo.py end to end (a new process, as a user runs it, PyTorch) on a folder of ``--frames`` frames cycled
   from the test videos: frames per second, with each linking.
 
     .venv/bin/python -m bench.bench_micro --data_root WORK/toy_data --weights WORK/train/rgb_w0.125/AMTNet_366.pth
@@ -74,7 +74,7 @@ def demo_fps(args, folder, work, k, link):
     before = load()
     tick = time.perf_counter()
     run("demo.py", "--video", folder, "--weights", args.weights, "--out", work / "out.mp4", "--device", "cpu",
-        "--eval_gap", k - 1, "--link", link, "--link_score", args.link_score)
+        "--eval_gap", k - 1, "--link", link, "--link_score", args.link_score, "--backend", "torch")
     return args.frames / (time.perf_counter() - tick), f"{before} -> {load()}"
 
 

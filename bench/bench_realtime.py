@@ -38,7 +38,8 @@ from utils.checkpoint import save_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"toy": 0.125, "full": 1.0}
 STREAMS = {"rgb": {}, "rgb+fastOF": {"fusion_type": "CAT", "input_frames_extra": 5}}
-BACKENDS = {"torch": ["--no-frame_cache"], "torch+cache": [], "onnx": ["--no-frame_cache"], "onnx+cache": []}
+BACKENDS = {"torch": ["--backend", "torch", "--no-frame_cache"], "torch+cache": ["--backend", "torch"],
+            "onnx": ["--no-frame_cache"], "onnx+cache": []}
 
 
 def load():

@@ -8,8 +8,12 @@ two-stream model), its outputs ``boxes`` [B, A, T, 4] (normalised x1, y1, x2, y2
 model's outputs. The model config, the class names and the streams' input types travel in the
 file's metadata, so demo.py rebuilds the online detector from the .onnx file alone.
 """
+import hashlib
+import importlib.util
 import json
 import logging
+import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -22,9 +26,12 @@ from layers.priors import SSD300_V2, prior_boxes
 from models.config import ModelConfig
 from utils.io import atomic_path
 
+from .online import load_detector
+
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install -r requirements-onnx.txt"
+ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # export (torch.onnx's exporter) and run
 
 
 def require(module):
@@ -205,3 +212,57 @@ def load_onnx_detector(path, classes=None, threads=None):
         raise SystemExit(f"{len(classes)} class names for a model of {detector.cfg.num_classes - 1} classes")
     streams = {s: tuple(v) for s, v in detector.metadata["streams"].items()}
     return detector, list(classes), streams
+
+
+def onnx_available() -> bool:
+    """Whether the optional packages to export and run ONNX graphs are installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ONNX_PACKAGES)
+
+
+def export_checked(model, path, metadata: dict) -> dict:
+    """``export_onnx``, then the graphs against PyTorch (``compare``); graphs that differ by more than
+    float rounding are deleted and the run stops. Returns the differences."""
+    export_onnx(model, path, metadata)
+    diff = compare(model, OnnxDetector(path))
+    log.info("%s (and %s): onnxruntime vs PyTorch on the same inputs (batch 3), max abs diff: %s", path,
+             ", ".join(p.name for p in part_paths(path, model.cfg).values()),
+             ", ".join(f"{k} {d:.2g} (largest {m:.3g})" for k, (d, m) in diff.items()))
+    if not within_rounding(diff):
+        for p in (path, *part_paths(path, model.cfg).values()):
+            Path(p).unlink(missing_ok=True)
+        raise SystemExit(f"the exported graph differs from PyTorch by more than float rounding: {diff}; not kept")
+    return diff
+
+
+def cache_root() -> Path:
+    """Where ``cached_export`` keeps graphs: ``$AMTNET_CACHE`` or ``~/.cache/amtnet``, then ``onnx/``."""
+    return Path(os.environ.get("AMTNET_CACHE") or Path.home() / ".cache" / "amtnet") / "onnx"
+
+
+def cached_export(weights, classes=None, original_cfg=None, input_types=("rgb", "fastOF")) -> Path:
+    """export.py's graphs of the checkpoint ``weights``, made on first use and kept (``cache_root``), keyed
+    by the checkpoint's bytes, the class names, the input types and the torch version; demo.py's
+    onnxruntime backend. A folder appears whole (exported and checked beside it, then renamed)."""
+    digest = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(json.dumps([classes, list(input_types), torch.__version__]).encode())
+    folder = cache_root() / digest.hexdigest()[:24]
+    path = folder / "model.onnx"
+    if path.is_file():
+        return path
+    model, classes, streams = load_detector(weights, classes, original_cfg, input_types)
+    log.info("exporting %s to ONNX for onnxruntime, once (kept in %s)", weights, folder)
+    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        export_checked(model, tmp / "model.onnx", {"classes": classes, "streams": streams})
+        tmp.rename(folder)
+    except OSError:
+        if not path.is_file():  # not another process's export that won the rename
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path

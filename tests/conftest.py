@@ -6,6 +6,9 @@ import pytest
 # Before torch loads: its OpenMP threads spin while they wait, which on a busy machine makes a step tens of
 # times slower (BENCHMARKS.md, "Real time"); demo.py and pipeline.py set the same.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# demo.py's network: PyTorch, as test.py's, whether or not the optional ONNX packages are installed (the tests
+# that compare demo.py with test.py need the same backend); tests of the onnxruntime backend ask for it.
+os.environ["AMTNET_BACKEND"] = "torch"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

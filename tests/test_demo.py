@@ -161,3 +161,17 @@ def test_online_micro_tube_linking_equals_build_tubes(toy_root, weights, tmp_pat
         np.testing.assert_array_equal(c.boxes, a.boxes)
         assert (a.class_id, a.start, a.score) == (b.class_id, b.start, b.score)
         np.testing.assert_array_equal(a.boxes, b.boxes)
+
+
+def test_backend_choice(monkeypatch):
+    """auto: onnxruntime on the CPU when its packages are installed, else PyTorch; CUDA: PyTorch."""
+    from argparse import Namespace
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    for installed in (True, False):
+        monkeypatch.setattr(demo, "onnx_available", lambda: installed)
+        assert demo.onnx_backend(Namespace(backend="auto"), cpu) is installed
+        assert demo.onnx_backend(Namespace(backend="auto"), cuda) is False
+        assert demo.onnx_backend(Namespace(backend="torch"), cpu) is False
+        assert demo.onnx_backend(Namespace(backend="onnxruntime"), cpu) is True
+    with pytest.raises(SystemExit, match="--backend onnxruntime runs on the CPU"):
+        demo.onnx_backend(Namespace(backend="onnxruntime"), cuda)

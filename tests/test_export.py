@@ -100,6 +100,31 @@ def test_demo_onnx_equals_demo_pytorch(one_stream, toy_root):
     assert tubes["video"] == video.split("/")[1]
 
 
+def test_demo_onnxruntime_backend_exports_a_checkpoint_once(one_stream, toy_root, tmp_path, monkeypatch):
+    """--backend onnxruntime (and auto, on the CPU with the packages) exports the checkpoint once to the
+    cache and reuses it: the same detections as demo.py --onnx on export.py's file of the checkpoint."""
+    _, folder = one_stream
+    monkeypatch.setenv("AMTNET_CACHE", str(tmp_path / "cache"))
+    video = read_video_list(layout.split_path(toy_root, "testlist01.txt"))[0]
+    run = ["--video", str(layout.video_dir(toy_root, "rgb", video)), "--device", "cpu"]
+    outputs = {}
+    for name, flags in {"file": ["--onnx", str(folder / "tiny.onnx")],
+                        "first": ["--weights", str(folder / "tiny.pth"), "--backend", "onnxruntime"],
+                        "again": ["--weights", str(folder / "tiny.pth"), "--backend", "auto"]}.items():
+        if name == "again":  # nothing is exported the second time
+            monkeypatch.setattr("engine.export.export_onnx", lambda *a, **k: pytest.fail("exported again"))
+        assert demo.main(run + flags + ["--out", str(tmp_path / f"{name}.avi"), "--det_out",
+                                        str(tmp_path / f"{name}.npz")]) == 0
+        outputs[name] = frame_detections(read_video_detections(tmp_path / f"{name}.npz"))
+    cached = list((tmp_path / "cache" / "onnx").iterdir())
+    assert len(cached) == 1 and sorted(p.name for p in cached[0].iterdir()) == [
+        "model.base.onnx", "model.heads.onnx", "model.onnx"]
+    for name in ("first", "again"):
+        for (loc_a, scores_a), (loc_b, scores_b) in zip(outputs[name], outputs["file"], strict=True):
+            np.testing.assert_array_equal(loc_a, loc_b)
+            np.testing.assert_array_equal(scores_a, scores_b)
+
+
 def assert_close_detections(got_path, want_path):
     got, want = (frame_detections(read_video_detections(p)) for p in (got_path, want_path))
     assert len(got) == len(want) > 0
