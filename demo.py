@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from data.annotations import read_video_list
 from engine.cli import device_args, fuse_model_args, inference_args, model_args, original_config, stream_args
-from engine.export import OnnxDetector, cached_export, load_onnx_detector, onnx_available
+from engine.export import BACKENDS, OnnxDetector, cached_export, load_onnx_detector, use_onnxruntime
 from engine.inference import check_late_fusion
 from engine.live import Display, FrameSource, parse_source, run_online, write_outputs
 from engine.online import OnlineDetector, StreamSpec, check_online, load_detector
@@ -91,22 +91,8 @@ def get_args_parser():
 FUSION_STREAMS = {"boost": ("base", "fuse"), "union": ("base", "fuse"), "mean": ("mean",)}
 
 
-BACKENDS = ("auto", "torch", "onnxruntime")
-
-
-def onnx_backend(args, device):
-    """Whether onnxruntime runs the --weights checkpoints: asked for, or ``auto`` on the CPU with the
-    packages installed (onnxruntime runs the network 1.3x to 2.7x faster than PyTorch on a 2-core CPU,
-    BENCHMARKS.md, "Real time")."""
-    if args.backend == "onnxruntime":
-        if device.type != "cpu":
-            raise SystemExit("--backend onnxruntime runs on the CPU: give --device cpu (or --backend torch)")
-        return True
-    return args.backend == "auto" and device.type == "cpu" and onnx_available()
-
-
 def load_one(weights, onnx, classes, args, input_types, device):
-    if not onnx and onnx_backend(args, device):
+    if not onnx and use_onnxruntime(args.backend, device):
         onnx = cached_export(weights, classes, original_config(args), input_types)
     if onnx:
         return load_onnx_detector(onnx, classes)

@@ -219,6 +219,20 @@ def onnx_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ONNX_PACKAGES)
 
 
+BACKENDS = ("auto", "torch", "onnxruntime")  # demo.py --backend
+
+
+def use_onnxruntime(backend: str, device: torch.device) -> bool:
+    """Whether onnxruntime runs demo.py's checkpoints: asked for (``onnxruntime``), or ``auto`` on the CPU
+    with the packages installed (it runs the network 1.3x to 2.7x faster than PyTorch on a 2-core CPU,
+    BENCHMARKS.md, "Real time")."""
+    if backend == "onnxruntime":
+        if device.type != "cpu":
+            raise SystemExit("--backend onnxruntime runs on the CPU: give --device cpu (or --backend torch)")
+        return True
+    return backend == "auto" and device.type == "cpu" and onnx_available()
+
+
 def export_checked(model, path, metadata: dict) -> dict:
     """``export_onnx``, then the graphs against PyTorch (``compare``); graphs that differ by more than
     float rounding are deleted and the run stops. Returns the differences."""

@@ -165,13 +165,13 @@ def test_online_micro_tube_linking_equals_build_tubes(toy_root, weights, tmp_pat
 
 def test_backend_choice(monkeypatch):
     """auto: onnxruntime on the CPU when its packages are installed, else PyTorch; CUDA: PyTorch."""
-    from argparse import Namespace
+    from engine import export
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
     for installed in (True, False):
-        monkeypatch.setattr(demo, "onnx_available", lambda: installed)
-        assert demo.onnx_backend(Namespace(backend="auto"), cpu) is installed
-        assert demo.onnx_backend(Namespace(backend="auto"), cuda) is False
-        assert demo.onnx_backend(Namespace(backend="torch"), cpu) is False
-        assert demo.onnx_backend(Namespace(backend="onnxruntime"), cpu) is True
+        monkeypatch.setattr(export, "onnx_available", lambda: installed)
+        assert export.use_onnxruntime("auto", cpu) is installed
+        assert export.use_onnxruntime("auto", cuda) is False
+        assert export.use_onnxruntime("torch", cpu) is False
+        assert export.use_onnxruntime("onnxruntime", cpu) is True
     with pytest.raises(SystemExit, match="--backend onnxruntime runs on the CPU"):
-        demo.onnx_backend(Namespace(backend="onnxruntime"), cuda)
+        export.use_onnxruntime("onnxruntime", cuda)
