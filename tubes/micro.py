@@ -69,6 +69,9 @@ class MicroTubeLinker(OnlineLinker):
         self._frames.append(frames)
         self._loc.append(loc.reshape(-1, len(frames), 4))
 
+    def current(self):
+        raise NotImplementedError("MicroTubeLinker links windows: the paths at each frame come from OnlineMicroTubes")
+
     def _gather(self, pids, min_found):
         """Paths of the given ids with more than ``min_found`` micro-tubes, one box per frame."""
         rec_pid = np.concatenate(self._rec_pid) if self._rec_pid else np.zeros(0, np.int64)
