@@ -50,7 +50,6 @@ from tubes.cli import class_args, fusion_args, tube_args
 from tubes.fusion import OnlineFusedTubes, fusion_name
 from tubes.linking import OnlineTubes
 from tubes.micro import OnlineMicroTubes
-from tubes.runner import LINK_MODES
 from utils.distributed import place_model, resolve_device
 
 log = logging.getLogger("demo")
@@ -74,9 +73,6 @@ def get_args_parser():
     parser.add_argument("--eval_gap", default=1, type=int,
                         help="frames skipped between a micro-tube's frames (test.py --eval_gaps): the network runs on "
                              "every (eval_gap + 1)-th frame")
-    parser.add_argument("--link", default="frame", choices=LINK_MODES,
-                        help="frame: link the per-frame detections (build_tubes.py's default); micro: link whole "
-                             "micro-tubes, once per window (build_tubes.py --link micro; one stream or mean fusion)")
     parser.add_argument("--show_thresh", default=0.2, type=float, help="draw paths whose mean score is at least this")
     parser.add_argument("--fps", default=None, type=float, help="output frame rate (default: the input's, or 25)")
     parser.add_argument("--det_out", type=Path, default=None,

@@ -26,8 +26,9 @@ def fraction_list(text: str) -> tuple:
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 parents=[annotation_args(), class_args(), tube_args(), build_args(), protocol_args()],
-                                epilog="build_tubes.py's flags, so the tubes are the same; frame-mAP's (--no_frame_map, "
-                                       "--frame_ap_any_class) have no effect here")
+                                epilog="build_tubes.py's flags, so the tubes are the same (--link micro too); "
+                                       "frame-mAP's (--no_frame_map, --frame_ap_any_class) have no effect here, "
+                                       "late fusion is refused")
     group = p.add_argument_group("online evaluation")
     group.add_argument("--fractions", default=oe.FRACTIONS, type=fraction_list, help="fractions of each video observed")
     group.add_argument("--online_ious", default=oe.ONLINE_IOUS, type=fraction_list, help="ST-IoU thresholds of the video-mAP curves")
@@ -41,6 +42,8 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     cfg = with_protocols(tube_config(args), args)
+    if cfg.fusion and not cfg.prefused:  # test.py --fuse_weights's mean/ folder is linked as one stream
+        raise SystemExit("eval_online.py links one stream's detections: late fusion of two is build_tubes.py's")
     annotations = tr.load_annotations(args.annot)
     videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)
     num_classes = tr.num_classes_of(cfg, videos, annotations)

@@ -173,13 +173,18 @@ def one_stream(args, input_type, frames):
 
 
 def run_stage(stage, script, argv, output, *inputs):
-    """``script.main(argv)`` unless ``output`` is newer than ``inputs``; its tables are printed once, at the end."""
-    if is_fresh(output, *inputs):
+    """``script.main(argv)`` unless ``output`` is newer than ``inputs`` and was made with the same ``argv``
+    (kept beside it, ``OUTPUT.argv.json``: another flag, say ``--alphas``, runs the stage again); its tables
+    are printed once, at the end."""
+    stamp = Path(output).with_name(f"{Path(output).name}.argv.json")
+    if is_fresh(output, *inputs) and stamp.is_file() and stamp.read_text() == json.dumps(argv):
         log.info("stage %s: %s is up to date", stage, output)
         return
     log.info("stage %s: python %s.py %s", stage, script.__name__, " ".join(argv))
     with contextlib.redirect_stdout(io.StringIO()):
         script.main(argv)
+    with atomic_path(stamp) as tmp:
+        tmp.write_text(json.dumps(argv))
 
 
 def detect(args, root, weights, det_dir):
@@ -208,12 +213,18 @@ def tube_argv(args, root, det_dir, tube_dir, out_dir):
             "--link_score", f"{args.link_score:g}", "--workers", "2"]
 
 
+def link_mode(args, fusion=None):
+    """``--link``: micro-tube linking links one stream (or test.py's mean fusion); boost and union fuse per frame."""
+    return ["--link", "frame" if fusion in ("boost", "union") else args.link]
+
+
 def tubes(args, root, det_dir, det_result, tube_dir, fuse_det_dir=None, fusion=None):
     """build_tubes.py on ``det_dir`` (late-fused with ``fuse_det_dir`` by ``fusion`` when given)."""
     for name, lines in (("videos.txt", read_video_list(layout.split_path(root, TEST_LIST))), ("classes.txt", det_result["ap"])):
         with atomic_path(tube_dir / name) as tmp:
             tmp.write_text("".join(f"{line}\n" for line in lines))
-    argv, inputs = tube_argv(args, root, det_dir, tube_dir, tube_dir), [frame_map_path(det_dir)]
+    argv = tube_argv(args, root, det_dir, tube_dir, tube_dir) + link_mode(args, fusion)
+    inputs = [frame_map_path(det_dir)]
     if fusion is not None:
         argv += ["--fusion", fusion]
     if fuse_det_dir is not None:  # mean fusion reads test.py --fuse_weights's DET_DIR/mean alone
@@ -225,7 +236,8 @@ def tubes(args, root, det_dir, det_result, tube_dir, fuse_det_dir=None, fusion=N
 
 def online(args, root, det_dir, tube_dir, out_dir):
     """eval_online.py: early label accuracy and video-mAP against the fraction of each video observed."""
-    run_stage("online", eval_online, tube_argv(args, root, det_dir, tube_dir, out_dir), out_dir / "online.json",
+    run_stage("online", eval_online, tube_argv(args, root, det_dir, tube_dir, out_dir) + link_mode(args),
+              out_dir / "online.json",
               results_path(tube_dir))
     return sorted(str(p) for p in out_dir.glob("online_*.png"))
 
@@ -242,7 +254,7 @@ def annotated_video(args, root, weights, out_dir):
     video = read_video_list(layout.split_path(root, TEST_LIST))[0]
     out = out_dir / f"{video.split('/')[-1]}.mp4"
     argv = ["--video", str(layout.video_dir(root, "rgb", video)), "--weights", str(weights), "--out", str(out),
-            "--device", args.device, "--link_score", f"{args.link_score:g}",
+            "--device", args.device, "--link_score", f"{args.link_score:g}", *link_mode(args),
             "--backend", "torch"]  # one short clip: exporting it for onnxruntime would take longer
     run_stage("video", demo_script, argv, out, weights)
     return str(out)

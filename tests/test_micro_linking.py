@@ -154,3 +154,34 @@ def test_micro_linking_needs_npz_micro_tubes_of_one_stream(tmp_path):
         TubeConfig(tmp_path, "npz", link="micro", fusion="boost", fuse_det_dir=tmp_path)
     with pytest.raises(ValueError, match="link must be one of"):
         TubeConfig(tmp_path, "npz", link="tube")
+
+
+def test_prefused_mean_detections_link_as_micro_tubes(tmp_path):
+    """test.py --fuse_weights's mean/ folder is one stream of micro-tubes: --link micro takes it."""
+    import json
+    from tubes.detections import frame_map_path
+    from tubes.runner import TubeConfig
+    (tmp_path / "mean").mkdir()
+    frame_map_path(tmp_path / "mean").write_text(json.dumps({"fusion": "mean"}))
+    assert TubeConfig(tmp_path / "mean", "npz", link="micro", fusion="mean").prefused
+
+
+def test_online_evaluation_of_micro_tubes():
+    """eval_online.py --link micro: at 100% observed the tubes of build_tubes.py --link micro; at a fraction,
+    only the windows that ended before its last frame are linked."""
+    from tubes import online_eval as oe
+    from tubes.trimming import trim_video
+    det = random_micro_tubes(np.random.default_rng(5), 40, 2, 8, 2)
+    labels, tubes = oe.online_video(det, SIZE, 40, 2, (3.0,), (0.5, 1.0), link="micro")
+    want = trim_video(link_micro_tubes(det, 2), (3.0,))[3.0]
+    assert len(want) > 2 and labels[1] in (0, 1)
+    assert [(t.class_id, t.score, t.start, t.boxes.tolist()) for t in tubes[1][3.0]] == \
+        [(t.class_id, t.score, t.start, t.boxes.tolist()) for t in want]
+    half = oe.observed_frames(0.5, 40)  # 20 frames: windows ending at frame 19 or before (0, 2, ..., 16-18)
+    early = det.frames[:, -1] < half
+    first_half = VideoDetections(det.frames[early], det.boxes[np.isin(det.window, np.nonzero(early)[0])],
+                                 det.scores[np.isin(det.window, np.nonzero(early)[0])],
+                                 det.window[np.isin(det.window, np.nonzero(early)[0])], half, SIZE)
+    assert [(t.class_id, t.score, t.start) for t in tubes[0][3.0]] == \
+        [(t.class_id, t.score, t.start) for t in trim_video(link_micro_tubes(first_half, 2), (3.0,))[3.0]]
+    assert all(t.start + len(t.boxes) <= half for t in tubes[0][3.0])

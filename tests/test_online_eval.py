@@ -115,6 +115,9 @@ def test_eval_online_script_at_full_video_equals_build_tubes(tmp_path, capsys):
         assert e["mAP"][1] == want
     assert online["accuracy"][1] <= 1 and max(e["mAP"][1] for e in online["video_map"]) > 0
     assert "label accuracy" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="links one stream's detections: late fusion of two is build_tubes.py's"):
+        eval_online.main(common + ["--out_dir", str(tmp_path / "fused"), "--fusion", "boost", "--fuse_det_dir",
+                                   common[common.index("--det_dir") + 1]])
 
 
 def test_unreadable_detections_count_as_none_unless_strict(tmp_path, caplog):

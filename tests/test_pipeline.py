@@ -4,6 +4,7 @@ trains a model that finds the toy actors, and every stage leaves its outputs.
 This is the suite's one long test (the README's iterations on 2 CPU cores)."""
 import json
 import os
+import types
 from pathlib import Path
 
 import cv2
@@ -117,6 +118,19 @@ def test_demo_outputs_and_rerun_skips_finished_stages(demo):
     new_lines = (demo / "pipeline.log").read_text().splitlines()[log_lines:]
     assert any("not training again" in line for line in new_lines)
     assert any("is up to date" in line for line in new_lines)
+
+
+def test_a_stage_runs_again_when_its_flags_change(tmp_path):
+    """A stage is skipped when its output is newer than its inputs and was made with the same flags."""
+    calls = []
+
+    def main(argv):
+        calls.append(argv)
+        (tmp_path / "out.json").write_text("{}")
+    script = types.SimpleNamespace(__name__="fake", main=main)
+    for argv in (["--alphas", "3"], ["--alphas", "3"], ["--alphas", "5"], ["--alphas", "5"]):
+        pipeline.run_stage("fake", script, argv, tmp_path / "out.json")
+    assert calls == [["--alphas", "3"], ["--alphas", "5"]]
 
 
 def test_interrupted_training_resumes_from_the_latest_checkpoint(tmp_path):

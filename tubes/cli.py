@@ -37,12 +37,17 @@ def alpha_list(text: str) -> tuple:
 
 
 def tube_args(alphas: str = "3,5") -> argparse.ArgumentParser:
-    """The temporal trimming's flag (``--alphas``) and the linking's minimum class score (``--link_score``)."""
+    """The temporal trimming's flag (``--alphas``), the linking's minimum class score (``--link_score``) and its
+    mode (``--link``)."""
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("tubes")
     group.add_argument("--alphas", default=alphas, type=alpha_list, help="label-change penalties of the temporal trimming")
     group.add_argument("--link_score", default=LINKING_FILTER.score_thresh, type=float,
                        help="minimum class score of a detection the linking takes (actionPaths.m: 0.001)")
+    group.add_argument("--link", default="frame", choices=LINK_MODES,
+                       help="frame: ROAD's linking of per-frame detections; micro: AMTNet's linking of whole "
+                            "micro-tubes, one step per window (test.py's npz detections, one stream or test.py's mean "
+                            "fusion; README 'Micro-tubes')")
     return parser
 
 
@@ -102,9 +107,6 @@ def build_args() -> argparse.ArgumentParser:
                        help="linking IoU threshold")
     group.add_argument("--jumpgap", default=3, type=positive_int,
                        help="frames (with --link micro: micro-tubes) a path may go unmatched")
-    group.add_argument("--link", default="frame", choices=LINK_MODES,
-                       help="frame: ROAD's linking of per-frame detections; micro: AMTNet's linking of whole micro-tubes "
-                            "(npz detections of test.py; one linking step per window, README 'Micro-tube linking')")
     group = parser.add_argument_group("late fusion (fusedActionPaths.m; --det_dir is the base stream, e.g. rgb)")
     group.add_argument("--fuse_det_dir", default=None, type=Path,
                        help="the second stream's detections (e.g. flow), in --det_format, the same videos and frames "

@@ -96,7 +96,8 @@ class MicroTubeLinker(OnlineLinker):
         all_scores = np.concatenate(self._class_scores)[rows[record]]
         scores = all_scores[np.arange(len(record)), np.repeat(classes, lengths)]
         ends, found_ends = np.cumsum(lengths), np.cumsum(n)
-        paths = [ActionPath(int(first[fe - m]), boxes[e - ln:e], scores[e - ln:e], all_scores[e - ln:e], first[fe - m:fe])
+        paths = [ActionPath(int(first[fe - m]), boxes[e - ln:e], scores[e - ln:e], all_scores[e - ln:e],
+                            first[fe - m:fe])
                  for e, ln, fe, m in zip(ends.tolist(), lengths.tolist(), found_ends.tolist(), n.tolist())]
         return paths, classes, scores, lengths
 
@@ -105,14 +106,20 @@ def link_micro_tubes(det: VideoDetections, num_classes: int, iou_thresh: float =
                      link_score: float = LINKING_FILTER.score_thresh) -> list:
     """One video's micro-tube detections (test.py's npz, ``read_video_detections``) -> paths per class."""
     linker = MicroTubeLinker(num_classes, det.frame_size, iou_thresh, jumpgap, linking_filter(link_score))
+    for window in windows_in_order(det, num_classes):
+        linker.update(*window)
+    return linker.finish()
+
+
+def windows_in_order(det: VideoDetections, num_classes: int) -> list:
+    """A video's windows as ``MicroTubeLinker.update`` takes them: ``(frames [T], boxes [K, T, 4], scores
+    [K, C+1])`` in start order."""
     if len(det.scores) and det.scores.shape[1] != num_classes + 1:
         raise ValueError(f"scores have {det.scores.shape[1]} columns, expected {num_classes + 1} (background first)")
     order = np.argsort(det.window, kind="stable")
     bounds = np.searchsorted(det.window[order], np.arange(len(det.frames) + 1))
-    for w in np.argsort(det.frames[:, 0], kind="stable"):
-        idx = order[bounds[w]:bounds[w + 1]]
-        linker.update(det.frames[w], det.boxes[idx], det.scores[idx])
-    return linker.finish()
+    return [(det.frames[w], det.boxes[order[bounds[w]:bounds[w + 1]]], det.scores[order[bounds[w]:bounds[w + 1]]])
+            for w in np.argsort(det.frames[:, 0], kind="stable")]
 
 
 def no_windows(frame_size: tuple) -> VideoDetections:

@@ -30,6 +30,7 @@ from utils.io import atomic_path
 
 from .ap import save_figure
 from .linking import OnlineLinker, _link_boxes_and_scores, filter_frame_padded, linking_filter
+from .micro import MicroTubeLinker, windows_in_order
 from .runner import VIDEO_MAP_KEY, alpha_label, evaluate, read_frames
 from .trimming import trim_video
 
@@ -66,31 +67,48 @@ def best_path_label(linker: OnlineLinker, paths: str = "live") -> int:
     return label
 
 
-def online_video(frames: list, frame_size: tuple, num_frames: int, num_classes: int, alphas: tuple,
+def online_video(frames, frame_size: tuple, num_frames: int, num_classes: int, alphas: tuple,
                  fractions: tuple = FRACTIONS, link_iou: float = 0.1, jumpgap: int = 3,
-                 link_score: float = 0.001, early_label: str = "live") -> tuple:
+                 link_score: float = 0.001, early_label: str = "live", link: str = "frame") -> tuple:
     """One video's per-frame ``(loc, scores)`` -> ``(labels [len(fractions)], [{alpha: [ActionTube]}] per fraction)``.
 
     ``num_frames``: the video's length F (the annotation's), which the fractions divide; ``early_label``:
-    the paths the label comes from (``best_path_label``).
+    the paths the label comes from (``best_path_label``). ``link="micro"``: ``frames`` is the video's
+    micro-tubes (a ``VideoDetections``), linked window by window (``tubes.micro``); at frame n the windows
+    that end before it have been linked (an online detector has not seen the frames of the others).
     """
-    linker = OnlineLinker(num_classes, link_iou, jumpgap, linking_filter(link_score))
     stops = [observed_frames(x, num_frames) for x in fractions]
-    labels, tubes = [], []
-    if not any(len(loc) for loc, _ in frames):
+    if link == "micro":
+        linker = MicroTubeLinker(num_classes, frames.frame_size, link_iou, jumpgap, linking_filter(link_score))
+        windows = windows_in_order(frames, num_classes)
+        steps = [(int(w[0][-1]), lambda w=w: linker.update(*w)) for w in windows]
+    else:
+        linker = OnlineLinker(num_classes, link_iou, jumpgap, linking_filter(link_score))
+        steps = _frame_steps(linker, frames, frame_size, num_classes)
+    if not steps:
         return [-1] * len(fractions), [trim_video(linker.finish(), alphas) for _ in fractions]
+    labels, tubes = [], []
+    for stop in stops:
+        while linker.t < len(steps) and steps[linker.t][0] < stop:
+            steps[linker.t][1]()
+        labels.append(best_path_label(linker, early_label))
+        tubes.append(trim_video(linker.finish(), alphas))
+    return labels, tubes
+
+
+def _frame_steps(linker, frames, frame_size, num_classes):
+    """``online_video``'s steps of the frame-level linking: (frame, link that frame), or none without detections."""
+    if not any(len(loc) for loc, _ in frames):
+        return []
     boxes, scores, offsets = _link_boxes_and_scores(frames, frame_size)
     if scores.shape[1] != num_classes + 1:
         raise ValueError(f"scores have {scores.shape[1]} columns, expected {num_classes + 1} (background first)")
     class_scores = scores[:, 1:]
-    for stop in stops:
-        while linker.t < min(stop, len(frames)):
-            f = linker.t
-            b, s = boxes[offsets[f]:offsets[f + 1]], class_scores[offsets[f]:offsets[f + 1]]
-            linker.link(b, s, filter_frame_padded(b, s, (linker.filter_cfg,))[0])
-        labels.append(best_path_label(linker, early_label))
-        tubes.append(trim_video(linker.finish(), alphas))
-    return labels, tubes
+
+    def step(f):
+        b, s = boxes[offsets[f]:offsets[f + 1]], class_scores[offsets[f]:offsets[f + 1]]
+        linker.link(b, s, filter_frame_padded(b, s, (linker.filter_cfg,))[0])
+    return [(f, lambda f=f: step(f)) for f in range(len(frames))]
 
 
 def restrict(video: VideoAnnotation, num_frames: int) -> VideoAnnotation:
@@ -102,9 +120,9 @@ def restrict(video: VideoAnnotation, num_frames: int) -> VideoAnnotation:
 def _worker(cfg, video, num_frames, num_classes, fractions, early_label):
     """One video's curves; as build_tubes.py, unreadable detections count as none (logged) unless ``cfg.strict``."""
     try:
-        frames, frame_size = read_frames(cfg, video)
+        frames, frame_size = read_frames(cfg, video, micro=cfg.link == "micro")
         result = online_video(frames, frame_size, num_frames, num_classes, cfg.alphas, fractions, cfg.link_iou,
-                              cfg.jumpgap, cfg.link_score, early_label)
+                              cfg.jumpgap, cfg.link_score, early_label, cfg.link)
     except ValueError as e:  # DetectionError included
         if cfg.strict:
             raise ValueError(f"{video}: {e}") from e

@@ -75,7 +75,7 @@ class TubeConfig:
         linking_filter(self.link_score)
         if self.link not in LINK_MODES:
             raise ValueError(f"link must be one of {LINK_MODES}, got {self.link!r}")
-        if self.link == "micro" and (self.det_format != "npz" or self.fusion):
+        if self.link == "micro" and (self.det_format != "npz" or (self.fusion and not self.prefused)):
             raise ValueError("micro-tube linking (link 'micro') reads micro-tubes: test.py's npz detections "
                              f"(det_format npz, got {self.det_format!r}), one stream (no late fusion)")
         if int(self.workers) < 1:
