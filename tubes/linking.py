@@ -426,32 +426,35 @@ class OnlineLinker:
         return self._sint[class_id, :self.n_live[class_id], 2]
 
     def _gather(self, pids, min_found):
-        """Gap-filled ``ActionPath`` of the given path ids with more than ``min_found`` detections, and their classes."""
+        """Gap-filled ``ActionPath`` of the given path ids with more than ``min_found`` records (linked
+        detections), and their classes, per-frame scores and lengths; ``_path_frames`` lays out the frames."""
         rec_pid = np.concatenate(self._rec_pid) if self._rec_pid else np.zeros(0, np.int64)
         counts = np.bincount(rec_pid, minlength=self._num_paths)
         pids = pids[counts[pids] > min_found]
         if len(pids) == 0:
             return [], np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)
-        by_path = np.argsort(rec_pid, kind="stable")  # records are in frame order within a path
+        by_path = np.argsort(rec_pid, kind="stable")  # records are in step order within a path
         n = counts[pids]
-        first_rec = segment_starts(counts)[pids]
-        recs = by_path[np.repeat(first_rec - segment_starts(n), n) + np.arange(n.sum())]
-        t = np.concatenate(self._rec_t)[recs]
-        rows = np.concatenate(self._rec_row)[recs]
-        # fill_gaps: a gap repeats the next detection.
+        recs = by_path[np.repeat(segment_starts(counts)[pids] - segment_starts(n), n) + np.arange(n.sum())]
+        found, rows, boxes, lengths = self._path_frames(n, np.concatenate(self._rec_t)[recs],
+                                                        np.concatenate(self._rec_row)[recs])
+        classes = np.concatenate(self._path_class)[pids]
+        all_scores = np.concatenate(self._class_scores)[rows]
+        scores = all_scores[np.arange(len(rows)), np.repeat(classes, lengths)]
+        ends, found_ends = np.cumsum(lengths), np.cumsum(n)
+        paths = [ActionPath(int(found[fe - m]), boxes[e - ln:e], scores[e - ln:e], all_scores[e - ln:e],
+                            found[fe - m:fe])
+                 for e, ln, fe, m in zip(ends.tolist(), lengths.tolist(), found_ends.tolist(), n.tolist())]
+        return paths, classes, scores, lengths
+
+    def _path_frames(self, n, t, rows):
+        """Paths of ``n`` records each (frames ``t``, box rows ``rows``, in path then frame order) -> each
+        record's frame, then per path frame its box row and link box, and each path's length. fill_gaps:
+        a gap repeats the next detection."""
         repeat = np.diff(t, prepend=t[0] - 1)
         repeat[segment_starts(n)] = 1
         rows = np.repeat(rows, repeat)
-        classes = np.concatenate(self._path_class)[pids]
-        lengths = np.add.reduceat(repeat, segment_starts(n))
-        all_scores = np.concatenate(self._class_scores)[rows]
-        boxes = np.concatenate(self._boxes)[rows]
-        scores = all_scores[np.arange(len(rows)), np.repeat(classes, lengths)]
-        ends = np.cumsum(lengths)
-        found_ends = np.cumsum(n)
-        paths = [ActionPath(int(t[fe - m]), boxes[e - ln:e], scores[e - ln:e], all_scores[e - ln:e], t[fe - m:fe])
-                 for e, ln, fe, m in zip(ends.tolist(), lengths.tolist(), found_ends.tolist(), n.tolist())]
-        return paths, classes, scores, lengths
+        return t, rows, np.concatenate(self._boxes)[rows], np.add.reduceat(repeat, segment_starts(n))
 
     def paths(self, class_id: int) -> list:
         """Live paths of one class, gaps filled (short paths included); gathers from the whole video."""

@@ -28,7 +28,7 @@ from data.annotations import UCF_FRAME_SIZE
 
 from .boxes import loc_to_link_boxes
 from .detections import VideoDetections, boxes_at
-from .linking import LINKING_FILTER, ActionPath, OnlineLinker, filter_frame_padded, linking_filter, segment_starts
+from .linking import LINKING_FILTER, OnlineLinker, filter_frame_padded, linking_filter, segment_starts
 
 
 def spans(prev_end: np.ndarray, last: np.ndarray) -> tuple:
@@ -72,34 +72,17 @@ class MicroTubeLinker(OnlineLinker):
     def current(self):
         raise NotImplementedError("MicroTubeLinker links windows: the paths at each frame come from OnlineMicroTubes")
 
-    def _gather(self, pids, min_found):
-        """Paths of the given ids with more than ``min_found`` micro-tubes, one box per frame."""
-        rec_pid = np.concatenate(self._rec_pid) if self._rec_pid else np.zeros(0, np.int64)
-        counts = np.bincount(rec_pid, minlength=self._num_paths)
-        pids = pids[counts[pids] > min_found]
-        if len(pids) == 0:
-            return [], np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)
-        by_path = np.argsort(rec_pid, kind="stable")  # records are in window order within a path
-        n = counts[pids]
-        recs = by_path[np.repeat(segment_starts(counts)[pids] - segment_starts(n), n) + np.arange(n.sum())]
-        window = np.concatenate(self._rec_t)[recs]
-        rows = np.concatenate(self._rec_row)[recs]
+    def _path_frames(self, n, window, rows):
+        """``OnlineLinker._path_frames`` of micro-tubes (records are windows): each record's first frame, and
+        the frames each micro-tube adds after its path's previous end (see the module doc)."""
         win_frames = np.stack(self._frames)[window]
         first, last = win_frames[:, 0], win_frames[:, -1]
         prev_end = np.concatenate([[0], last[:-1]])
         prev_end[segment_starts(n)] = first[segment_starts(n)] - 1
         record, frame = spans(prev_end, last)
         loc = boxes_at(win_frames[record], np.concatenate(self._loc)[rows[record]], np.maximum(frame, first[record]))
-        boxes = loc_to_link_boxes(loc, self.frame_size)
-        classes = np.concatenate(self._path_class)[pids]
-        lengths = np.add.reduceat(last - prev_end, segment_starts(n))
-        all_scores = np.concatenate(self._class_scores)[rows[record]]
-        scores = all_scores[np.arange(len(record)), np.repeat(classes, lengths)]
-        ends, found_ends = np.cumsum(lengths), np.cumsum(n)
-        paths = [ActionPath(int(first[fe - m]), boxes[e - ln:e], scores[e - ln:e], all_scores[e - ln:e],
-                            first[fe - m:fe])
-                 for e, ln, fe, m in zip(ends.tolist(), lengths.tolist(), found_ends.tolist(), n.tolist())]
-        return paths, classes, scores, lengths
+        return (first, rows[record], loc_to_link_boxes(loc, self.frame_size),
+                np.add.reduceat(last - prev_end, segment_starts(n)))
 
 
 def link_micro_tubes(det: VideoDetections, num_classes: int, iou_thresh: float = 0.1, jumpgap: int = 3,
