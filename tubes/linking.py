@@ -460,15 +460,10 @@ class OnlineLinker:
         """Live paths of one class, gaps filled (short paths included); gathers from the whole video."""
         return self._gather(self._live_pids(class_id), 0)[0]
 
-    def current(self) -> tuple:
-        """Paths extended at the latest frame, in class order: ``(class_ids, boxes [K, 4] link boxes,
-        scores at that frame, mean gap-filled path scores)``.
-
-        The same as reading the last box and score of every ``paths(c)`` (the mean accumulated
-        in float64), but the cost per frame does not grow with the video: each path keeps a
-        running sum of its gap-filled scores (a gap repeats the next detection, so a detection
-        found ``g`` frames after the path's previous one counts ``g`` times).
-        """
+    def running(self) -> dict:
+        """Per path id (arrays grown by doubling as paths appear): ``class``, and for the callers that keep
+        a running mean of gap-filled scores (``current``, ``tubes.micro.OnlineMicroTubes``) ``sum``,
+        ``length`` and ``last_t`` (its latest frame), all zero until they set them."""
         run = self._run
         if self._num_paths > len(run["class"]):
             grow = max(self._num_paths, 2 * len(run["class"])) - len(run["class"])
@@ -478,6 +473,18 @@ class OnlineLinker:
             new = np.concatenate(self._path_class[self._run_chunks:])
             run["class"][self._num_paths - len(new):self._num_paths] = new
             self._run_chunks = len(self._path_class)
+        return run
+
+    def current(self) -> tuple:
+        """Paths extended at the latest frame, in class order: ``(class_ids, boxes [K, 4] link boxes,
+        scores at that frame, mean gap-filled path scores)``.
+
+        The same as reading the last box and score of every ``paths(c)`` (the mean accumulated
+        in float64), but the cost per frame does not grow with the video: each path keeps a
+        running sum of its gap-filled scores (a gap repeats the next detection, so a detection
+        found ``g`` frames after the path's previous one counts ``g`` times).
+        """
+        run = self.running()
         for t in range(self._run_frames, self.t):  # one chunk of records per frame, one record per path
             pid, row = self._rec_pid[t], self._rec_row[t] - self._frame_start[t]
             gap = np.where(run["length"][pid] > 0, t - run["last_t"][pid], 1)

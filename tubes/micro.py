@@ -121,34 +121,27 @@ class OnlineMicroTubes:
         self.linker = MicroTubeLinker(num_classes, frame_size, iou_thresh, jumpgap, linking_filter(link_score))
         self.frame = -1
         self._pending = {}  # frame -> [(class, box, score, mean)]
-        self._class, self._sum, self._length, self._end = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64),
-                                                          np.zeros(0, np.int64))
 
     def add_window(self, frames: np.ndarray, loc: np.ndarray, scores: np.ndarray) -> None:
         lk = self.linker
         lk.update(frames, loc, scores)
-        if lk._num_paths > len(self._class):
-            new = np.concatenate(lk._path_class)[len(self._class):]
-            self._class = np.concatenate([self._class, new])
-            self._sum, self._length = np.concatenate([self._sum, np.zeros(len(new))]), np.concatenate(
-                [self._length, np.zeros(len(new), np.int64)])
-            self._end = np.concatenate([self._end, np.full(len(new), -1)])
+        run = lk.running()  # per path: class, sum and length of its gap-filled scores, last frame
         pid, row = lk._rec_pid[-1], lk._rec_row[-1] - lk._frame_start[-1]
-        cls = self._class[pid]
-        prev_end = np.where(self._length[pid] > 0, self._end[pid], frames[0] - 1)
+        cls = run["class"][pid]
+        prev_end = np.where(run["length"][pid] > 0, run["last_t"][pid], frames[0] - 1)
         record, frame = spans(prev_end, np.full(len(pid), frames[-1]))
         loc = boxes_at(np.broadcast_to(frames, (len(record), len(frames))), lk._loc[-1][row[record]],
                        np.maximum(frame, frames[0]))
         boxes = loc_to_link_boxes(loc, lk.frame_size) - 1
         score = lk._class_scores[-1][row[record], cls[record]]
         added = frame - prev_end[record]
-        means = (self._sum[pid][record] + added * score.astype(np.float64)) / (self._length[pid][record] + added)
+        means = (run["sum"][pid][record] + added * score.astype(np.float64)) / (run["length"][pid][record] + added)
         for i in np.lexsort((record, frame)):  # by frame, then class order as OnlineTubes.current
             self._pending.setdefault(int(frame[i]), []).append((int(cls[record[i]]), boxes[i], float(score[i]),
                                                                 float(means[i])))
-        self._sum[pid] += (frames[-1] - prev_end) * lk._class_scores[-1][row, cls].astype(np.float64)
-        self._length[pid] += frames[-1] - prev_end
-        self._end[pid] = frames[-1]
+        run["sum"][pid] += (frames[-1] - prev_end) * lk._class_scores[-1][row, cls].astype(np.float64)
+        run["length"][pid] += frames[-1] - prev_end
+        run["last_t"][pid] = frames[-1]
 
     def update(self, loc: np.ndarray, scores: np.ndarray) -> None:
         self.frame += 1
