@@ -14,15 +14,17 @@ from tubes import runner as tr
 from tubes.cli import annotation_args, build_args, class_args, protocol_args, tube_args, tube_config, with_protocols
 from tubes.tube_files import save_tubes, tube_file
 from tubes.video_map import gt_from_annotation
+from utils.version import add_version_flag
 
 log = logging.getLogger("build_tubes")
 
 
 def get_args_parser():
-    return argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                   parents=[annotation_args(), class_args(), tube_args(), build_args(), protocol_args()],
-                                   epilog="without --video_list: the videos of the test split (testlist01.txt beside "
-                                          "--annot) that have detections")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     parents=[annotation_args(), class_args(), tube_args(), build_args(), protocol_args()],
+                                     epilog="without --video_list: the videos of the test split (testlist01.txt beside "
+                                            "--annot) that have detections")
+    return add_version_flag(parser)
 
 
 def main(argv=None):

@@ -51,6 +51,7 @@ from tubes.fusion import OnlineFusedTubes, fusion_name
 from tubes.linking import OnlineTubes
 from tubes.micro import OnlineMicroTubes
 from utils.distributed import place_model, resolve_device
+from utils.version import add_version_flag
 
 log = logging.getLogger("demo")
 
@@ -80,7 +81,7 @@ def get_args_parser():
     parser.add_argument("--realtime", action="store_true",
                         help="never fall behind the source: take the newest frame, drop the others (and count them)")
     parser.add_argument("--display", action="store_true", help="show the annotated frames in a window")
-    return parser
+    return add_version_flag(parser)
 
 
 # test.py --fuse_weights's streams that each fusion reads (build_tubes.py: --det_dir [--fuse_det_dir])

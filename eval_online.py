@@ -11,6 +11,7 @@ import logging
 from tubes import online_eval as oe
 from tubes import runner as tr
 from tubes.cli import annotation_args, build_args, class_args, protocol_args, tube_args, tube_config, with_protocols
+from utils.version import add_version_flag
 
 
 def fraction_list(text: str) -> tuple:
@@ -35,7 +36,7 @@ def get_args_parser():
     group.add_argument("--early_label", default="live", choices=oe.EARLY_LABELS, type=str.lower,
                        help="a video's label at a fraction: the class of its best live path (live; no live path is "
                             "wrong) or of its best path so far, ended ones included (all)")
-    return p
+    return add_version_flag(p)
 
 
 def main(argv=None):

@@ -15,6 +15,7 @@ from tubes import runner as tr
 from tubes.ap import plot_map_vs_iou, plot_pr_curves
 from tubes.cli import annotation_args, class_args, protocol_args
 from tubes.tube_files import load_any_tubes
+from utils.version import add_version_flag
 
 PLOT_IOUS = (0.2, 0.5, 0.75)
 MATCH = {"road": ">", "act": ">="}  # ST-IoU needed for a match
@@ -26,7 +27,7 @@ def get_args_parser():
     p.add_argument("--tubes", required=True, nargs="+", type=Path,
                    help="tube files: build_tubes.py's .npz, .mat with xmldata, or folders of ACT/MOC tube pickles")
     p.add_argument("--out_dir", required=True, type=Path)
-    return p
+    return add_version_flag(p)
 
 
 def main(argv=None):

@@ -20,6 +20,7 @@ from engine.cli import model_args, original_config, stream_args
 from engine.export import export_checked
 from engine.online import load_detector
 from tubes.cli import class_args
+from utils.version import add_version_flag
 
 log = logging.getLogger("export")
 
@@ -29,7 +30,7 @@ def get_args_parser():
     parser.add_argument("--weights", required=True, type=Path, help="checkpoint (this project's or the original's)")
     parser.add_argument("--format", default="onnx", type=str.lower, choices=["onnx"], help="export format")
     parser.add_argument("--out", required=True, type=Path, help="output file (model.onnx)")
-    return parser
+    return add_version_flag(parser)
 
 
 def main(argv=None):

@@ -54,6 +54,7 @@ from tubes.tube_files import tube_file
 from utils.checkpoint import best_checkpoint, checkpoint_path, latest_checkpoint
 from utils.io import atomic_path, is_fresh
 from utils.logging_utils import setup_logging
+from utils.version import add_version_flag
 
 log = logging.getLogger("pipeline")
 STAGES = ("data", "train", "detect", "tubes", "plots", "online", "video")
@@ -106,7 +107,7 @@ def get_args_parser():
                        help=f"late fusions of the base and extra streams' detections to run ({', '.join(LATE_FUSIONS)})")
     group.add_argument("--stages", default=",".join(STAGES), type=stage_list,
                        help="stages to run (the later ones need the earlier ones' outputs)")
-    return parser
+    return add_version_flag(parser)
 
 
 def prepare(args, work):

@@ -16,6 +16,7 @@ from data.flow import FLOW_METHODS
 from data.prepare import PrepareConfig, prepare_videos
 from data.toy import ToyConfig, make_toy_dataset
 from data.toy_tracks import TracksConfig, make_tracks_dataset
+from utils.version import add_version_flag
 
 
 def parse_size(text):
@@ -54,7 +55,7 @@ def get_args_parser():
     videos.add_argument("--default_class", default="videos", help="class folder for videos not inside a class folder")
     videos.add_argument("--resize", type=parse_size, default=None, help="resize frames to WIDTHxHEIGHT")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
+    return add_version_flag(parser)
 
 
 def main(argv=None):

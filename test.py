@@ -36,6 +36,7 @@ from tubes.frame_map import FrameAP
 from utils.checkpoint import checkpoint_path
 from utils.distributed import barrier, cleanup, init_distributed, place_model
 from utils.io import atomic_path
+from utils.version import add_version_flag
 
 log = logging.getLogger("test")
 
@@ -52,7 +53,7 @@ def get_args_parser():
     group.add_argument("--det_dir", default=None, type=path, help="default: next to the checkpoint")
     group.add_argument("--save_mat", action=argparse.BooleanOptionalAction, default=False,
                        help="also write the original per-frame .mat files")
-    return parser
+    return add_version_flag(parser)
 
 
 def checkpoints(args):

@@ -27,6 +27,7 @@ from models import build_model, load_backbone
 from utils.checkpoint import load_checkpoint, set_rng_state
 from utils.distributed import barrier, cleanup, init_distributed, launch, place_model, under_torchrun
 from utils.logging_utils import setup_logging
+from utils.version import add_version_flag
 
 log = logging.getLogger("train")
 
@@ -36,7 +37,7 @@ def get_args_parser():
                                      parents=[data_args(), model_args(), experiment_args(), train_args(),
                                               detection_args(), device_args()])
     parser.add_argument("--resume", default=None, type=path, help="checkpoint to continue from")
-    return parser
+    return add_version_flag(parser)
 
 
 def initialise(model, args):
