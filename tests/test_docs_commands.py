@@ -67,8 +67,12 @@ def split_commands(text):
     lexer = shlex.shlex(text.strip().removeprefix("$ "), posix=True, punctuation_chars=";&|")
     lexer.whitespace_split = True
     lexer.commenters = "#"
+    try:
+        tokens = list(lexer)
+    except ValueError:  # an unclosed quote: not a shell line (prose in a text block)
+        tokens = text.split()
     commands, current = [], []
-    for token in lexer:
+    for token in tokens:
         if token in SEPARATORS:
             commands.append(current)
             current = []
@@ -136,6 +140,8 @@ def load_script(script):
         name = script[1]
         if name.split(".")[0] not in PACKAGES:
             return None
+        if not ROOT.joinpath(*name.split(".")).with_suffix(".py").is_file():
+            raise FileNotFoundError(f"no module {name} in the repository")
         return importlib.import_module(name)
     path = (ROOT / script).resolve()
     if not path.is_file():
@@ -301,6 +307,7 @@ def test_check_command_refuses_an_unknown_flag_and_a_missing_script():
     assert "no script" in check_command("no_such_script.py", [])
     assert check_command(("-m", "pytest"), ["-q"]) is None  # not this project's
     assert "unrecognized" in check_command(("-m", "bench.bench_tubes"), ["--videoz", "3"])
+    assert "no module" in check_command(("-m", "bench.bench_nothing"), [])
 
 
 def test_broken_links_and_stale_names_are_found(tmp_path, monkeypatch):
