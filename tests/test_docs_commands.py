@@ -20,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # What a user reads for how to run things (CHANGELOG.md names former flags and modules on purpose).
 DOCS = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]
+SCRIPTS = sorted(p.name for p in ROOT.glob("*.py") if "def get_args_parser" in p.read_text())
 PACKAGES = ("utils", "tubes", "engine", "models", "layers", "data", "bench", "tools", "tests")
 PYTHON = re.compile(r"^(?:\S*/)?python3?(?:\.\d+)?$")
 SEPARATORS = {"&&", "||", ";", "|", "&"}
@@ -124,8 +125,8 @@ def extract_commands(text):
         offsets.append((position, number))
         position += len(line) + 1
     for match in re.finditer(r"`([^`]+)`", joined):
-        tokens_list = split_commands(match.group(1)) if PYTHON.match(match.group(1).split()[0]) else []
-        for tokens in tokens_list:
+        words = match.group(1).split()
+        for tokens in split_commands(match.group(1)) if words and PYTHON.match(words[0]) else []:
             call = script_call(tokens)
             if call:
                 number = max(n for pos, n in offsets if pos <= match.start())
@@ -253,8 +254,7 @@ def test_documented_commands_parse(doc):
 
 def test_the_documents_hold_commands_of_every_script():
     scripts = {s for doc in DOCS for _, s, _ in extract_commands(doc.read_text()) if isinstance(s, str)}
-    top = {p.name for p in ROOT.glob("*.py") if (p.read_text().find("def get_args_parser") >= 0)}
-    assert top - scripts == set()
+    assert set(SCRIPTS) - scripts == set()
 
 
 @pytest.mark.parametrize("doc", [ROOT / "CHANGELOG.md", *DOCS], ids=doc_id)
@@ -265,6 +265,23 @@ def test_relative_links_and_images_resolve(doc):
 @pytest.mark.parametrize("doc", DOCS, ids=doc_id)
 def test_named_modules_exist(doc):
     assert stale_names(doc) == []
+
+
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_prints_the_declared_version(script):
+    from utils.version import __version__
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
+        load_script(script).get_args_parser().parse_args(["--version"])
+    assert exit_.value.code == 0 and out.getvalue().split()[1:] == ["(AMTNet)", __version__]  # after the program name
+
+
+def test_the_changelog_starts_at_the_declared_version():
+    from utils.version import __version__
+    versions = re.findall(r"^## \[([^\]]+)\]", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert versions[0] == "Unreleased" and versions[1] == __version__
 
 
 # The checks themselves, on texts made for them.
