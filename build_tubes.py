@@ -3,7 +3,7 @@
 python build_tubes.py --det_dir DIR --annot finalAnnots.mat|pyannot.pkl|ucf24 --out_dir OUT
     [--video_list FILE] [--det_format road_mat|npz] [--alphas 3,5] [--link_iou 0.1]
     [--jumpgap 3] [--link frame|micro] [--workers N] [--classes FILE] [--protocol road|act|road,act]
-    [--fuse_det_dir FLOW_DIR --fusion boost|union|mean [--fuse_iou 0.25] [--fuse_fixed]]
+    [--fuse_det_dir FLOW_DIR --late_fusion boost|union|mean [--fuse_iou 0.25] [--fuse_fixed]]
 Writes OUT/tubes_alpha<a>.npz, OUT/results.json and prints the results table.
 """
 import argparse
@@ -12,6 +12,8 @@ import time
 
 from tubes import runner as tr
 from tubes.cli import annotation_args, build_args, class_args, protocol_args, tube_args, tube_config, with_protocols
+from tubes.protocols import PROTOCOLS
+from tubes.results_table import table
 from tubes.tube_files import save_tubes, tube_file
 from tubes.video_map import gt_from_annotation
 
@@ -53,10 +55,10 @@ def main(argv=None):
     results["linking"] = {"mode": cfg.link, "iou": cfg.link_iou, "jumpgap": cfg.jumpgap, "min_score": cfg.link_score}
     if cfg.fusion:
         results["fusion"] = tr.fusion_summary(cfg)
-        if "frame_map_frameap" in results:  # frameAp.m's matching over what the linking consumed
-            results["frame_map_frameap"]["detections"] = "fused (the linking's input: top 10 per class and frame)"
+        for key in (PROTOCOLS[p].frame_key for p in cfg.protocols if PROTOCOLS[p].frame_key in results):
+            results[key]["detections"] = "fused (the linking's input: top 10 per class and frame)"
     tr.write_json(tr.results_path(args.out_dir), results)
-    print(tr.table(results))
+    print(table(results))
     print(f"{len(videos)} videos, {cfg.link}-level linking; time: annotations {t1 - t0:.2f}s, read+link+trim {t2 - t1:.2f}s "
           f"(cpu: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items()) + f"), evaluation {t3 - t2:.2f}s")
     if failed:

@@ -14,10 +14,11 @@ from data.annotations import read_video_list
 from tubes import runner as tr
 from tubes.ap import plot_map_vs_iou, plot_pr_curves
 from tubes.cli import annotation_args, class_args, protocol_args
+from tubes.protocols import PROTOCOLS
+from tubes.results_table import table
 from tubes.tube_files import load_any_tubes
 
 PLOT_IOUS = (0.2, 0.5, 0.75)
-MATCH = {"road": ">", "act": ">="}  # ST-IoU needed for a match
 
 
 def get_args_parser():
@@ -40,15 +41,16 @@ def main(argv=None):
     names = tr.class_names_from(annotations, num_classes, args.classes)
     results, curves = tr.evaluate(annotations, videos, loaded, num_classes, names, protocols=args.protocol)
     tr.write_json(tr.results_path(args.out_dir), results)
-    for protocol, by_alpha in curves.items():
-        prefix = "" if protocol == "road" else f"{protocol}_"
+    for name, by_alpha in curves.items():
+        protocol = PROTOCOLS[name]
         for alpha, per_iou in by_alpha.items():
             for res in per_iou:
                 if any(abs(res.iou - t) < 1e-9 for t in PLOT_IOUS):
-                    plot_pr_curves(args.out_dir / f"pr_{prefix}alpha{tr.alpha_label(alpha)}_iou{res.iou:g}.png", res, names,
-                                   f"{protocol} protocol, alpha {tr.alpha_label(alpha)}, ST-IoU {MATCH[protocol]} {res.iou:g}")
-    plot_map_vs_iou(args.out_dir / "map_vs_iou.png", {p: results[tr.VIDEO_MAP_KEY[p]] for p in args.protocol})
-    print(tr.table(results))
+                    plot_pr_curves(args.out_dir / f"pr_{protocol.file_prefix}alpha{tr.alpha_label(alpha)}_iou{res.iou:g}.png",
+                                   res, names, f"{name} protocol, alpha {tr.alpha_label(alpha)}, ST-IoU {protocol.match} {res.iou:g}")
+    plot_map_vs_iou(args.out_dir / "map_vs_iou.png", {p: results[PROTOCOLS[p].video_key] for p in args.protocol},
+                    {p: PROTOCOLS[p].line_style for p in args.protocol})
+    print(table(results))
     return results
 
 

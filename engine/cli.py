@@ -81,7 +81,7 @@ def original_config(args):
     and stream flags and ``--num_classes`` (else the number of class names), for ``load_detector``."""
     def config(num_classes):
         if (args.num_classes or num_classes) is None:
-            raise SystemExit("an original AMTNet checkpoint: give --num_classes or --classes")
+            raise ValueError("an original AMTNet checkpoint: give --num_classes or --classes")
         return model_config(args, args.num_classes or num_classes)
     return config
 
@@ -226,6 +226,12 @@ def train_args():
     group.add_argument("--vis_port", default=8097, type=int)
     group.add_argument("--vis_server", default="http://127.0.0.1", help="visdom server URL")
     return parser
+
+
+def one_stream_args(args: argparse.Namespace, input_type: str, frames: int) -> argparse.Namespace:
+    """``args`` for a one-stream model of ``input_type`` with ``frames`` stacked frames per time step (pipeline.py)."""
+    return argparse.Namespace(**{**vars(args), "input_type_base": input_type, "input_frames_base": frames,
+                                 "fusion_type": "NONE", "base_weights": None, "extra_weights": None})
 
 
 def changed_flags(args, parsers):

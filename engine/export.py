@@ -35,11 +35,11 @@ ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # export (torch.onnx's ex
 
 
 def require(module):
-    """Import an optional ONNX package, or exit with how to install it."""
+    """Import an optional ONNX package; ImportError saying how to install it."""
     try:
         return __import__(module)
     except ImportError as error:
-        raise SystemExit(f"{module} is not installed ({error}); {INSTALL_HINT}") from error
+        raise ImportError(f"{module} is not installed ({error}); {INSTALL_HINT}") from error
 
 
 class DecodedDetector(nn.Module):
@@ -64,13 +64,13 @@ def example_inputs(cfg: ModelConfig, batch=2, seed=0):
     return inputs
 
 
-class _FrameMaps(nn.Module):
+class _FeatureMaps(nn.Module):
     def __init__(self, model, stream):
         super().__init__()
         self.model, self.stream = model, stream
 
     def forward(self, images):
-        return tuple(self.model.frame_maps(images, self.stream))
+        return tuple(self.model.feature_maps(images, self.stream))
 
 
 class _Heads(nn.Module):
@@ -123,9 +123,9 @@ def export_onnx(model, path, metadata: dict):
     with torch.no_grad():
         for stream, x in inputs.items():
             frames = x.flatten(0, 1)
-            _export(_FrameMaps(model, stream), {"images": frames}, [f"map{k}" for k in range(6)], parts[stream])
+            _export(_FeatureMaps(model, stream), {"images": frames}, [f"map{k}" for k in range(6)], parts[stream])
             maps.update({f"{stream}{k}": m.view(*x.shape[:2], *m.shape[1:])
-                         for k, m in enumerate(model.frame_maps(frames, stream))})
+                         for k, m in enumerate(model.feature_maps(frames, stream))})
     _export(_Heads(model), maps, ["loc", "conf"], parts["heads"], varargs=True)
     return path
 
@@ -133,8 +133,8 @@ def export_onnx(model, path, metadata: dict):
 class OnnxDetector:
     """An exported detector run by onnxruntime on CPU: ``decoded(base, extra)`` gives
     ``DecodedDetector``'s (boxes, scores) as float32 tensors; ``cfg`` and ``metadata`` from the file.
-    Where the per-frame graphs are beside it (``part_paths``), ``frame_maps`` and ``forward_maps`` run
-    them as ``AMTNet``'s do, so ``FrameMapCache`` works with it (``split`` is then true).
+    Where the per-frame graphs are beside it (``part_paths``), ``feature_maps`` and ``forward_maps`` run
+    them as ``AMTNet``'s do, so ``FeatureMapCache`` works with it (``split`` is then true).
     ``spinning``: whether onnxruntime's threads spin while waiting (its default; false is much faster
     on a CPU shared with other jobs, BENCHMARKS.md)."""
 
@@ -148,7 +148,7 @@ class OnnxDetector:
         self.session = session(path)
         meta = self.session.get_modelmeta().custom_metadata_map
         if "model_config" not in meta:
-            raise SystemExit(f"{path}: not an AMTNet exported by export.py (no model_config in its metadata)")
+            raise ValueError(f"{path}: not an AMTNet exported by export.py (no model_config in its metadata)")
         self.metadata = {k: json.loads(v) for k, v in meta.items()}
         self.cfg = ModelConfig.from_dict(self.metadata["model_config"])
         self.inputs = [i.name for i in self.session.get_inputs()]
@@ -166,7 +166,7 @@ class OnnxDetector:
         boxes, scores = self.session.run(["boxes", "scores"], feed)
         return torch.from_numpy(boxes), torch.from_numpy(scores)
 
-    def frame_maps(self, images, stream="base"):
+    def feature_maps(self, images, stream="base"):
         return [torch.from_numpy(m) for m in self.parts[stream].run(None, {"images": _numpy(images)})]
 
     def forward_maps(self, base_maps, extra_maps=None):
@@ -188,8 +188,8 @@ def compare(model, detector, batch=3, seed=1):
     with torch.no_grad():
         want = DecodedDetector(model.eval())(inputs["base"], inputs.get("extra"))
     outputs = {"": detector.decoded(inputs["base"], inputs.get("extra"))}
-    if detector.split:  # the per-frame graphs: frame maps of every time step, then the heads
-        maps = [[m.view(*x.shape[:2], *m.shape[1:]) for m in detector.frame_maps(x.flatten(0, 1), stream)]
+    if detector.split:  # the per-frame graphs: feature maps of every time step, then the heads
+        maps = [[m.view(*x.shape[:2], *m.shape[1:]) for m in detector.feature_maps(x.flatten(0, 1), stream)]
                 for stream, x in inputs.items()]
         outputs["per-frame "] = decode_outputs(*detector.forward_maps(*maps), detector.priors)
     return {prefix + name: (float((a - b).abs().max()), float(b.abs().max()))
@@ -205,11 +205,11 @@ def load_onnx_detector(path, classes=None, threads=None):
     """(OnnxDetector, class names, ``StreamSpec.streams``) from an export.py file; ``classes``
     overrides the file's."""
     if not Path(path).is_file():
-        raise SystemExit(f"ONNX model not found: {path}")
+        raise FileNotFoundError(f"ONNX model not found: {path}")
     detector = OnnxDetector(path, threads)
     classes = classes or detector.metadata.get("classes")
     if len(classes) != detector.cfg.num_classes - 1:
-        raise SystemExit(f"{len(classes)} class names for a model of {detector.cfg.num_classes - 1} classes")
+        raise ValueError(f"{len(classes)} class names for a model of {detector.cfg.num_classes - 1} classes")
     streams = {s: tuple(v) for s, v in detector.metadata["streams"].items()}
     return detector, list(classes), streams
 
@@ -228,7 +228,7 @@ def use_onnxruntime(backend: str, device: torch.device) -> bool:
     BENCHMARKS.md, "Real time")."""
     if backend == "onnxruntime":
         if device.type != "cpu":
-            raise SystemExit("--backend onnxruntime runs on the CPU: give --device cpu (or --backend torch)")
+            raise ValueError("--backend onnxruntime runs on the CPU: give --device cpu (or --backend torch)")
         return True
     return backend == "auto" and device.type == "cpu" and onnx_available()
 
@@ -244,7 +244,7 @@ def export_checked(model, path, metadata: dict) -> dict:
     if not within_rounding(diff):
         for p in (path, *part_paths(path, model.cfg).values()):
             Path(p).unlink(missing_ok=True)
-        raise SystemExit(f"the exported graph differs from PyTorch by more than float rounding: {diff}; not kept")
+        raise RuntimeError(f"the exported graph differs from PyTorch by more than float rounding: {diff}; not kept")
     return diff
 
 

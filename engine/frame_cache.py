@@ -1,4 +1,4 @@
-"""One backbone pass per frame: each time step's six source maps, per stream, kept while a later
+"""One backbone pass per frame: each time step's six source feature maps, per stream, kept while a later
 window may still use them, so that a window runs only the micro-tube pooling and the heads.
 
 With ``seq_len`` 2 the test windows (data/windows.py, ``full_test``) share their end frames (window
@@ -10,7 +10,7 @@ outputs to float rounding (the backbone sees other batches).
 import torch
 
 
-class FrameMapCache:
+class FeatureMapCache:
     """``outputs(inputs, keys)`` = ``model(inputs['base'], inputs.get('extra'))``, each key's backbone
     run once. ``keys`` [B][T] name each window's time steps (hashable, e.g. (video, frame));
     ``inputs`` {stream: [B, T, C, 300, 300]}, or a callable ``(stream, b, t) -> [C, 300, 300]`` that
@@ -36,7 +36,7 @@ class FrameMapCache:
             if missing:
                 images = torch.stack([inputs[stream][i, j] if not callable(inputs) else inputs(stream, i, j)
                                       for i, j in missing.values()])
-                maps = self.model.frame_maps(images, stream)
+                maps = self.model.feature_maps(images, stream)
                 for n, key in enumerate(missing):
                     store[key] = [m[n] for m in maps]
                 self.backbone_runs += len(missing)

@@ -12,8 +12,9 @@ import torch
 from layers.postprocess import decode_outputs, detect_decoded
 from tubes.detections import VideoDetections, frame_detections, write_road_mat_frame, write_video_detections
 from tubes.frame_map import FrameAP
+from tubes.fusion import LATE_FUSIONS, ONE_STREAM_OUTPUTS, fusion_streams
 
-from .frame_cache import FrameMapCache
+from .frame_cache import FeatureMapCache
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class VideoWriter:
 
 
 def run_windows(model, cache, base, extra, batch):
-    """The model's outputs on a batch of test windows, through ``cache`` (a ``FrameMapCache``, or None
+    """The model's outputs on a batch of test windows, through ``cache`` (a ``FeatureMapCache``, or None
     for the plain forward); the cache keeps the last window's frames, which the next window shares."""
     if cache is None:
         return model(base, extra)
@@ -137,14 +138,14 @@ def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms
 
     Returns ``(FrameAP accumulator, stats)`` where stats has frame counts and timings.
     ``window_indices``: the dataset windows this loader covers (all by default).
-    ``frame_cache``: run the backbone once per frame (``FrameMapCache``; the loader must give each
+    ``frame_cache``: run the backbone once per frame (``FeatureMapCache``; the loader must give each
     video's windows in order, as test.py's does), not once per window and frame.
     """
     model.eval()
     writer = VideoWriter(out_dir, *_video_windows(dataset, window_indices), save_mat)
     accumulator = voc_frame_ap(dataset.num_classes, iou_thresh)
     priors = model.priors
-    cache = FrameMapCache(model) if frame_cache else None
+    cache = FeatureMapCache(model) if frame_cache else None
     net_time, windows = 0.0, 0
     started = time.perf_counter()
     for batch in (progress(loader) if progress else loader):
@@ -167,29 +168,23 @@ def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms
     return accumulator, stats
 
 
-# test.py --fuse_weights: sub-folders of DET_DIR (README "Late fusion").
-LATE_FUSION_STREAMS = ("base", "fuse", "mean")
-
-
-def mean_fused_scores(scores_base, scores_fuse):
-    """Mean fusion per prior (fusedActionPaths.m ``(topScores + baseScores)/2.0``): ``[..., A, C+1]`` softmax rows."""
-    return (scores_fuse + scores_base) / 2
-
-
-def late_fusion_streams(decoded_base, decoded_fuse):
-    """``{stream: (boxes [B, A, T, 4], scores [B, A, C+1])}`` of ``LATE_FUSION_STREAMS`` from the two models'
-    decoded outputs on the same windows: each model's own, and mean, the base boxes with the mean scores."""
+def late_fusion_streams(decoded_base: tuple, decoded_fuse: tuple) -> dict:
+    """``{stream: (boxes [B, A, T, 4], scores [B, A, C+1])}`` of ``tubes.fusion.fusion_streams()`` (test.py
+    --fuse_weights's sub-folders of DET_DIR) from the two models' decoded outputs on the same windows: each
+    model's own (base, fuse), and each prior-by-prior late fusion's (mean): the base boxes with the fused scores."""
     (boxes, scores_base), (_, scores_fuse) = decoded_base, decoded_fuse
-    mean = (boxes, mean_fused_scores(scores_base, scores_fuse))
-    return dict(zip(LATE_FUSION_STREAMS, (decoded_base, decoded_fuse, mean)))
+    out = dict(zip(ONE_STREAM_OUTPUTS, (decoded_base, decoded_fuse)))
+    for stream in fusion_streams()[len(ONE_STREAM_OUTPUTS):]:
+        out[stream] = (boxes, LATE_FUSIONS[stream].fuse(scores_base, scores_fuse))
+    return out
 
 
 def check_late_fusion(cfg, fuse_cfg, names=("--weights", "--fuse_weights")):
-    """SystemExit unless the late fusion's two models (their ``ModelConfig``) are one-stream models of the
+    """ValueError unless the late fusion's two models (their ``ModelConfig``) are one-stream models of the
     same ``seq_len`` (the same windows) and classes."""
     same = (cfg.seq_len, cfg.num_classes) == (fuse_cfg.seq_len, fuse_cfg.num_classes)
     if cfg.two_stream or fuse_cfg.two_stream or not same:
-        raise SystemExit(f"{names[0]} and {names[1]} must be one-stream models of the same seq_len and classes (got "
+        raise ValueError(f"{names[0]} and {names[1]} must be one-stream models of the same seq_len and classes (got "
                          f"{cfg.fusion_type}/{cfg.seq_len}/{cfg.num_classes - 1} and {fuse_cfg.fusion_type}/"
                          f"{fuse_cfg.seq_len}/{fuse_cfg.num_classes - 1}: fusion type/seq_len/classes)")
 
@@ -208,9 +203,10 @@ def detect_videos_late_fusion(models, loader, dataset, device, out_dir, conf_thr
     for model in models:
         model.eval()
     counts = _video_windows(dataset, window_indices)
-    writers = {s: VideoWriter(Path(out_dir) / s, *counts, save_mat) for s in LATE_FUSION_STREAMS}
-    caches = [FrameMapCache(model) if frame_cache else None for model in models]
-    accumulators = {s: voc_frame_ap(dataset.num_classes, iou_thresh) for s in LATE_FUSION_STREAMS}
+    streams = fusion_streams()
+    writers = {s: VideoWriter(Path(out_dir) / s, *counts, save_mat) for s in streams}
+    caches = [FeatureMapCache(model) if frame_cache else None for model in models]
+    accumulators = {s: voc_frame_ap(dataset.num_classes, iou_thresh) for s in streams}
     net_time, windows = 0.0, 0
     started = time.perf_counter()
     for batch in (progress(loader) if progress else loader):

@@ -42,18 +42,18 @@ def source_name(source) -> str:
 def _folder_frames(folder: Path):
     files = sorted(folder.glob("*.jpg"))
     if not files:
-        raise SystemExit(f"{folder}: no .jpg frames in this folder")
+        raise FileNotFoundError(f"{folder}: no .jpg frames in this folder")
     for path in files:
         image = cv2.imread(str(path))
         if image is None:
-            raise SystemExit(f"{path}: cannot be decoded")
+            raise ValueError(f"{path}: cannot be decoded")
         yield image
 
 
 def _capture_frames(capture, name):
     ok, image = capture.read()
     if not ok:
-        raise SystemExit(f"{name}: cannot be read as a video")
+        raise ValueError(f"{name}: cannot be read as a video")
     while ok:
         yield image
         ok, image = capture.read()
@@ -76,10 +76,10 @@ class FrameSource:
             frames, native = _folder_frames(source), None
         else:
             if isinstance(source, Path) and not source.is_file():
-                raise SystemExit(f"{source}: no such video file or frame folder")
+                raise FileNotFoundError(f"{source}: no such video file or frame folder")
             capture = cv2.VideoCapture(str(source) if not isinstance(source, int) else source)
             if not capture.isOpened():
-                raise SystemExit(f"{source}: cannot be opened (camera index, stream URL, video file or frame folder)")
+                raise ValueError(f"{source}: cannot be opened (camera index, stream URL, video file or frame folder)")
             native = capture.get(cv2.CAP_PROP_FPS) or None
             frames = _capture_frames(capture, source)
         self.fps = fps or native or 25.0
@@ -182,7 +182,7 @@ class Display:
 
     def __init__(self, title):
         if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and os.name != "nt":
-            raise SystemExit("--display: no display (DISPLAY is not set); run headless without --display")
+            raise RuntimeError("--display: no display (DISPLAY is not set); run headless without --display")
         self.title = title
 
     def show(self, image):
@@ -190,7 +190,7 @@ class Display:
             cv2.imshow(self.title, image)
             cv2.waitKey(1)
         except cv2.error as error:
-            raise SystemExit(f"--display: OpenCV cannot open a window ({error.err}); install opencv-python "
+            raise RuntimeError(f"--display: OpenCV cannot open a window ({error.err}); install opencv-python "
                              "instead of opencv-python-headless, or run without --display") from error
 
     def close(self):
@@ -258,7 +258,7 @@ def run_online(source, detector, tubes_factory, out, classes, fps, show_thresh=0
             if interrupted:
                 log.warning("interrupted after %d frames: finishing the tubes of the frames seen", detector.num_read)
             if "writer" not in state:
-                raise SystemExit("no frames were read")
+                raise ValueError("no frames were read")
             emit(detector.finish())
             state["writer"].release()
         except BaseException as e:

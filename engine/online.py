@@ -24,9 +24,10 @@ from data.windows import window_offsets
 from layers.postprocess import decode_outputs
 from models import load_model
 from tubes.detections import VideoDetections, frame_detections, write_video_detections
+from tubes.fusion import fusion_streams
 
-from .frame_cache import FrameMapCache
-from .inference import LATE_FUSION_STREAMS, late_fusion_streams, linking_outputs
+from .frame_cache import FeatureMapCache
+from .inference import late_fusion_streams, linking_outputs
 
 ONLINE_FLOW_TYPES = ("fastOF",)
 COLOURS = [(0, 200, 255), (255, 120, 0), (60, 220, 60), (220, 60, 220), (0, 80, 255), (255, 255, 0)]
@@ -42,7 +43,7 @@ def check_online(input_type: str, reader: str) -> None:
 @dataclass
 class StreamSpec:
     """What the model reads: ``{stream: (input type, frames per time step)}``, the micro-tube
-    length and the test gap between its frames (test.py's ``--eval_gaps``)."""
+    length and the test gap between its frames (test.py and demo.py ``--eval_gaps``)."""
     streams: dict
     seq_len: int = 2
     eval_gap: int = 1
@@ -69,23 +70,25 @@ class OnlineDetector:
     """Feed BGR frames with ``push``; get ``(frame index, loc [N, 4], scores [N, C+1])`` per frame,
     in order, as soon as no later window can change them; ``finish`` flushes the end.
     ``model``: an AMTNet, or an ``engine.export.OnnxDetector`` (whole windows unless it has the per-frame graphs).
-    ``frame_cache``: one backbone pass per frame (``FrameMapCache``), not one per window and frame.
+    ``frame_cache``: one backbone pass per frame (``FeatureMapCache``), not one per window and frame.
 
     Late fusion (demo.py ``--fuse_weights``): ``model`` and ``fuse_model``, one-stream models of the same
     ``seq_len``, read ``spec``'s ``base`` and ``extra`` streams (test.py ``--fuse_weights``'s layout), each
     through its own cache, over the same windows; ``outputs`` names the streams of
-    ``engine.inference.LATE_FUSION_STREAMS`` to give, each as test.py writes it: per frame
+    ``tubes.fusion.fusion_streams()`` to give, each as test.py writes it: per frame
     ``(frame index, loc, scores)`` followed by the next output's ``loc, scores``."""
 
     def __init__(self, model, spec, device, frame_cache=True, fuse_model=None, outputs=("base",)):
         models = [model] if fuse_model is None else [model, fuse_model]
-        if not set(outputs) <= set(LATE_FUSION_STREAMS if fuse_model is not None else ("base",)):
-            raise ValueError(f"outputs {tuple(outputs)}: without a fuse model only base, with one base, fuse or mean")
+        allowed = fusion_streams() if fuse_model is not None else ("base",)
+        if not set(outputs) <= set(allowed):
+            raise ValueError(f"outputs {tuple(outputs)}: {'with' if fuse_model is not None else 'without'} a fuse model "
+                             f"only {', '.join(allowed)}")
         self.models = [m.eval() if isinstance(m, torch.nn.Module) else m for m in models]
         self.model, self.spec, self.device, self.outputs = self.models[0], spec, device, tuple(outputs)
         # each model's {its stream: the spec's stream it reads}
         self.reads = [{s: s for s in spec.streams}] if fuse_model is None else [{"base": "base"}, {"base": "extra"}]
-        self.caches = [FrameMapCache(m) if frame_cache and (isinstance(m, torch.nn.Module) or m.split) else None
+        self.caches = [FeatureMapCache(m) if frame_cache and (isinstance(m, torch.nn.Module) or m.split) else None
                        for m in self.models]
         self.cache = self.caches[0]
         self.transform = TestTransform(spec.image_size, spec.means)
@@ -219,7 +222,7 @@ def load_detector(weights: Path, classes=None, original_cfg=None, input_types=("
     and ``classes`` (or a num_classes-only config). ``input_types``: the base and extra streams' input
     types where the checkpoint's flags do not name them. ``classes`` overrides the checkpoint's."""
     if not Path(weights).is_file():
-        raise SystemExit(f"checkpoint not found: {weights}")
+        raise FileNotFoundError(f"checkpoint not found: {weights}")
     state = torch.load(weights, map_location="cpu", weights_only=False)
     flags = state.get("flags", {})
     classes = classes or state.get("classes")
@@ -230,7 +233,7 @@ def load_detector(weights: Path, classes=None, original_cfg=None, input_types=("
     cfg = model.cfg
     classes = classes or [f"class {i + 1}" for i in range(cfg.num_classes - 1)]
     if len(classes) != cfg.num_classes - 1:
-        raise SystemExit(f"{len(classes)} class names for a model of {cfg.num_classes - 1} classes")
+        raise ValueError(f"{len(classes)} class names for a model of {cfg.num_classes - 1} classes")
     streams = {"base": (flags.get("input_type_base", input_types[0]), cfg.input_frames_base)}
     if cfg.two_stream:
         streams["extra"] = (flags.get("input_type_extra", input_types[1]), cfg.input_frames_extra)

@@ -9,9 +9,10 @@ from pathlib import Path
 from data.layout import annotation_path
 
 from .detections import DET_FORMATS
-from .fusion import FUSE_IOU, FUSION_CHOICES
+from .fusion import FUSE_IOU, LATE_FUSIONS, fusion_choices, fusion_name
 from .linking import LINKING_FILTER
-from .runner import LINK_MODES, TubeConfig, check_protocols
+from .protocols import DEFAULT_PROTOCOL, PROTOCOLS, check_protocols
+from .runner import LINK_MODES, TubeConfig
 
 
 def positive_int(text: str) -> int:
@@ -73,11 +74,24 @@ def annotation_args() -> argparse.ArgumentParser:
     return parser
 
 
+def late_fusion_list(text: str) -> tuple:
+    """``--late_fusion boost,mean`` (pipeline.py): distinct fusion types, ours or the original's names, any case."""
+    try:
+        names = tuple(dict.fromkeys(fusion_name(v.strip()) for v in str(text).split(",") if v.strip()))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return names
+
+
+def _fusion_help() -> str:
+    return "; ".join(f"{f.name} ({f.alias}): {f.help}" for f in LATE_FUSIONS.values())
+
+
 def _add_fusion_flags(group) -> None:
-    """How two streams' per-frame detections are fused before the linking: build_tubes.py's and demo.py's."""
-    group.add_argument("--fusion", default=None, type=str.lower, choices=FUSION_CHOICES,
-                       help="per frame and class: boost (nwsum-plus), union (cat) or mean (the streams' scores "
-                            "averaged prior by prior)")
+    """How two streams' per-frame detections are fused before the linking: build_tubes.py's and demo.py's.
+    ``--fusion``: the former spelling of ``--late_fusion``."""
+    group.add_argument("--late_fusion", "--fusion", dest="late_fusion", default=None, type=str.lower,
+                       choices=fusion_choices(), help=f"the late fusion type: {_fusion_help()}")
     group.add_argument("--fuse_iou", default=FUSE_IOU, type=float,
                        help="boost: the minimum IoU of a base box and a flow box (I02genFusedTubes.m: 0.25)")
     group.add_argument("--fuse_fixed", action=argparse.BooleanOptionalAction, default=False,
@@ -129,7 +143,7 @@ def tube_config(args: argparse.Namespace) -> TubeConfig:
     return TubeConfig(args.det_dir, args.det_format, args.alphas, args.link_iou, args.link_score, args.jumpgap,
                       workers=args.workers,
                       frame_ap_any_class=args.frame_ap_any_class, strict=args.strict,
-                      fuse_det_dir=args.fuse_det_dir, fusion=args.fusion, fuse_iou=args.fuse_iou,
+                      fuse_det_dir=args.fuse_det_dir, fusion=args.late_fusion, fuse_iou=args.fuse_iou,
                       fuse_fixed=args.fuse_fixed, link=args.link)
 
 
@@ -139,16 +153,17 @@ def protocol_list(text: str) -> tuple:
     try:
         return check_protocols(names)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected road, act or road,act, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected distinct names of {', '.join(PROTOCOLS)}, comma-separated, "
+                                         f"got {text!r}") from None
 
 
 def protocol_args() -> argparse.ArgumentParser:
     """``--protocol``: whose video-mAP / frame-mAP to compute (README, "Protocols")."""
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("evaluation protocol")
-    group.add_argument("--protocol", default=("road",), type=protocol_list, metavar="road|act|road,act",
-                       help="road: ROAD's Matlab evaluation (get_PR_curve.m, frameAp.m; default); act: ACT / "
-                            "MOC-Detector's ACT.py (videoAP, frameAP); road,act: both")
+    group.add_argument("--protocol", default=(DEFAULT_PROTOCOL,), type=protocol_list, metavar="|".join(PROTOCOLS),
+                       help="; ".join(f"{p.name}: {p.label}" for p in PROTOCOLS.values())
+                            + f" (default {DEFAULT_PROTOCOL}; several, comma-separated: each)")
     return parser
 
 

@@ -31,7 +31,8 @@ from utils.io import atomic_path
 from .ap import save_figure
 from .linking import OnlineLinker, _link_boxes_and_scores, filter_frame_padded, linking_filter
 from .micro import MicroTubeLinker, windows_in_order
-from .runner import VIDEO_MAP_KEY, alpha_label, evaluate, read_frames
+from .protocols import PROTOCOLS
+from .runner import alpha_label, evaluate, read_frames
 from .trimming import trim_video
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def online_curves(cfg, annotations: dict, videos: list, num_classes: int, class_
         by_alpha = {a: {v: per_video[v][1][i][a] for v in videos} for a in cfg.alphas}
         res, _ = evaluate(cut, videos, by_alpha, num_classes, class_names, protocols=cfg.protocols)
         for p in cfg.protocols:
-            for e in res[VIDEO_MAP_KEY[p]]:
+            for e in res[PROTOCOLS[p].video_key]:
                 if any(abs(e["iou"] - t) < 1e-9 for t in ious):
                     curves.setdefault((p, e["alpha"], e["iou"]), []).append(e["mAP"])
     out["video_map"] = [{"protocol": p, "alpha": alpha_label(a), "iou": t, "mAP": m} for (p, a, t), m in curves.items()]
