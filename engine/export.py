@@ -16,6 +16,8 @@ import os
 import shutil
 import warnings
 from pathlib import Path
+from types import ModuleType
+from typing import Callable
 
 import numpy as np
 import torch
@@ -34,7 +36,7 @@ INSTALL_HINT = "pip install -r requirements-onnx.txt"
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # export (torch.onnx's exporter) and run
 
 
-def require(module):
+def require(module: str) -> ModuleType:
     """Import an optional ONNX package; ImportError saying how to install it."""
     try:
         return __import__(module)
@@ -45,16 +47,16 @@ def require(module):
 class DecodedDetector(nn.Module):
     """model -> (boxes [B, A, T, 4], scores [B, A, C+1]), what the exported graph computes."""
 
-    def __init__(self, model):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, base, extra=None):
+    def forward(self, base: torch.Tensor, extra: torch.Tensor | None = None) -> tuple:
         loc, conf = self.model(base, extra)
         return decode_outputs(loc, conf, self.model.priors)
 
 
-def example_inputs(cfg: ModelConfig, batch=2, seed=0):
+def example_inputs(cfg: ModelConfig, batch: int = 2, seed: int = 0) -> dict:
     """Random inputs of the model's shape (the batch of 2 keeps the exported batch dynamic)."""
     g = torch.Generator().manual_seed(seed)
     shape = (batch, cfg.seq_len)
@@ -83,7 +85,7 @@ class _Heads(nn.Module):
         return self.model.forward_maps(list(maps[:n]), list(maps[n:]) or None)
 
 
-def part_paths(path, cfg: ModelConfig):
+def part_paths(path: str | Path, cfg: ModelConfig) -> dict:
     """The graphs of the per-frame path beside ``path``: {'base': the base stream's backbone on single
     time steps, 'extra': the extra stream's (two-stream), 'heads': pooling + heads on their maps}."""
     path = Path(path)
@@ -110,7 +112,7 @@ def _export(module, inputs: dict, outputs: list, path, metadata=None, varargs=Fa
         onnx.save(proto, str(tmp))
 
 
-def export_onnx(model, path, metadata: dict):
+def export_onnx(model: nn.Module, path: str | Path, metadata: dict) -> str | Path:
     """Write ``model`` (an AMTNet on CPU) as an ONNX graph to ``path``, atomically; ``metadata``
     (JSON-serialisable values) goes into the file's metadata with the model config. Also writes the
     per-frame path's graphs (``part_paths``), which demo.py runs with one backbone pass per frame."""
@@ -138,7 +140,7 @@ class OnnxDetector:
     ``spinning``: whether onnxruntime's threads spin while waiting (its default; false is much faster
     on a CPU shared with other jobs, BENCHMARKS.md)."""
 
-    def __init__(self, path, threads=None, spinning=False):
+    def __init__(self, path: str | Path, threads: int | None = None, spinning: bool = False):
         ort = require("onnxruntime")
         options = ort.SessionOptions()
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
@@ -157,7 +159,7 @@ class OnnxDetector:
         self.parts = {part: session(p) for part, p in parts.items()} if self.split else {}
         self.priors = prior_boxes(SSD300_V2)
 
-    def decoded(self, base, extra=None):
+    def decoded(self, base: torch.Tensor, extra: torch.Tensor | None = None) -> tuple:
         feed = {"base": _numpy(base)}
         if "extra" in self.inputs:
             if extra is None:
@@ -166,10 +168,10 @@ class OnnxDetector:
         boxes, scores = self.session.run(["boxes", "scores"], feed)
         return torch.from_numpy(boxes), torch.from_numpy(scores)
 
-    def feature_maps(self, images, stream="base"):
+    def feature_maps(self, images: torch.Tensor, stream: str = "base") -> list:
         return [torch.from_numpy(m) for m in self.parts[stream].run(None, {"images": _numpy(images)})]
 
-    def forward_maps(self, base_maps, extra_maps=None):
+    def forward_maps(self, base_maps: list, extra_maps: list | None = None) -> tuple:
         feed = {f"base{k}": _numpy(m) for k, m in enumerate(base_maps)}
         feed.update({f"extra{k}": _numpy(m) for k, m in enumerate(extra_maps or [])})
         return tuple(torch.from_numpy(o) for o in self.parts["heads"].run(["loc", "conf"], feed))
@@ -179,7 +181,7 @@ def _numpy(x):
     return np.ascontiguousarray(x.cpu().numpy(), np.float32)
 
 
-def compare(model, detector, batch=3, seed=1):
+def compare(model: nn.Module, detector: "OnnxDetector", batch: int = 3, seed: int = 1) -> dict:
     """onnxruntime against PyTorch on the same random inputs (a batch other than the export's), per
     output: {'boxes': (max abs diff, largest abs value), 'scores': ...}, and 'per-frame boxes', 'per-frame
     scores' for the per-frame graphs. Boxes of an untrained model
@@ -196,12 +198,12 @@ def compare(model, detector, batch=3, seed=1):
             for prefix, got in outputs.items() for name, a, b in zip(("boxes", "scores"), got, want)}
 
 
-def within_rounding(diff, rtol=1e-5):
+def within_rounding(diff: dict, rtol: float = 1e-5) -> bool:
     """Whether every ``compare`` difference is float rounding: at most rtol times max(1, largest value)."""
     return all(d <= rtol * max(1.0, largest) for d, largest in diff.values())
 
 
-def load_onnx_detector(path, classes=None, threads=None):
+def load_onnx_detector(path: str | Path, classes: list | None = None, threads: int | None = None) -> tuple:
     """(OnnxDetector, class names, ``StreamSpec.streams``) from an export.py file; ``classes``
     overrides the file's."""
     if not Path(path).is_file():
@@ -233,7 +235,7 @@ def use_onnxruntime(backend: str, device: torch.device) -> bool:
     return backend == "auto" and device.type == "cpu" and onnx_available()
 
 
-def export_checked(model, path, metadata: dict) -> dict:
+def export_checked(model: nn.Module, path: str | Path, metadata: dict) -> dict:
     """``export_onnx``, then the graphs against PyTorch (``compare``); graphs that differ by more than
     float rounding are deleted and the run stops. Returns the differences."""
     export_onnx(model, path, metadata)
@@ -253,7 +255,8 @@ def cache_root() -> Path:
     return Path(os.environ.get("AMTNET_CACHE") or Path.home() / ".cache" / "amtnet") / "onnx"
 
 
-def cached_export(weights, classes=None, original_cfg=None, input_types=("rgb", "fastOF")) -> Path:
+def cached_export(weights: str | Path, classes: list | None = None, original_cfg: Callable | None = None,
+                  input_types: tuple = ("rgb", "fastOF")) -> Path:
     """export.py's graphs of the checkpoint ``weights``, made on first use and kept (``cache_root``), keyed
     by the checkpoint's bytes, the class names, the input types and the torch version; demo.py's
     onnxruntime backend. A folder appears whole (exported and checked beside it, then renamed)."""

@@ -7,6 +7,8 @@ windows and the plain path runs the backbone on it twice. A time step's input (i
 frames) depends only on the frame, so its maps do too; the cached path gives the plain path's
 outputs to float rounding (the backbone sees other batches).
 """
+from typing import Callable
+
 import torch
 
 
@@ -17,13 +19,13 @@ class FeatureMapCache:
     is asked only for the time steps not in the cache (so the caller need not prepare them).
     ``keep(keys)`` forgets every other key."""
 
-    def __init__(self, model):
+    def __init__(self, model: torch.nn.Module):
         self.model = model
         self.streams = ("base", "extra") if model.cfg.two_stream else ("base",)
         self.maps = {s: {} for s in self.streams}  # stream -> key -> six [D_k, S_k, S_k]
         self.backbone_runs = 0                     # time steps the backbone ran on (all streams)
 
-    def outputs(self, inputs, keys):
+    def outputs(self, inputs: dict | Callable, keys: list) -> tuple:
         b, t = len(keys), len(keys[0])
         stream_maps = {}
         for stream in self.streams:
@@ -44,7 +46,7 @@ class FeatureMapCache:
                                    for k, m in enumerate(store[keys[0][0]])]
         return self.model.forward_maps(stream_maps["base"], stream_maps.get("extra"))
 
-    def keep(self, keys):
+    def keep(self, keys: list) -> None:
         """Forget the maps of every key not in ``keys``."""
         keys = set(keys)
         for store in self.maps.values():

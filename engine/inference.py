@@ -5,11 +5,14 @@ import logging
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
+from data.dataset import ActionDetection
 from layers.postprocess import decode_outputs, detect_decoded
+from models.config import ModelConfig
 from tubes.detections import VideoDetections, frame_detections, write_road_mat_frame, write_video_detections
 from tubes.frame_map import FrameAP
 from tubes.fusion import LATE_FUSIONS, ONE_STREAM_OUTPUTS, fusion_streams
@@ -26,7 +29,7 @@ LINK_SCORE_THRESH = 0.001
 LINK_TOP_K = 50
 
 
-def batch_inputs(batch, device):
+def batch_inputs(batch: dict, device: torch.device) -> tuple:
     """Model inputs (base, extra or None) and targets on ``device``."""
     images = batch["images"]
     base = images["base"].to(device, non_blocking=True)
@@ -35,13 +38,13 @@ def batch_inputs(batch, device):
     return base, extra, targets
 
 
-def voc_frame_ap(num_classes, iou_thresh=0.5):
+def voc_frame_ap(num_classes: int, iou_thresh: float = 0.5) -> FrameAP:
     """The accumulator of the VOC-style frame-mAP (continuous box areas, as the original Python
     evaluation), which test.py and the validation during training report."""
     return FrameAP(num_classes, iou_thresh, inclusive=False)
 
 
-def add_first_frames(accumulator, detections, targets, sizes):
+def add_first_frames(accumulator: FrameAP, detections: list, targets: list, sizes: list) -> None:
     """Add each window's first frame to a ``voc_frame_ap`` accumulator: ``detect``'s detections and
     the targets (normalised boxes ``[K, T, 4]``, labels 1..C) in pixels of frames of ``sizes`` (height, width)."""
     for det, target, (height, width) in zip(detections, targets, sizes):
@@ -51,14 +54,14 @@ def add_first_frames(accumulator, detections, targets, sizes):
                               target["labels"].cpu().numpy() - 1)
 
 
-def linking_candidates(scores, top_k=LINK_TOP_K, thresh=LINK_SCORE_THRESH):
+def linking_candidates(scores: torch.Tensor, top_k: int = LINK_TOP_K, thresh: float = LINK_SCORE_THRESH) -> torch.Tensor:
     """Indices of the priors any class could keep: scores [A, C+1] softmax -> sorted indices [K]."""
     cls = scores[:, 1:]
     top, idx = cls.topk(min(top_k, cls.shape[0]), dim=0)
     return torch.unique(idx[top > thresh])
 
 
-def linking_outputs(boxes, scores):
+def linking_outputs(boxes: torch.Tensor, scores: torch.Tensor) -> list:
     """Per window of a batch (``decode_outputs``' boxes ``[B, A, T, 4]`` and scores ``[B, A, C+1]``):
     the linking candidates' boxes ``[K, T, 4]`` (clipped to the frame) and scores ``[K, C+1]``, numpy."""
     out = []
@@ -71,12 +74,12 @@ def linking_outputs(boxes, scores):
 class VideoWriter:
     """Collects one video's windows and writes its npz (and road_mat files) when all have arrived."""
 
-    def __init__(self, out_dir, windows_per_video, num_frames, save_mat=False):
+    def __init__(self, out_dir: Path, windows_per_video: dict, num_frames: dict, save_mat: bool = False):
         self.out_dir, self.expected, self.num_frames, self.save_mat = Path(out_dir), windows_per_video, num_frames, save_mat
         self.parts = defaultdict(list)
         self.written = []
 
-    def add(self, video, frames, boxes, scores, size):
+    def add(self, video: str, frames: np.ndarray, boxes: np.ndarray, scores: np.ndarray, size: tuple) -> None:
         parts = self.parts[video]
         parts.append((frames, boxes, scores, size))
         if len(parts) == self.expected[video]:
@@ -99,7 +102,8 @@ class VideoWriter:
         self.written.append(path)
 
 
-def run_windows(model, cache, base, extra, batch):
+def run_windows(model: torch.nn.Module, cache: FeatureMapCache | None, base: torch.Tensor, extra: torch.Tensor | None,
+                batch: dict) -> tuple:
     """The model's outputs on a batch of test windows, through ``cache`` (a ``FeatureMapCache``, or None
     for the plain forward); the cache keeps the last window's frames, which the next window shares."""
     if cache is None:
@@ -132,8 +136,10 @@ def _timed(device, run):
 
 
 @torch.no_grad()
-def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms_thresh=0.45, top_k=20,
-                  iou_thresh=0.5, save_mat=False, window_indices=None, progress=None, frame_cache=True):
+def detect_videos(model: torch.nn.Module, loader: Iterable, dataset: ActionDetection, device: torch.device,
+                  out_dir: Path, conf_thresh: float = 0.01, nms_thresh: float = 0.45, top_k: int = 20,
+                  iou_thresh: float = 0.5, save_mat: bool = False, window_indices: list | None = None,
+                  progress: Callable | None = None, frame_cache: bool = True) -> tuple:
     """Detections of every window of ``loader`` written per video; frame-mAP accumulated.
 
     Returns ``(FrameAP accumulator, stats)`` where stats has frame counts and timings.
@@ -179,7 +185,7 @@ def late_fusion_streams(decoded_base: tuple, decoded_fuse: tuple) -> dict:
     return out
 
 
-def check_late_fusion(cfg, fuse_cfg, names=("--weights", "--fuse_weights")):
+def check_late_fusion(cfg: ModelConfig, fuse_cfg: ModelConfig, names: tuple = ("--weights", "--fuse_weights")) -> None:
     """ValueError unless the late fusion's two models (their ``ModelConfig``) are one-stream models of the
     same ``seq_len`` (the same windows) and classes."""
     same = (cfg.seq_len, cfg.num_classes) == (fuse_cfg.seq_len, fuse_cfg.num_classes)
@@ -190,8 +196,10 @@ def check_late_fusion(cfg, fuse_cfg, names=("--weights", "--fuse_weights")):
 
 
 @torch.no_grad()
-def detect_videos_late_fusion(models, loader, dataset, device, out_dir, conf_thresh=0.01, nms_thresh=0.45, top_k=20,
-                              iou_thresh=0.5, save_mat=False, window_indices=None, progress=None, frame_cache=True):
+def detect_videos_late_fusion(models: tuple, loader: Iterable, dataset: ActionDetection, device: torch.device,
+                              out_dir: Path, conf_thresh: float = 0.01, nms_thresh: float = 0.45, top_k: int = 20,
+                              iou_thresh: float = 0.5, save_mat: bool = False, window_indices: list | None = None,
+                              progress: Callable | None = None, frame_cache: bool = True) -> tuple:
     """Two one-stream models over the same windows: ``models[0]`` on the loader's ``base`` images,
     ``models[1]`` on its ``extra`` images (a two-stream ``DataConfig``). Writes, as ``detect_videos``,
     ``OUT/base`` and ``OUT/fuse`` (each model's own detections) and ``OUT/mean`` (the base model's

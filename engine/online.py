@@ -12,6 +12,7 @@ Late fusion runs two one-stream models over the same windows and gives the strea
 """
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -56,12 +57,12 @@ class StreamSpec:
             check_online(input_type, f"{stream} stream")
 
     @property
-    def span(self):
+    def span(self) -> int:
         """Frames from a window's first to its last frame."""
         return int(window_offsets(self.seq_len, self.eval_gap)[-1])
 
     @property
-    def step(self):
+    def step(self) -> int:
         """Window starts step (data/windows.py, full_test)."""
         return max(1, self.span)
 
@@ -78,7 +79,8 @@ class OnlineDetector:
     ``tubes.fusion.fusion_streams()`` to give, each as test.py writes it: per frame
     ``(frame index, loc, scores)`` followed by the next output's ``loc, scores``."""
 
-    def __init__(self, model, spec, device, frame_cache=True, fuse_model=None, outputs=("base",)):
+    def __init__(self, model: torch.nn.Module, spec: StreamSpec, device: torch.device, frame_cache: bool = True,
+                 fuse_model: torch.nn.Module | None = None, outputs: tuple = ("base",)):
         models = [model] if fuse_model is None else [model, fuse_model]
         allowed = fusion_streams() if fuse_model is not None else ("base",)
         if not set(outputs) <= set(allowed):
@@ -106,7 +108,7 @@ class OnlineDetector:
         self.frame_size = None
         self.on_window = None     # called with (frames [T], boxes [K, T, 4], scores [K, C+1]) of each window run
 
-    def push(self, bgr):
+    def push(self, bgr: np.ndarray) -> list:
         if self.frame_size is None:
             self.frame_size = (bgr.shape[1], bgr.shape[0])
         elif (bgr.shape[1], bgr.shape[0]) != self.frame_size:
@@ -121,7 +123,7 @@ class OnlineDetector:
             out += self._emit(self.windows[-1][0][0])
         return out
 
-    def finish(self):
+    def finish(self) -> list:
         """The windows the end of the video decides, then every frame not yet emitted."""
         numf, step, span = self.num_read, self.spec.step, self.spec.span
         regular = range(0, max(numf - (span + 1), 0), step)  # data/windows.py candidate_starts
@@ -216,7 +218,8 @@ class OnlineDetector:
         return out
 
 
-def load_detector(weights: Path, classes=None, original_cfg=None, input_types=("rgb", "fastOF")):
+def load_detector(weights: Path, classes: list | None = None, original_cfg: Callable | None = None,
+                  input_types: tuple = ("rgb", "fastOF")) -> tuple:
     """(model, class names, ``StreamSpec.streams``) from a checkpoint. This project's checkpoints carry
     their config, flags and class names; an original AMTNet checkpoint needs ``original_cfg(num_classes)``
     and ``classes`` (or a num_classes-only config). ``input_types``: the base and extra streams' input
@@ -240,7 +243,8 @@ def load_detector(weights: Path, classes=None, original_cfg=None, input_types=("
     return model, list(classes), streams
 
 
-def draw(frame, index, paths, classes):
+def draw(frame: np.ndarray, index: int, paths: list, classes: list) -> np.ndarray:
+    """``frame`` with the live ``paths`` (class, box, score, mean score) drawn and labelled, and its 1-based index."""
     out = frame.copy()
     for class_id, box, score, mean in paths:
         colour = COLOURS[class_id % len(COLOURS)]
@@ -255,7 +259,7 @@ def draw(frame, index, paths, classes):
     return out
 
 
-def write_detections(path, detections, frame_size):
+def write_detections(path: Path, detections: list, frame_size: tuple) -> None:
     """Per-frame detections as a one-frame-window npz (T = 1), readable by build_tubes.py."""
     boxes = np.concatenate([loc for loc, _ in detections]).reshape(-1, 1, 4)
     scores = np.concatenate([s for _, s in detections])

@@ -8,6 +8,7 @@ import json
 import logging
 from pathlib import Path
 from types import ModuleType
+from typing import Callable
 
 from data.dataset import DataConfig, count_windows
 from tubes.detections import frame_map_path
@@ -44,7 +45,7 @@ def run_stage(stage: str, script: ModuleType, argv: list, output: str | Path, *i
         tmp.write_text(json.dumps(argv))
 
 
-def name_list(choices: tuple, what: str = "stage"):
+def name_list(choices: tuple, what: str = "stage") -> Callable:
     """An argparse type: comma-separated names of ``choices`` -> a set (the error names the unknown ones)."""
     def parse(text: str) -> set:
         names = {v.strip() for v in str(text).split(",") if v.strip()}

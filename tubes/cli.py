@@ -84,7 +84,7 @@ def late_fusion_list(text: str) -> tuple:
 
 
 def _fusion_help() -> str:
-    return "; ".join(f"{f.name} ({f.alias}): {f.help}" for f in LATE_FUSIONS.values())
+    return "; ".join(f"{f.name}{f' ({f.alias})' if f.alias != f.name else ''}: {f.help}" for f in LATE_FUSIONS.values())
 
 
 def _add_fusion_flags(group) -> None:
