@@ -26,7 +26,7 @@ from models import load_model
 from tubes.detections import VideoDetections, frame_detections, write_video_detections
 
 from .frame_cache import FrameMapCache
-from .inference import LATE_FUSION_STREAMS, late_fusion_streams, linking_outputs
+from .inference import LATE_FUSION_STREAMS, check_classes, late_fusion_streams, linking_outputs
 
 ONLINE_FLOW_TYPES = ("fastOF",)
 COLOURS = [(0, 200, 255), (255, 120, 0), (60, 220, 60), (220, 60, 220), (0, 80, 255), (255, 255, 0)]
@@ -221,6 +221,8 @@ def load_detector(weights: Path, classes=None, original_cfg=None, input_types=("
     if not Path(weights).is_file():
         raise SystemExit(f"checkpoint not found: {weights}")
     state = torch.load(weights, map_location="cpu", weights_only=False)
+    if classes:
+        check_classes(state, list(classes), weights, "--classes")
     flags = state.get("flags", {})
     classes = classes or state.get("classes")
     model_cfg = None
