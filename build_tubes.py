@@ -24,7 +24,7 @@ def get_args_parser():
     return argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                    parents=[annotation_args(), class_args(), tube_args(), build_args(), protocol_args()],
                                    epilog="without --video_list: the videos of the test split (testlist01.txt beside "
-                                          "--annot) that have detections")
+                                          "--annot), each one: a video without detections counts as one with none")
 
 
 def main(argv=None):
@@ -36,7 +36,10 @@ def main(argv=None):
         raise SystemExit(f"build_tubes.py: {e}") from e
     t0 = time.perf_counter()
     annotations = tr.load_annotations(args.annot)
-    videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)
+    try:
+        videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)
+    except tr.MissingVideosError as e:
+        raise SystemExit(f"build_tubes.py: {e}") from e
     num_classes = tr.num_classes_of(cfg, videos, annotations)
     names = tr.class_names_from(annotations, num_classes, args.classes)
     t1 = time.perf_counter()
@@ -52,6 +55,7 @@ def main(argv=None):
     results["timing_s"] = {"annotations": t1 - t0, "videos_wall": t2 - t1, **{f"{k}_cpu": v for k, v in times.items()},
                            "evaluation": t3 - t2}
     results["failed_videos"] = failed
+    results["videos_without_detections"] = tr.videos_without_detections(cfg, videos, failed)
     results["linking"] = {"mode": cfg.link, "iou": cfg.link_iou, "jumpgap": cfg.jumpgap, "min_score": cfg.link_score}
     if cfg.fusion:
         results["fusion"] = tr.fusion_summary(cfg)
@@ -61,9 +65,8 @@ def main(argv=None):
     print(table(results))
     print(f"{len(videos)} videos, {cfg.link}-level linking; time: annotations {t1 - t0:.2f}s, read+link+trim {t2 - t1:.2f}s "
           f"(cpu: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items()) + f"), evaluation {t3 - t2:.2f}s")
-    if failed:
-        print(f"{len(failed)} videos counted as without detections, their detections unreadable (see "
-              f"'failed_videos' in {tr.results_path(args.out_dir)}): {', '.join(list(failed)[:3])}")
+    if line := tr.without_detections_line(results, len(videos), tr.results_path(args.out_dir)):
+        print(line)
     return results
 
 

@@ -50,6 +50,7 @@ from tubes.cli import class_args, fusion_args, tube_args
 from tubes.fusion import OnlineFusedTubes, check_link, late_fusion
 from tubes.linking import OnlineTubes
 from tubes.micro import OnlineMicroTubes
+from utils.checkpoint import CheckpointError
 from utils.distributed import place_model, resolve_device
 
 log = logging.getLogger("demo")
@@ -142,7 +143,10 @@ def run(args):
         check_link(args.late_fusion, args.link)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     device = resolve_device("cpu" if args.onnx or args.fuse_onnx else args.device)
-    model, fuse, classes, spec = load(args, device)
+    try:
+        model, fuse, classes, spec = load(args, device)
+    except CheckpointError as e:
+        raise SystemExit(f"demo.py: {e}") from e
     log.info("network: %s", "onnxruntime on the CPU" if isinstance(model, OnnxDetector) else f"PyTorch on {device}")
     source = FrameSource(args.video, args.realtime, args.fps)
     display = Display(source.name) if args.display else None

@@ -29,7 +29,7 @@ from data.annotations import load_class_names
 from data.dataset import ActionDetection, collate
 from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, fuse_model_args, \
     inference_args, int_list, model_args, model_config, path
-from engine.inference import check_late_fusion, detect_videos, detect_videos_late_fusion
+from engine.inference import check_classes, check_late_fusion, detect_videos, detect_videos_late_fusion
 from models import load_model
 from tubes.detections import frame_map_path
 from tubes.frame_map import FrameAP
@@ -65,12 +65,14 @@ def checkpoints(args):
     return [checkpoint_path(Path(args.save_root) / args.exp_name, i) for i in args.eval_iters]
 
 
-def load(path, args, num_classes):
-    """This project's checkpoints carry their config; an original AMTNet checkpoint is described by the flags."""
+def load(path, args, classes):
+    """This project's checkpoints carry their config; an original AMTNet checkpoint is described by the flags.
+    A model of another number of classes than the dataset's ``classes`` is refused before any window runs."""
     if not path.is_file():
         raise SystemExit(f"checkpoint not found: {path}")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    return load_model(state, model_config(args, num_classes))
+    check_classes(state, classes, path)
+    return load_model(state, model_config(args, len(classes)))
 
 
 def main(argv=None):
@@ -103,12 +105,12 @@ def fuse_stream(args, model, fuse):
 
 
 def run_one(args, info, weights, gap):
-    num_classes = len(load_class_names(args.data_root))
-    model = place_model(load(weights, args, num_classes), info.device, args.channels_last, inference=True)
+    classes = load_class_names(args.data_root)
+    model = place_model(load(weights, args, classes), info.device, args.channels_last, inference=True)
     # The stream layout comes from the checkpoint's config, not the flags.
     streams = {"two_stream": model.cfg.two_stream, "input_frames_extra": model.cfg.input_frames_extra}
     if args.fuse_weights:
-        fuse = place_model(load(Path(args.fuse_weights), args, num_classes), info.device, args.channels_last,
+        fuse = place_model(load(Path(args.fuse_weights), args, classes), info.device, args.channels_last,
                            inference=True)
         streams = fuse_stream(args, model, fuse)
     data_cfg = replace(data_config(args), eval_gap=gap, seq_len=model.cfg.seq_len,

@@ -16,6 +16,8 @@ from models.config import ModelConfig
 from tubes.detections import VideoDetections, frame_detections, write_road_mat_frame, write_video_detections
 from tubes.frame_map import FrameAP
 from tubes.fusion import LATE_FUSIONS, ONE_STREAM_OUTPUTS, fusion_streams
+from models.amtnet import ANCHORS_PER_CELL
+from utils.checkpoint import CheckpointError
 
 from .frame_cache import FeatureMapCache
 
@@ -193,6 +195,36 @@ def check_late_fusion(cfg: ModelConfig, fuse_cfg: ModelConfig, names: tuple = ("
         raise ValueError(f"{names[0]} and {names[1]} must be one-stream models of the same seq_len and classes (got "
                          f"{cfg.fusion_type}/{cfg.seq_len}/{cfg.num_classes - 1} and {fuse_cfg.fusion_type}/"
                          f"{fuse_cfg.seq_len}/{fuse_cfg.num_classes - 1}: fusion type/seq_len/classes)")
+
+
+def checkpoint_classes(state) -> tuple:
+    """``(action classes, class names)`` a loaded checkpoint was trained for, None where it does not say: this
+    project's from its model config and ``classes``; the original AMTNet's state dict from its first confidence
+    layer, which has ANCHORS_PER_CELL[0] x (C + 1) outputs."""
+    if not isinstance(state, dict):
+        return None, None
+    if "model_config" in state:
+        names = state.get("classes")
+        return int(state["model_config"]["num_classes"]) - 1, None if names is None else [str(n) for n in names]
+    conf = next((v for k, v in state.items() if k.removeprefix("module.") == "conf.0.weight"), None)
+    if conf is None or conf.ndim != 2 or conf.shape[0] % ANCHORS_PER_CELL[0]:
+        return None, None
+    return conf.shape[0] // ANCHORS_PER_CELL[0] - 1, None
+
+
+def check_classes(state, classes: list, path, what: str = "the dataset") -> None:
+    """A checkpoint (``state``, loaded from ``path``) against the class names ``classes`` that ``what`` has: a
+    CheckpointError naming both numbers if it was trained for another number of classes; a warning if it
+    names its classes and they differ."""
+    num_classes, names = checkpoint_classes(state)
+    if num_classes is not None and num_classes != len(classes):
+        raise CheckpointError(f"{path}: the checkpoint's model detects {num_classes} classes, but {what} has "
+                              f"{len(classes)} ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})")
+    differ = [] if names is None else [i for i, (a, b) in enumerate(zip(names, classes)) if a != b]
+    if differ:
+        log.warning("%s: %d of the %d class names differ from the checkpoint's (first: class %d is %r in the "
+                    "checkpoint, %r in %s); results are named as %s names them",
+                    path, len(differ), len(classes), differ[0] + 1, names[differ[0]], classes[differ[0]], what, what)
 
 
 @torch.no_grad()

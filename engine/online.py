@@ -28,7 +28,7 @@ from tubes.detections import VideoDetections, frame_detections, write_video_dete
 from tubes.fusion import fusion_streams
 
 from .frame_cache import FeatureMapCache
-from .inference import late_fusion_streams, linking_outputs
+from .inference import check_classes, late_fusion_streams, linking_outputs
 
 ONLINE_FLOW_TYPES = ("fastOF",)
 COLOURS = [(0, 200, 255), (255, 120, 0), (60, 220, 60), (220, 60, 220), (0, 80, 255), (255, 255, 0)]
@@ -227,6 +227,8 @@ def load_detector(weights: Path, classes: list | None = None, original_cfg: Call
     if not Path(weights).is_file():
         raise FileNotFoundError(f"checkpoint not found: {weights}")
     state = torch.load(weights, map_location="cpu", weights_only=False)
+    if classes:
+        check_classes(state, list(classes), weights, "--classes")
     flags = state.get("flags", {})
     classes = classes or state.get("classes")
     model_cfg = None

@@ -100,6 +100,21 @@ def _add_fusion_flags(group) -> None:
                             "box when none was boosted; see README)")
 
 
+def _add_strict_flag(group) -> None:
+    """``--strict``: build_tubes.py's, eval_online.py's and eval_video_ap.py's."""
+    group.add_argument("--strict", action=argparse.BooleanOptionalAction, default=False,
+                       help="refuse a video of the evaluation without detections: no detection file, an unreadable or "
+                            "malformed one, or no entry in a tube file (default: count it as a video without "
+                            "detections, its ground truth as missed, list it in the results and go on)")
+
+
+def strict_args() -> argparse.ArgumentParser:
+    """``--strict`` alone (eval_video_ap.py; build_tubes.py has it in ``build_args``)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_strict_flag(parser.add_argument_group("run"))
+    return parser
+
+
 def fusion_args(title: str = "late fusion (fusedActionPaths.m)") -> argparse.ArgumentParser:
     """The late fusion's flags alone (demo.py; build_tubes.py has them in ``build_args``)."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -129,9 +144,7 @@ def build_args() -> argparse.ArgumentParser:
     group = parser.add_argument_group("run")
     group.add_argument("--workers", default=1, type=positive_int)
     group.add_argument("--no_frame_map", action="store_true", help="skip frame-mAP")
-    group.add_argument("--strict", action=argparse.BooleanOptionalAction, default=False,
-                       help="stop at a video with unreadable or malformed detections (default: count it as a video "
-                            "without detections, list it in results.json 'failed_videos' and go on)")
+    _add_strict_flag(group)
     group.add_argument("--frame_ap_any_class", action=argparse.BooleanOptionalAction, default=False,
                        help="frameAp.m's matching: a detection may take a GT box of another class in a frame that has one "
                             "of its own (differs only where frames have GT of two classes; can give AP > 1)")

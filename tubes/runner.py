@@ -20,7 +20,8 @@ from data.annotations import UCF_FRAME_SIZE, load_pickle, load_pyannot, read_vid
 from data.matlab_annots import load_final_annots
 from utils.io import atomic_path
 
-from .detections import detection_path, frame_detections, frame_map_path, read_road_mat_video, read_video_detections
+from .detections import (DET_FORMATS, detection_path, frame_detections, frame_map_path, has_detections,
+                         read_road_mat_video, read_video_detections)
 from .frame_map import FrameAP
 from .fusion import FUSE_IOU, check_link, first_unaligned, fusion_streams, late_fusion, link_fused, prefused
 from .linking import FRAME_AP_FILTER, LINKING_FILTER, check_jumpgap, filter_rows, link_frames, linking_filter
@@ -128,16 +129,114 @@ def class_names_from(annotations: dict, num_classes: int, classes_file: Path | N
     return names
 
 
-def resolve_videos(cfg: TubeConfig, annotations: dict, annot_path: Path, video_list: Path | None = None) -> list:
-    """The listed videos, or the test split beside the annotations (else all annotated) with detections."""
-    if video_list:
-        return check_videos(read_video_list(video_list), annotations, annot_path, video_list)
+class MissingVideosError(ValueError):
+    """Videos of the evaluation without detections (or tubes) where that is refused (``strict``), or all of them."""
+
+
+def split_videos(annotations: dict, annot_path: Path) -> tuple:
+    """The test split that the videos default to, ``(names, source)``: ``testlist01.txt`` beside the
+    annotations, else an ACT ground-truth file's first test list (its annotated videos); ``(None, None)``
+    when neither is there."""
     split = Path(annot_path).with_name("testlist01.txt")
-    names = read_video_list(split) if split.is_file() else sorted(annotations)
-    videos = [v for v in names if detection_path(cfg.det_dir, v, cfg.det_format).exists()]
-    if not videos:
-        raise FileNotFoundError(f"{cfg.det_dir}: no detections for any video of the test split")
-    return check_videos(videos, annotations, annot_path, split if split.is_file() else annot_path)
+    if split.is_file():
+        return read_video_list(split), split
+    if Path(annot_path).suffix != ".mat":
+        content = load_pickle(annot_path)
+        if is_act_file(content) and content.get("test_videos"):
+            return list(dict.fromkeys(v for v in content["test_videos"][0] if v in annotations)), Path(annot_path)
+    return None, None
+
+
+def resolve_videos(cfg: TubeConfig, annotations: dict, annot_path: Path, video_list: Path | None = None) -> list:
+    """The listed videos, or the test split (``split_videos``; else every annotated video), all of them:
+    a video without detections counts as one with none (``check_missing``: logged; ``cfg.strict`` refuses)."""
+    if video_list:
+        names, source = read_video_list(video_list), Path(video_list)
+    else:
+        names, source = split_videos(annotations, annot_path)
+        names, source = (sorted(annotations), Path(annot_path)) if names is None else (names, source)
+    videos = check_videos(names, annotations, annot_path, source)
+    for det_dir in det_dirs(cfg):
+        if videos and not any(has_detections(det_dir, v, cfg.det_format) for v in videos):
+            raise MissingVideosError(f"{det_dir}: no detections for any of the {len(videos)} videos of {source}: "
+                                     + looked_for(det_dir, videos, cfg.det_format))
+    check_missing(videos_without_detections(cfg, videos), videos,
+                  f"{' or '.join(map(str, det_dirs(cfg)))}: no detections", source, cfg.strict)
+    return videos
+
+
+def det_dirs(cfg: TubeConfig) -> list:
+    """The folders of detections that ``cfg`` reads: ``det_dir`` and, for late fusion, ``fuse_det_dir``."""
+    return [cfg.det_dir] + ([cfg.fuse_det_dir] if cfg.fuse_det_dir else [])
+
+
+def looked_for(det_dir: Path, videos: list, det_format: str) -> str:
+    """What ``resolve_videos`` looked for in ``det_dir`` and what is there instead, in a few words."""
+    where = detection_path(det_dir, videos[0], det_format)
+    said = f"looked for {where}{'/00001.mat ...' if det_format == 'road_mat' else ''} (--det_format {det_format})"
+    if not Path(det_dir).is_dir():
+        return f"{said}, but {det_dir} is not a folder"
+    other = next(f for f in DET_FORMATS if f != det_format)
+    found = next((v for v in videos if has_detections(det_dir, v, other)), None)
+    if found is not None:
+        return f"{said}; it holds {other} detections ({detection_path(det_dir, found, other)}): --det_format {other}?"
+    entries = sorted(p.name for p in Path(det_dir).iterdir())
+    return f"{said}; the folder is empty" if not entries else f"{said}; the folder holds {', '.join(entries[:3])}" \
+        + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+
+
+def check_missing(missing: list, videos: list, what: str, source: Path, strict: bool) -> None:
+    """Log that ``missing`` videos of ``videos`` (from ``source``) have ``what`` (say, ``DIR: no detections``):
+    each counts as a video without detections, its ground truth as missed; ``strict`` refuses instead."""
+    if not missing:
+        return
+    names = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    if strict:
+        raise MissingVideosError(f"{what} for {len(missing)} of the {len(videos)} videos of {source} ({names}); "
+                                 "without --strict each counts as a video without detections")
+    log.warning("%s for %d of the %d videos of %s (%s): each counts as a video without detections, its ground "
+                "truth as missed (listed in the results; --strict refuses)",
+                what, len(missing), len(videos), source, names)
+
+
+def videos_without_detections(cfg: TubeConfig, videos: list, failed=()) -> list:
+    """The ``videos`` (in order) counted as without detections: none found (in either stream) or unreadable
+    (``failed``, the videos ``build_all`` reports)."""
+    return [v for v in videos if v in failed or not all(has_detections(d, v, cfg.det_format) for d in det_dirs(cfg))]
+
+
+def without_detections_line(results: dict, num_videos: int, path: Path) -> str | None:
+    """The scripts' last line on the videos counted as without detections (``results``' lists, written to ``path``)."""
+    without, failed = results["videos_without_detections"], results["failed_videos"]
+    if not without:
+        return None
+    return (f"{len(without)} of {num_videos} videos counted as without detections, {len(failed)} of them unreadable "
+            f"(see 'videos_without_detections' and 'failed_videos' in {path}): "
+            f"{', '.join(without[:3])}{' ...' if len(without) > 3 else ''}")
+
+
+def select_tube_videos(tube_files: list, annotations: dict, annot_path: Path, video_list: Path | None = None,
+                       strict: bool = False) -> tuple:
+    """eval_video_ap.py's videos and ``{tube file: [videos of the evaluation it lacks]}``: the listed videos, else
+    the test split (``split_videos``), else the first tube file's videos. ``tube_files``: ``[(path, {video:
+    tubes})]``. A video that a file lacks counts as one without tubes (logged; ``strict`` refuses); a file
+    without any of the videos is an error."""
+    names, source = (read_video_list(video_list), Path(video_list)) if video_list else split_videos(annotations, annot_path)
+    if names is None:
+        names, source = list(tube_files[0][1]), Path(tube_files[0][0])
+        log.warning("no test split beside %s (testlist01.txt): evaluating the %d videos of %s (--video_list chooses)",
+                    annot_path, len(names), source)
+    videos = check_videos(names, annotations, annot_path, source)
+    lacking = {}
+    for path, tubes in tube_files:
+        missing = [v for v in videos if v not in tubes]
+        if videos and len(missing) == len(videos):
+            raise MissingVideosError(f"{path}: no tubes for any of the {len(videos)} videos of {source} (it holds "
+                                     f"{len(tubes)} videos{', first: ' + next(iter(tubes)) if tubes else ''})")
+        check_missing(missing, videos, f"{path}: no tubes", source, strict)
+        if missing:
+            lacking[str(path)] = missing
+    return videos, lacking
 
 
 def check_videos(videos: list, annotations: dict, annot_path: Path, source: Path) -> list:
@@ -157,8 +256,8 @@ def read_frames(cfg: TubeConfig, video: str, det_dir: Path | None = None, micro:
     size; ``[]`` (with a warning) when it has no detections. ``micro``: its micro-tubes instead
     (npz, a ``VideoDetections``; one without windows when it has none)."""
     path = detection_path(det_dir or cfg.det_dir, video, cfg.det_format)
-    if not path.exists():
-        log.warning("%s: no detections for video %s; counted as no detections", path, video)
+    if not path.exists():  # resolve_videos has said which videos have none
+        log.debug("%s: no detections for video %s; counted as no detections", path, video)
         return (no_windows(cfg.frame_size) if micro else []), cfg.frame_size
     if cfg.det_format == "npz":
         det = read_video_detections(path)
