@@ -10,11 +10,9 @@ DIR/map_vs_iou.png (video-mAP against the ST-IoU threshold).
 import argparse
 from pathlib import Path
 
-from data.annotations import read_video_list
 from tubes import runner as tr
 from tubes.ap import plot_map_vs_iou, plot_pr_curves
 from tubes.cli import annotation_args, class_args, protocol_args
-from tubes.tube_files import load_any_tubes
 
 PLOT_IOUS = (0.2, 0.5, 0.75)
 MATCH = {"road": ">", "act": ">="}  # ST-IoU needed for a match
@@ -31,13 +29,8 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    annotations = tr.load_annotations(args.annot)
-    loaded = dict(load_any_tubes(path) for path in args.tubes)
-    first = next(iter(loaded.values()))
-    videos = tr.check_videos(read_video_list(args.video_list) if args.video_list else list(first), annotations,
-                             args.annot, args.video_list or args.tubes[0])
-    num_classes = args.num_classes or max(v.class_id for v in annotations.values()) + 1
-    names = tr.class_names_from(annotations, num_classes, args.classes)
+    annotations, loaded, videos, num_classes, names = tr.evaluation_inputs(args.annot, args.tubes, args.video_list,
+                                                                          args.num_classes, args.classes)
     results, curves = tr.evaluate(annotations, videos, loaded, num_classes, names, protocols=args.protocol)
     tr.write_json(tr.results_path(args.out_dir), results)
     for protocol, by_alpha in curves.items():

@@ -28,6 +28,7 @@ from .fusion import FUSE_IOU, MATLAB_NAMES, first_unaligned, fusion_name, link_f
 from .linking import FRAME_AP_FILTER, LINKING_FILTER, check_jumpgap, filter_rows, link_frames, linking_filter
 from .micro import link_micro_tubes, no_windows
 from .trimming import trim_video
+from .tube_files import load_any_tubes
 from .video_map import VIDEO_IOU_THRESHOLDS, VideoGT, gt_from_annotation, video_ap
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,20 @@ def check_videos(videos: list, annotations: dict, annot_path: Path, source: Path
         raise ValueError(f"{source}: {len(missing)} videos not in the annotations {annot_path} "
                          f"(first: {', '.join(missing[:3])})")
     return videos
+
+
+def evaluation_inputs(annot: Path, tube_paths: list, video_list: Path | None = None, num_classes: int | None = None,
+                      classes: Path | None = None) -> tuple:
+    """eval_video_ap.py's and analyze.py's inputs: ``(annotations, {label: {video: [ActionTube]}}, videos,
+    num_classes, class names)``. The videos are ``video_list``'s, else those stored in the first tube file;
+    ``num_classes`` defaults to the annotations' (largest video class + 1)."""
+    annotations = load_annotations(annot)
+    loaded = dict(load_any_tubes(path) for path in tube_paths)
+    first = next(iter(loaded.values()))
+    videos = check_videos(read_video_list(video_list) if video_list else list(first), annotations, annot,
+                          video_list or tube_paths[0])
+    num_classes = num_classes or max(v.class_id for v in annotations.values()) + 1
+    return annotations, loaded, videos, num_classes, class_names_from(annotations, num_classes, classes)
 
 
 def read_frames(cfg: TubeConfig, video: str, det_dir: Path | None = None, micro: bool = False) -> tuple:
