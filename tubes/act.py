@@ -94,6 +94,8 @@ def st_iou_parts(tubes_a: list, tubes_b: list) -> tuple:
 
 def st_iou_matrix(tubes_a: list, tubes_b: list) -> np.ndarray:
     """``[A, B]`` ``st_iou`` of every pair (``st_iou_parts``' product)."""
+    if not len(tubes_a) or not len(tubes_b):
+        return np.zeros((len(tubes_a), len(tubes_b)))
     t_iou, s_iou = st_iou_parts(tubes_a, tubes_b)
     return s_iou * t_iou
 
@@ -150,8 +152,10 @@ def class_tubes(tubes: list, class_id: int) -> tuple:
     """A video's tubes of one class that ACT.py evaluates: their indices in ``tubes`` after ``tube_nms``
     (its order: best first) and their ACT rows."""
     mine = [i for i, t in enumerate(tubes) if t.class_id == class_id]
+    if not mine:
+        return np.zeros(0, np.int64), []
     rows = [tube_rows(tubes[i].start, np.asarray(tubes[i].boxes, np.float64) - 1) for i in mine]
-    keep = tube_nms(rows, np.array([tubes[i].score for i in mine], np.float64)) if mine else np.zeros(0, np.int64)
+    keep = tube_nms(rows, np.array([tubes[i].score for i in mine], np.float64))
     return np.array(mine, np.int64)[keep], [rows[i] for i in keep]
 
 

@@ -121,6 +121,10 @@ def greedy_match(iou: np.ndarray, th: float, inclusive: bool = False) -> np.ndar
     if not iou.shape[1]:
         return matched
     passes = iou >= th if inclusive else iou > th
+    if iou.shape[1] == 1:  # one GT tube (the common case): the first tube that passes takes it
+        first = np.flatnonzero(passes[:, 0])[:1]
+        matched[first] = 0
+        return matched
     covered = np.zeros(iou.shape[1], bool)
     for i in np.flatnonzero(passes.any(1)):
         j = int(np.where(covered, -np.inf, iou[i]).argmax())
