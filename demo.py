@@ -79,7 +79,8 @@ def get_args_parser():
                         help="also write the detections (test.py's npz format; late fusion: those the fusion reads)")
     parser.add_argument("--realtime", action="store_true",
                         help="never fall behind the source: take the newest frame, drop the others (and count them)")
-    parser.add_argument("--display", action="store_true", help="show the annotated frames in a window")
+    parser.add_argument("--display", action="store_true",
+                        help="show the annotated frames in a window (Tk); closing it stops the run as Ctrl-C does")
     return parser
 
 
