@@ -46,13 +46,18 @@ def main(argv=None):
     if cfg.fusion and not cfg.prefused:  # test.py --fuse_weights's mean/ folder is linked as one stream
         raise SystemExit("eval_online.py links one stream's detections: late fusion of two is build_tubes.py's")
     annotations = tr.load_annotations(args.annot)
-    videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)
+    try:
+        videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)
+    except tr.MissingVideosError as e:
+        raise SystemExit(f"eval_online.py: {e}") from e
     num_classes = tr.num_classes_of(cfg, videos, annotations)
     names = tr.class_names_from(annotations, num_classes, args.classes)
     results = oe.online_curves(cfg, annotations, videos, num_classes, names, args.fractions, args.online_ious,
                                args.early_label)
     oe.write_online(args.out_dir, results)
     print(oe.table(results))
+    if line := tr.without_detections_line(results, len(videos), args.out_dir / oe.ONLINE_FILE):
+        print(line)
     return results
 
 

@@ -37,9 +37,12 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
 
-    model, classes, streams = load_detector(args.weights, read_video_list(args.classes) if args.classes else None,
-                                            original_config(args), (args.input_type_base, args.input_type_extra))
-    export_checked(model, args.out, {"classes": classes, "streams": streams})
+    try:
+        model, classes, streams = load_detector(args.weights, read_video_list(args.classes) if args.classes else None,
+                                                original_config(args), (args.input_type_base, args.input_type_extra))
+        export_checked(model, args.out, {"classes": classes, "streams": streams})
+    except (OSError, ValueError, ImportError, RuntimeError) as error:  # the packages' errors name the file or flag
+        raise SystemExit(f"export.py: {error}") from error
     return 0
 
 

@@ -53,6 +53,14 @@ def detection_path(det_dir: Path, video: str, det_format: str) -> Path:
     return Path(det_dir) / (f"{video}.npz" if det_format == "npz" else video)
 
 
+def has_detections(det_dir: Path, video: str, det_format: str) -> bool:
+    """Whether a video's detections are there: its npz file, or a road_mat folder with a frame file."""
+    path = detection_path(det_dir, video, det_format)
+    if det_format == "npz":
+        return path.is_file()
+    return path.is_dir() and any(FRAME_FILE.fullmatch(f.name) for f in path.iterdir())
+
+
 def frame_map_path(det_dir: Path) -> Path:
     """test.py's summary beside its detections, ``DET_DIR-frame_map.json``: the VOC-style frame-mAP
     (``frame_map_voc``, IoU ``iou``), per-class ``ap``, ``weights``, ``eval_gap``, ``det_dir``, counts

@@ -23,12 +23,14 @@ class CheckpointError(ValueError):
     """A missing, unreadable, incomplete or mismatched checkpoint or weights file; the message says which."""
 
 
-def rng_state():
+def rng_state() -> dict:
+    """The Python, numpy, torch and CUDA generators' states (a training checkpoint's ``rng``)."""
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
-def set_rng_state(state):
+def set_rng_state(state: dict) -> None:
+    """Restore ``rng_state()``'s generators."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -36,23 +38,23 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def checkpoint_path(exp_dir, iteration):
+def checkpoint_path(exp_dir: str | Path, iteration: int) -> Path:
     """Where train.py saves the checkpoint of ``iteration`` (``AMTNet_<iteration>.pth``, as the original names it)."""
     return Path(exp_dir) / f"AMTNet_{int(iteration)}.pth"
 
 
-def latest_checkpoint(exp_dir):
+def latest_checkpoint(exp_dir: str | Path) -> Path | None:
     """The checkpoint of ``exp_dir`` with the highest iteration, or None."""
     found = [(int(m[1]), p) for p in Path(exp_dir).glob("AMTNet_*.pth") if (m := re.fullmatch(r"AMTNet_(\d+)", p.stem))]
     return max(found)[1] if found else None
 
 
-def validation_file(exp_dir):
+def validation_file(exp_dir: str | Path) -> Path:
     """train.py's record of each checkpoint's validation frame-mAP: ``{"<iteration>": mAP}``."""
     return Path(exp_dir) / "validation.json"
 
 
-def record_validation(exp_dir, iteration, mean_ap):
+def record_validation(exp_dir: str | Path, iteration: int, mean_ap: float) -> None:
     """Add ``iteration``'s validation frame-mAP to ``validation_file(exp_dir)`` (atomically)."""
     path = validation_file(exp_dir)
     scores = json.loads(path.read_text()) if path.is_file() else {}
@@ -61,7 +63,7 @@ def record_validation(exp_dir, iteration, mean_ap):
         tmp.write_text(json.dumps(scores, indent=1, sort_keys=True))
 
 
-def best_checkpoint(exp_dir):
+def best_checkpoint(exp_dir: str | Path) -> Path | None:
     """The saved checkpoint with the best validation frame-mAP (the later one on ties), else the latest."""
     path = validation_file(exp_dir)
     scores = json.loads(path.read_text()) if path.is_file() else {}
@@ -69,7 +71,9 @@ def best_checkpoint(exp_dir):
     return checkpoint_path(exp_dir, max(found)[1]) if found else latest_checkpoint(exp_dir)
 
 
-def save_checkpoint(path, model, *, model_config=None, optimizer=None, scheduler=None, **extra):
+def save_checkpoint(path: str | Path, model: torch.nn.Module, *, model_config: dict | None = None,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, **extra: object) -> Path:
     """Atomically write ``model``'s checkpoint to ``path``; returns the path.
 
     ``model_config``: a dict, by default ``model.cfg.to_dict()``. With ``optimizer`` (and
@@ -87,7 +91,7 @@ def save_checkpoint(path, model, *, model_config=None, optimizer=None, scheduler
     return Path(path)
 
 
-def load_checkpoint(path, required=REQUIRED_KEYS, map_location="cpu"):
+def load_checkpoint(path: str | Path, required: tuple = REQUIRED_KEYS, map_location: str = "cpu") -> dict:
     """Read a checkpoint; a missing file, a corrupt file or missing keys raise ``CheckpointError``."""
     path = Path(path).expanduser()
     if not path.is_file():
