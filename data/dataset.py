@@ -143,7 +143,7 @@ def _load_annotations(cfg: DataConfig) -> DatasetAnnotations:
         content = content["db"]
     classes = load_class_names(root)
     frame_size = probe_frame_size(root, content)
-    videos = parse_ucf_database(content, path, len(classes), frame_size, numf_from_first_tube=cfg.dataset == "jhmdb21")
+    videos = parse_ucf_database(content, path, len(classes), frame_size, jhmdb=cfg.dataset == "jhmdb21")
     train, test = resolve_split(root, cfg.train_split, videos)
     return DatasetAnnotations(classes, videos, train, test)
 
