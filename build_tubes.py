@@ -14,6 +14,7 @@ from tubes import runner as tr
 from tubes.cli import annotation_args, build_args, class_args, protocol_args, tube_args, tube_config, with_protocols
 from tubes.tube_files import save_tubes, tube_file
 from tubes.video_map import gt_from_annotation
+from utils.errors import exits_on_input_errors
 
 log = logging.getLogger("build_tubes")
 
@@ -25,6 +26,7 @@ def get_args_parser():
                                           "--annot) that have detections")
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")

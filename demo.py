@@ -51,6 +51,7 @@ from tubes.fusion import OnlineFusedTubes, fusion_name
 from tubes.linking import OnlineTubes
 from tubes.micro import OnlineMicroTubes
 from utils.distributed import place_model, resolve_device
+from utils.errors import exits_on_input_errors
 
 log = logging.getLogger("demo")
 
@@ -132,6 +133,7 @@ def tubes_factory(args, num_classes):
     return lambda size: tubes_class(num_classes, size, link_score=args.link_score)
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     if bool(args.fusion) != bool(args.fuse_weights or args.fuse_onnx) or (args.fuse_weights and args.fuse_onnx):

@@ -11,6 +11,7 @@ import logging
 from tubes import online_eval as oe
 from tubes import runner as tr
 from tubes.cli import annotation_args, build_args, class_args, protocol_args, tube_args, tube_config, with_protocols
+from utils.errors import exits_on_input_errors
 
 
 def fraction_list(text: str) -> tuple:
@@ -38,6 +39,7 @@ def get_args_parser():
     return p
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")

@@ -15,6 +15,7 @@ from tubes import runner as tr
 from tubes.ap import plot_map_vs_iou, plot_pr_curves
 from tubes.cli import annotation_args, class_args, protocol_args
 from tubes.tube_files import load_any_tubes
+from utils.errors import exits_on_input_errors
 
 PLOT_IOUS = (0.2, 0.5, 0.75)
 MATCH = {"road": ">", "act": ">="}  # ST-IoU needed for a match
@@ -29,6 +30,7 @@ def get_args_parser():
     return p
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     annotations = tr.load_annotations(args.annot)

@@ -20,6 +20,7 @@ from engine.cli import model_args, original_config, stream_args
 from engine.export import export_checked
 from engine.online import load_detector
 from tubes.cli import class_args
+from utils.errors import exits_on_input_errors
 
 log = logging.getLogger("export")
 
@@ -32,6 +33,7 @@ def get_args_parser():
     return parser
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")

@@ -51,7 +51,8 @@ from tubes.cli import tube_args
 from tubes.detections import frame_map_path
 from tubes.runner import results_path, rows_table, summary_row, table
 from tubes.tube_files import tube_file
-from utils.checkpoint import best_checkpoint, checkpoint_path, latest_checkpoint
+from utils.checkpoint import best_checkpoint, checkpoint_path, latest_checkpoint, read_weights
+from utils.errors import exits_on_input_errors
 from utils.io import atomic_path, is_fresh
 from utils.logging_utils import setup_logging
 
@@ -285,8 +286,11 @@ class Rows:
         self.rows[name] = summary_row(results, self.args.alphas[0])
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
+    if args.basenet:
+        read_weights(args.basenet)  # a bad file stops the run here, not after the data stage
     work = Path(args.work_dir).expanduser()
     work.mkdir(parents=True, exist_ok=True)
     setup_logging(work / "pipeline.log")

@@ -33,8 +33,9 @@ from engine.inference import LATE_FUSION_STREAMS, check_late_fusion, detect_vide
 from models import load_model
 from tubes.detections import frame_map_path
 from tubes.frame_map import FrameAP
-from utils.checkpoint import checkpoint_path
+from utils.checkpoint import checkpoint_path, read_weights
 from utils.distributed import barrier, cleanup, init_distributed, place_model
+from utils.errors import exits_on_input_errors
 from utils.io import atomic_path
 
 log = logging.getLogger("test")
@@ -65,12 +66,10 @@ def checkpoints(args):
 
 def load(path, args, num_classes):
     """This project's checkpoints carry their config; an original AMTNet checkpoint is described by the flags."""
-    if not path.is_file():
-        raise SystemExit(f"checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return load_model(state, model_config(args, num_classes))
+    return load_model(read_weights(path), model_config(args, num_classes))
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     if args.data_root is None:
@@ -90,8 +89,7 @@ def main(argv=None):
 def fuse_stream(args, model, fuse):
     """The late fusion's data layout: the base model's stream as base, the fuse model's as extra."""
     path = Path(args.fuse_weights)
-    input_type = args.fuse_input_type or torch.load(path, map_location="cpu", weights_only=False).get(
-        "flags", {}).get("input_type_base")
+    input_type = args.fuse_input_type or read_weights(path).get("flags", {}).get("input_type_base")
     if input_type is None:
         raise SystemExit(f"{path}: the checkpoint does not say what its model reads: give --fuse_input_type")
     check_late_fusion(model.cfg, fuse.cfg)

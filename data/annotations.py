@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.errors import InputError
+
 from . import layout
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 UCF_FRAME_SIZE = (320, 240)  # width, height of UCF101-24 and J-HMDB-21 frames
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError, ValueError):
     """Malformed annotation: the message names the file, the video and the field."""
 
 

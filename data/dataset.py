@@ -29,6 +29,8 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 from tqdm import tqdm
 
+from utils.errors import InputError
+
 from . import layout
 from .act_annots import ACT_FILES, is_act_file, parse_act_gt
 from .annotations import (UCF_FRAME_SIZE, DatasetAnnotations, load_class_names, load_pickle, parse_ucf_database,
@@ -43,7 +45,7 @@ DATASETS = ("ucf24", "jhmdb21", "toy")
 RGB_TYPES = ("rgb",)  # every other <type>-images folder holds flow
 
 
-class FrameError(OSError):
+class FrameError(InputError, OSError):
     """A frame file is missing or cannot be decoded: the message names video, frame and path."""
 
 

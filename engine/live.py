@@ -17,6 +17,7 @@ import numpy as np
 
 from tubes.trimming import trim_paths
 from tubes.tube_files import save_tubes
+from utils.errors import InputError
 from utils.io import atomic_path
 
 from .online import draw, write_detections
@@ -42,18 +43,18 @@ def source_name(source) -> str:
 def _folder_frames(folder: Path):
     files = sorted(folder.glob("*.jpg"))
     if not files:
-        raise SystemExit(f"{folder}: no .jpg frames in this folder")
+        raise InputError(f"{folder}: no .jpg frames in this folder")
     for path in files:
         image = cv2.imread(str(path))
         if image is None:
-            raise SystemExit(f"{path}: cannot be decoded")
+            raise InputError(f"{path}: cannot be decoded")
         yield image
 
 
 def _capture_frames(capture, name):
     ok, image = capture.read()
     if not ok:
-        raise SystemExit(f"{name}: cannot be read as a video")
+        raise InputError(f"{name}: cannot be read as a video")
     while ok:
         yield image
         ok, image = capture.read()
@@ -76,10 +77,10 @@ class FrameSource:
             frames, native = _folder_frames(source), None
         else:
             if isinstance(source, Path) and not source.is_file():
-                raise SystemExit(f"{source}: no such video file or frame folder")
+                raise InputError(f"{source}: no such video file or frame folder")
             capture = cv2.VideoCapture(str(source) if not isinstance(source, int) else source)
             if not capture.isOpened():
-                raise SystemExit(f"{source}: cannot be opened (camera index, stream URL, video file or frame folder)")
+                raise InputError(f"{source}: cannot be opened (camera index, stream URL, video file or frame folder)")
             native = capture.get(cv2.CAP_PROP_FPS) or None
             frames = _capture_frames(capture, source)
         self.fps = fps or native or 25.0

@@ -24,6 +24,7 @@ from data.windows import window_offsets
 from layers.postprocess import decode_outputs
 from models import load_model
 from tubes.detections import VideoDetections, frame_detections, write_video_detections
+from utils.checkpoint import read_weights
 
 from .frame_cache import FrameMapCache
 from .inference import LATE_FUSION_STREAMS, late_fusion_streams, linking_outputs
@@ -218,9 +219,7 @@ def load_detector(weights: Path, classes=None, original_cfg=None, input_types=("
     their config, flags and class names; an original AMTNet checkpoint needs ``original_cfg(num_classes)``
     and ``classes`` (or a num_classes-only config). ``input_types``: the base and extra streams' input
     types where the checkpoint's flags do not name them. ``classes`` overrides the checkpoint's."""
-    if not Path(weights).is_file():
-        raise SystemExit(f"checkpoint not found: {weights}")
-    state = torch.load(weights, map_location="cpu", weights_only=False)
+    state = read_weights(weights)
     flags = state.get("flags", {})
     classes = classes or state.get("classes")
     model_cfg = None

@@ -59,7 +59,7 @@ def test_mean_is_the_mean_softmax_per_prior_on_the_base_boxes(toy_root, streams)
                      input_frames_extra=2, eval_gap=12)
     dataset = ActionDetection(cfg, "test", full_test=True)
     batch = collate([dataset[0]])
-    models = [torch.load(weights[n], weights_only=False) for n in ("rgb", "fastOF")]
+    models = [torch.load(weights[n], weights_only=True) for n in ("rgb", "fastOF")]
     outputs = []
     for state, x in zip(models, (batch["images"]["base"], batch["images"]["extra"])):
         model = build_model(ModelConfig.from_dict(state["model_config"]))
