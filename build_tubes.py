@@ -12,6 +12,7 @@ import time
 
 from tubes import runner as tr
 from tubes.cli import annotation_args, build_args, class_args, protocol_args, tube_args, tube_config, with_protocols
+from tubes.detections import check_det_dirs
 from tubes.tube_files import save_tubes, tube_file
 from tubes.video_map import gt_from_annotation
 from utils.errors import exits_on_input_errors
@@ -30,10 +31,8 @@ def get_args_parser():
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        cfg = with_protocols(tube_config(args), args)
-    except ValueError as e:
-        raise SystemExit(f"build_tubes.py: {e}") from e
+    cfg = with_protocols(tube_config(args), args)
+    check_det_dirs(cfg.det_format, cfg.det_dir, cfg.fuse_det_dir)
     t0 = time.perf_counter()
     annotations = tr.load_annotations(args.annot)
     videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)

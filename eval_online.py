@@ -11,6 +11,7 @@ import logging
 from tubes import online_eval as oe
 from tubes import runner as tr
 from tubes.cli import annotation_args, build_args, class_args, protocol_args, tube_args, tube_config, with_protocols
+from tubes.detections import check_det_dirs
 from utils.errors import exits_on_input_errors
 
 
@@ -44,6 +45,7 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     cfg = with_protocols(tube_config(args), args)
+    check_det_dirs(cfg.det_format, cfg.det_dir, cfg.fuse_det_dir)
     if cfg.fusion and not cfg.prefused:  # test.py --fuse_weights's mean/ folder is linked as one stream
         raise SystemExit("eval_online.py links one stream's detections: late fusion of two is build_tubes.py's")
     annotations = tr.load_annotations(args.annot)

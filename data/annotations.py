@@ -193,15 +193,19 @@ def load_pyannot(path: Path, num_classes: int | None = None, frame_size: tuple =
 
 
 def read_video_list(path: str | Path) -> list:
-    """One name per line (videos; also class names, ``--classes``); blank lines ignored."""
+    """One name per line (videos; also class names, ``--classes``); blank lines ignored, a file without names
+    is an error."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"list of names not found: {path}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not a text file of names, one per line ({e})") from e
-    return [line.strip() for line in text.splitlines() if line.strip()]
+        raise AnnotationError(f"{path}: not a text file of names, one per line ({e})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise AnnotationError(f"{path}: no names in this file (one per line)")
+    return names
 
 
 def load_class_names(root: str | Path) -> list:

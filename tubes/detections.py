@@ -66,6 +66,31 @@ class DetectionError(InputError, ValueError):
     """Malformed detection file: the message names the file and the field."""
 
 
+# What a detection folder of each format holds (``detection_path``): shown in errors, and its glob.
+DET_LAYOUTS = {"npz": ("<Class>/<video>.npz", "*/*.npz"), "road_mat": ("<Class>/<video>/00001.mat", "*/*/*.mat")}
+
+
+def check_det_dirs(det_format: str, *det_dirs: Path | None) -> None:
+    """A ``DetectionError`` naming the folder unless each of ``det_dirs`` (None: not given) is a folder with at
+    least one video's detections in ``det_format`` (a folder of the other format, or of something else,
+    says what was looked for)."""
+    for det_dir in det_dirs:
+        if det_dir is not None:
+            _check_det_dir(Path(det_dir), det_format)
+
+
+def _check_det_dir(det_dir: Path, det_format: str) -> None:
+    layout, pattern = DET_LAYOUTS[det_format]
+    if not det_dir.is_dir():
+        raise DetectionError(f"{det_dir}: {'not a folder' if det_dir.exists() else 'no such folder'}, expected "
+                             f"detections as {det_dir}/{layout}")
+    if next(det_dir.glob(pattern), None) is None:
+        other = next(f for f in DET_FORMATS if f != det_format)
+        hint = f" (it holds {other} detections: give --det_format {other})" \
+            if next(det_dir.glob(DET_LAYOUTS[other][1]), None) is not None else ""
+        raise DetectionError(f"{det_dir}: no {det_format} detections in this folder, looked for {det_dir}/{layout}{hint}")
+
+
 @dataclass
 class VideoDetections:
     frames: np.ndarray

@@ -1,9 +1,10 @@
 """Errors a user's input causes, and the one place where the scripts turn them into exit messages.
 
 Packages raise ``InputError`` subclasses (``AnnotationError``, ``CheckpointError``,
-``DetectionError``, ``FrameError``, ...) whose message names the file, video or field; a script's
-``main`` is wrapped in ``exits_on_input_errors``, which ends the run with one line naming the
-script, the flag and the file instead of a traceback. Other exceptions are bugs and keep theirs.
+``DetectionError``, ``FrameError``, ...), or ``ValueError`` / ``OSError``, whose message names the
+file, video or field; a script's ``main`` is wrapped in ``exits_on_input_errors``, which ends the
+run with one line naming the script, the flag and the file instead of a traceback. Other exceptions
+are bugs and keep their traceback; ``AMTNET_TRACEBACK=1`` keeps it for these too.
 """
 import argparse
 import functools
@@ -34,11 +35,12 @@ def _flag_values(parser, args):
 
 def _mentions(message, text):
     """``message`` names the path ``text`` (or a path inside it) as a whole word."""
-    return re.search(rf"(^|[\s'\"(]){re.escape(text)}($|[\s'\"):,/])", message) is not None
+    return re.search(rf"(^|[\s'\"(]){re.escape(text)}($|[\s'\"):;,/])", message) is not None
 
 
 def describe(error, parser=None, args=None):
-    """One line for ``error``: its message, led by the flag whose file or folder it names (the longest match)."""
+    """One line for ``error``: its message, led by the flag whose file or folder it names (the longest match;
+    the flags, joined by '/', that were given the same path)."""
     if isinstance(error, OSError) and error.filename is not None and not isinstance(error, InputError):
         message = f"{error.filename}: {error.strerror or error}"
     else:
@@ -46,16 +48,17 @@ def describe(error, parser=None, args=None):
     message = " ".join(line.strip() for line in message.splitlines() if line.strip())
     if parser is None:
         return message
-    named = [(len(text), flag, text) for flag, text in _flag_values(parser, args) if _mentions(message, text)]
+    named = [(flag, text) for flag, text in _flag_values(parser, args) if _mentions(message, text)]
     if not named:
         return message
-    _, flag, text = max(named)
+    text = max((text for _, text in named), key=len)
+    flag = "/".join(dict.fromkeys(f for f, t in named if t == text))
     return f"{flag} {message}" if message.startswith(text) else f"{flag} {text}: {message}"
 
 
 def exits_on_input_errors(get_args_parser):
-    """Decorate a script's ``main(argv=None)``: an ``InputError`` or ``OSError`` ends it with exit status 1 and
-    one line, ``<script>: <flag> <file>: <what is wrong>``, instead of a traceback. ``get_args_parser`` is the
+    """Decorate a script's ``main(argv=None)``: an ``InputError``, ``ValueError`` or ``OSError`` ends it with exit
+    status 1 and one line, ``<script>: <flag> <file>: <what is wrong>``, instead of a traceback. ``get_args_parser`` is the
     script's parser, parsed again (only on an error) to find the flag that names the file."""
     def decorate(main):
         script = Path(getattr(sys.modules.get(main.__module__), "__file__", None) or main.__module__).name
@@ -64,7 +67,9 @@ def exits_on_input_errors(get_args_parser):
         def wrapped(argv=None):
             try:
                 return main(argv)
-            except (InputError, OSError) as error:
+            except (InputError, ValueError, OSError) as error:
+                if os.environ.get("AMTNET_TRACEBACK"):
+                    raise
                 parser = get_args_parser()
                 args = parser.parse_args(argv)
                 raise SystemExit(f"{script}: {describe(error, parser, args)}") from None
