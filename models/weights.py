@@ -8,7 +8,6 @@ skipping them (the original's load_my_state_dict prints and goes on).
 import logging
 import re
 
-import torch
 
 from models.amtnet import AMTNet, build_model
 from models.backbone import SSDCore

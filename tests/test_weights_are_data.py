@@ -3,9 +3,9 @@ this project's checkpoints (training ones too) hold only plain data and resume e
 are named with the way to convert them, and a crafted pickle is refused by every script that takes
 weights without running a line of it."""
 import importlib
+import importlib.util
 import pickle
 import random
-from collections import Counter
 
 import numpy as np
 import pytest
@@ -13,6 +13,7 @@ import torch
 
 from engine.training import build_optimizer
 from models import ModelConfig, build_model
+from tests.conftest import REPO_ROOT
 from utils.checkpoint import (CheckpointError, load_checkpoint, load_scheduler_state, read_weights, save_checkpoint,
                               set_rng_state, upgrade_checkpoint)
 
@@ -80,7 +81,10 @@ def test_earlier_checkpoint_is_named_and_converted_once(tmp_path):
     with pytest.raises(CheckpointError, match=rf"{old}: a checkpoint of an earlier version of this project .*"
                                               rf"python tools/upgrade_checkpoint.py {old}"):
         read_weights(old)
-    assert upgrade_checkpoint(old) is True
+    tool = importlib.util.spec_from_file_location("upgrade_checkpoint", REPO_ROOT / "tools" / "upgrade_checkpoint.py")
+    module = importlib.util.module_from_spec(tool)
+    tool.loader.exec_module(module)
+    assert module.main([str(old)]) == 0
     state = load_checkpoint(old)
     set_rng_state(state["rng"])
     assert _draws() == expected

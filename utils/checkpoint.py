@@ -39,13 +39,25 @@ class CheckpointError(InputError, ValueError):
     """A missing, unreadable, incomplete or mismatched checkpoint or weights file; the message says which."""
 
 
+def _python_state(state):
+    """``random.getstate()`` (a tuple holding a tuple) as a list of plain values."""
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _numpy_state(state):
+    """numpy's legacy RNG state, ``np.random.get_state()``'s tuple or its dict form, as plain data (the key a tensor)."""
+    if isinstance(state, tuple):  # ('MT19937', key, pos, has_gauss, cached_gaussian)
+        name, key, pos, has_gauss, gauss = state
+        state = {"bit_generator": name, "state": {"key": key, "pos": pos}, "has_gauss": has_gauss, "gauss": gauss}
+    return {"bit_generator": str(state["bit_generator"]), "has_gauss": int(state["has_gauss"]),
+            "gauss": float(state["gauss"]), "state": {"key": torch.from_numpy(np.asarray(state["state"]["key"], np.int64)),
+                                                      "pos": int(state["state"]["pos"])}}
+
+
 def rng_state():
     """The generators' states as plain data (lists, numbers, tensors): they load with weights_only."""
-    version, internal, gauss = random.getstate()
-    numpy = np.random.get_state(legacy=False)
-    return {"python": [version, list(internal), gauss],
-            "numpy": {**numpy, "state": {"key": torch.from_numpy(numpy["state"]["key"].astype(np.int64)),
-                                         "pos": int(numpy["state"]["pos"])}},
+    return {"python": _python_state(random.getstate()), "numpy": _numpy_state(np.random.get_state(legacy=False)),
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
@@ -107,8 +119,8 @@ def read_weights(path, map_location="cpu"):
 
     A missing, empty, truncated or foreign file, a folder, and a file that would build Python
     objects other than tensors, numbers, strings, lists and dicts (and so could run code) raise
-    ``CheckpointError`` naming it; a checkpoint of an earlier version of this project (numpy and
-    Counter objects in it) says how to convert it.
+    ``CheckpointError`` naming it; a checkpoint of an earlier version of this project (its numpy
+    RNG state) says how to convert it.
     """
     path = Path(path).expanduser()
     if path.is_dir():
@@ -136,20 +148,6 @@ def read_weights(path, map_location="cpu"):
         raise CheckpointError(f"{path}: not a PyTorch checkpoint, or a truncated one ({reason})") from None
 
 
-def _plain_rng(rng):
-    """An earlier version's ``rng`` (tuples, numpy's legacy state tuple) as ``rng_state()`` stores it."""
-    version, internal, gauss = rng["python"]
-    numpy = rng["numpy"]
-    if isinstance(numpy, tuple):  # np.random.get_state(): ('MT19937', key, pos, has_gauss, cached_gaussian)
-        name, key, pos, has_gauss, gauss_value = numpy
-        numpy = {"bit_generator": name, "state": {"key": key, "pos": pos}, "has_gauss": has_gauss, "gauss": gauss_value}
-    key = numpy["state"]["key"]
-    key = torch.from_numpy(np.asarray(key).astype(np.int64)) if isinstance(key, np.ndarray) else key
-    numpy = {"bit_generator": str(numpy["bit_generator"]), "state": {"key": key, "pos": int(numpy["state"]["pos"])},
-             "has_gauss": int(numpy["has_gauss"]), "gauss": float(numpy["gauss"])}
-    return {**rng, "python": [version, list(internal), gauss], "numpy": numpy}
-
-
 def upgrade_checkpoint(path, out=None):
     """Rewrite a training checkpoint of an earlier version of this project (its numpy RNG state) as plain
     data, to ``out`` (default: in place, atomically); returns False when ``path`` already loads as data.
@@ -173,7 +171,7 @@ def upgrade_checkpoint(path, out=None):
         raise CheckpointError(f"{path}: cannot be converted, it holds objects other than an earlier version's "
                               "numpy RNG state") from None
     if "rng" in state:
-        state["rng"] = _plain_rng(state["rng"])
+        state["rng"].update(python=_python_state(state["rng"]["python"]), numpy=_numpy_state(state["rng"]["numpy"]))
     if isinstance(state.get("scheduler", {}).get("milestones"), Counter):
         state["scheduler"]["milestones"] = dict(state["scheduler"]["milestones"])
     _check_plain(state)
