@@ -3,7 +3,7 @@
 python build_tubes.py --det_dir DIR --annot finalAnnots.mat|pyannot.pkl|ucf24 --out_dir OUT
     [--video_list FILE] [--det_format road_mat|npz] [--alphas 3,5] [--link_iou 0.1]
     [--jumpgap 3] [--link frame|micro] [--workers N] [--classes FILE] [--protocol road|act|road,act]
-    [--fuse_det_dir FLOW_DIR --fusion boost|union|mean [--fuse_iou 0.25] [--fuse_fixed]]
+    [--fuse_det_dir FLOW_DIR --late_fusion boost|union|mean [--fuse_iou 0.25] [--fuse_fixed]]
 Writes OUT/tubes_alpha<a>.npz, OUT/results.json and prints the results table.
 """
 import argparse
@@ -12,7 +12,8 @@ import time
 
 from tubes import runner as tr
 from tubes.cli import annotation_args, build_args, class_args, protocol_args, tube_args, tube_config, with_protocols
-from tubes.detections import check_det_dirs
+from tubes.protocols import PROTOCOLS
+from tubes.results_table import table
 from tubes.tube_files import save_tubes, tube_file
 from tubes.video_map import gt_from_annotation
 from utils.errors import exits_on_input_errors
@@ -24,7 +25,7 @@ def get_args_parser():
     return argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                    parents=[annotation_args(), class_args(), tube_args(), build_args(), protocol_args()],
                                    epilog="without --video_list: the videos of the test split (testlist01.txt beside "
-                                          "--annot) that have detections")
+                                          "--annot), each one: a video without detections counts as one with none")
 
 
 @exits_on_input_errors(get_args_parser)
@@ -32,7 +33,6 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     cfg = with_protocols(tube_config(args), args)
-    check_det_dirs(cfg.det_format, cfg.det_dir, cfg.fuse_det_dir)
     t0 = time.perf_counter()
     annotations = tr.load_annotations(args.annot)
     videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)
@@ -51,18 +51,18 @@ def main(argv=None):
     results["timing_s"] = {"annotations": t1 - t0, "videos_wall": t2 - t1, **{f"{k}_cpu": v for k, v in times.items()},
                            "evaluation": t3 - t2}
     results["failed_videos"] = failed
+    results["videos_without_detections"] = tr.videos_without_detections(cfg, videos, failed)
     results["linking"] = {"mode": cfg.link, "iou": cfg.link_iou, "jumpgap": cfg.jumpgap, "min_score": cfg.link_score}
     if cfg.fusion:
         results["fusion"] = tr.fusion_summary(cfg)
-        if "frame_map_frameap" in results:  # frameAp.m's matching over what the linking consumed
-            results["frame_map_frameap"]["detections"] = "fused (the linking's input: top 10 per class and frame)"
+        for key in (PROTOCOLS[p].frame_key for p in cfg.protocols if PROTOCOLS[p].frame_key in results):
+            results[key]["detections"] = "fused (the linking's input: top 10 per class and frame)"
     tr.write_json(tr.results_path(args.out_dir), results)
-    print(tr.table(results))
+    print(table(results))
     print(f"{len(videos)} videos, {cfg.link}-level linking; time: annotations {t1 - t0:.2f}s, read+link+trim {t2 - t1:.2f}s "
           f"(cpu: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items()) + f"), evaluation {t3 - t2:.2f}s")
-    if failed:
-        print(f"{len(failed)} videos counted as without detections, their detections unreadable (see "
-              f"'failed_videos' in {tr.results_path(args.out_dir)}): {', '.join(list(failed)[:3])}")
+    if line := tr.without_detections_line(results, len(videos), tr.results_path(args.out_dir)):
+        print(line)
     return results
 
 

@@ -11,7 +11,6 @@ import logging
 from tubes import online_eval as oe
 from tubes import runner as tr
 from tubes.cli import annotation_args, build_args, class_args, protocol_args, tube_args, tube_config, with_protocols
-from tubes.detections import check_det_dirs
 from utils.errors import exits_on_input_errors
 
 
@@ -45,7 +44,6 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     cfg = with_protocols(tube_config(args), args)
-    check_det_dirs(cfg.det_format, cfg.det_dir, cfg.fuse_det_dir)
     if cfg.fusion and not cfg.prefused:  # test.py --fuse_weights's mean/ folder is linked as one stream
         raise SystemExit("eval_online.py links one stream's detections: late fusion of two is build_tubes.py's")
     annotations = tr.load_annotations(args.annot)
@@ -56,6 +54,8 @@ def main(argv=None):
                                args.early_label)
     oe.write_online(args.out_dir, results)
     print(oe.table(results))
+    if line := tr.without_detections_line(results, len(videos), args.out_dir / oe.ONLINE_FILE):
+        print(line)
     return results
 
 

@@ -33,11 +33,10 @@ def get_args_parser():
     return parser
 
 
-@exits_on_input_errors(get_args_parser)
+@exits_on_input_errors(get_args_parser, also=(ImportError, RuntimeError))  # onnx missing, a graph that differs
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-
     model, classes, streams = load_detector(args.weights, read_video_list(args.classes) if args.classes else None,
                                             original_config(args), (args.input_type_base, args.input_type_extra))
     export_checked(model, args.out, {"classes": classes, "streams": streams})

@@ -9,9 +9,9 @@ Detections go to DET_DIR/<Class>/<video>.npz (the format build_tubes.py reads; -
 also writes the original per-frame .mat layout); the VOC-style frame-mAP to
 DET_DIR-frame_map.json. Under torchrun each process takes a share of the videos.
 With --fuse_weights, two one-stream models run over the same windows and DET_DIR holds
-base/, fuse/ (each model's own detections, for build_tubes.py --fusion boost|union) and
+base/, fuse/ (each model's own detections, for build_tubes.py --late_fusion boost|union) and
 mean/ (the base model's boxes with the mean of the two softmax outputs per prior: mean
-fusion, which build_tubes.py --det_dir DET_DIR/mean --fusion mean links), each with its
+fusion, which build_tubes.py --det_dir DET_DIR/mean --late_fusion mean links), each with its
 frame-mAP summary beside it.
 """
 import argparse
@@ -29,10 +29,11 @@ from data.annotations import load_class_names
 from data.dataset import ActionDetection, collate
 from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, fuse_model_args, \
     inference_args, int_list, model_args, model_config, path
-from engine.inference import LATE_FUSION_STREAMS, check_late_fusion, detect_videos, detect_videos_late_fusion
+from engine.inference import check_classes, check_late_fusion, detect_videos, detect_videos_late_fusion
 from models import load_model
 from tubes.detections import frame_map_path
 from tubes.frame_map import FrameAP
+from tubes.fusion import fusion_streams, prefused
 from utils.checkpoint import checkpoint_path, read_weights
 from utils.distributed import barrier, cleanup, init_distributed, place_model
 from utils.errors import exits_on_input_errors
@@ -49,7 +50,8 @@ def get_args_parser():
     group = parser.add_argument_group("checkpoints and outputs")
     group.add_argument("--weights", default=None, type=path, help="one checkpoint (this project's or the original's)")
     group.add_argument("--eval_iters", default=None, type=int_list, help="iterations of AMTNet_<iter>.pth to test")
-    group.add_argument("--eval_gaps", default=[1], type=int_list, help="frames between test windows' starts")
+    group.add_argument("--eval_gaps", "--eval_gap", dest="eval_gaps", default=[1], type=int_list,
+                       help="frames skipped between a test micro-tube's frames; several, comma-separated: each in turn")
     group.add_argument("--det_dir", default=None, type=path, help="default: next to the checkpoint")
     group.add_argument("--save_mat", action=argparse.BooleanOptionalAction, default=False,
                        help="also write the original per-frame .mat files")
@@ -64,9 +66,12 @@ def checkpoints(args):
     return [checkpoint_path(Path(args.save_root) / args.exp_name, i) for i in args.eval_iters]
 
 
-def load(path, args, num_classes):
-    """This project's checkpoints carry their config; an original AMTNet checkpoint is described by the flags."""
-    return load_model(read_weights(path), model_config(args, num_classes))
+def load(path, args, classes):
+    """This project's checkpoints carry their config; an original AMTNet checkpoint is described by the flags.
+    A model of another number of classes than the dataset's ``classes`` is refused before any window runs."""
+    state = read_weights(path)
+    check_classes(state, classes, path)
+    return load_model(state, model_config(args, len(classes)))
 
 
 @exits_on_input_errors(get_args_parser)
@@ -76,7 +81,7 @@ def main(argv=None):
         raise SystemExit("--data_root is required")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     info = init_distributed(args.device)
-    try:
+    try:  # the packages' errors name the file: exits_on_input_errors ends the run with them
         for weights in checkpoints(args):
             for gap in args.eval_gaps:
                 run_one(args, info, weights, gap)
@@ -97,12 +102,12 @@ def fuse_stream(args, model, fuse):
 
 
 def run_one(args, info, weights, gap):
-    num_classes = len(load_class_names(args.data_root))
-    model = place_model(load(weights, args, num_classes), info.device, args.channels_last, inference=True)
+    classes = load_class_names(args.data_root)
+    model = place_model(load(weights, args, classes), info.device, args.channels_last, inference=True)
     # The stream layout comes from the checkpoint's config, not the flags.
     streams = {"two_stream": model.cfg.two_stream, "input_frames_extra": model.cfg.input_frames_extra}
     if args.fuse_weights:
-        fuse = place_model(load(Path(args.fuse_weights), args, num_classes), info.device, args.channels_last,
+        fuse = place_model(load(Path(args.fuse_weights), args, classes), info.device, args.channels_last,
                            inference=True)
         streams = fuse_stream(args, model, fuse)
     data_cfg = replace(data_config(args), eval_gap=gap, seq_len=model.cfg.seq_len,
@@ -117,9 +122,8 @@ def run_one(args, info, weights, gap):
                    args.save_mat, mine, bar)
     if args.fuse_weights:
         accumulators, stats = detect_videos_late_fusion((model, fuse), *detect_args, args.frame_cache)
-        for stream in LATE_FUSION_STREAMS:
-            extra = {"fusion": "mean" if stream == "mean" else None, "fuse_weights": str(args.fuse_weights),
-                     "stream": stream}
+        for stream in fusion_streams():
+            extra = {"fusion": prefused(stream), "fuse_weights": str(args.fuse_weights), "stream": stream}
             report(args, info, weights, gap, accumulators[stream], dict(stats), det_dir / stream, dataset.classes, extra)
         return
     accumulator, stats = detect_videos(model, *detect_args, args.frame_cache)

@@ -1,4 +1,4 @@
-"""Benchmark of late fusion (build_tubes.py --fusion) against one stream, over the UCF101-24 test split.
+"""Benchmark of late fusion (build_tubes.py --late_fusion) against one stream, over the UCF101-24 test split.
 
 Two streams of ``bench_tubes.synth_video`` detections (independent draws: other boxes and scores, the
 same number of boxes per frame, so mean fusion can pair them row by row) with the real frame counts of

@@ -1,6 +1,6 @@
 """Benchmark: what running the network on every k-th frame costs in accuracy and gains in speed.
 
-For k = 1, 2, 4 (test.py / demo.py ``--eval_gap k - 1``: micro-tubes (t, t + k), one every k
+For k = 1, 2, 4 (test.py / demo.py ``--eval_gaps k - 1``: micro-tubes (t, t + k), one every k
 frames) on a dataset in the layout with a trained checkpoint (the pipeline's: ``WORK/toy_data``
 and ``WORK/train/.../AMTNet_<n>.pth``):
 
@@ -74,7 +74,7 @@ def demo_fps(args, folder, work, k, link):
     before = load()
     tick = time.perf_counter()
     run("demo.py", "--video", folder, "--weights", args.weights, "--out", work / "out.mp4", "--device", "cpu",
-        "--eval_gap", k - 1, "--link", link, "--link_score", args.link_score, "--backend", "torch")
+        "--eval_gaps", k - 1, "--link", link, "--link_score", args.link_score, "--backend", "torch")
     return args.frames / (time.perf_counter() - tick), f"{before} -> {load()}"
 
 

@@ -31,7 +31,7 @@ import torch
 
 from data.toy import ToyConfig, make_toy_dataset
 from engine.export import OnnxDetector
-from engine.frame_cache import FrameMapCache
+from engine.frame_cache import FeatureMapCache
 from models import ModelConfig, build_model
 from utils.checkpoint import save_checkpoint
 
@@ -103,7 +103,7 @@ def network_only(model, path, backend):
         inputs["extra"] = torch.rand(1, 2, 3 * cfg.input_frames_extra, 300, 300, generator=g) * 200 - 100
     runner = OnnxDetector(path.with_suffix(".onnx")) if backend.startswith("onnx") else model
     if backend.endswith("+cache"):
-        cache, step = FrameMapCache(runner), [0]
+        cache, step = FeatureMapCache(runner), [0]
 
         def run():  # windows (t, t+2), (t+2, t+4), ...: one new time step per window
             keys = [[step[0], step[0] + 2]]

@@ -20,6 +20,7 @@ from data.annotations import load_pyannot, read_video_list
 from tubes import runner as tr
 from tubes.detections import write_road_mat_frame, write_video_detections
 from tubes.frame_map import FrameAP
+from tubes.results_table import table
 from tubes.video_map import gt_from_annotation, video_ap
 from data.layout import UCF24_ANNOT_DIR
 
@@ -115,7 +116,7 @@ def main():
     print("| stage | seconds | frames | ms/frame |\n|---|---|---|---|")
     for name, s, nf in rows:
         print(f"| {name} | {s:.2f} | {nf} | {1000 * s / nf:.3f} |")
-    print(tr.table(results))
+    print(table(results))
 
 
 if __name__ == "__main__":

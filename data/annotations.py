@@ -323,7 +323,7 @@ def load_ucf_layout(root: str | Path, split: int = 1, jhmdb: bool = False, annot
 
 def check_dataset(root: str | Path, input_types: tuple = ("rgb",)) -> dict:
     """Load ``root``'s annotations and check that the test list names annotated videos and that the
-    last frame of every annotated video exists for each input type. Returns a summary dict."""
+    last frame of every annotated video exists for each input type. Returns a summary dict (also logged)."""
     classes = load_class_names(root)
     videos = load_pyannot(layout.split_path(root, layout.ANNOT_FILE), num_classes=len(classes))
     test = read_video_list(layout.split_path(root, layout.split_list_name("test", 1)))
@@ -338,5 +338,8 @@ def check_dataset(root: str | Path, input_types: tuple = ("rgb",)) -> dict:
                 missing.append(str(last))
     if missing:
         raise FileNotFoundError(f"{len(missing)} videos lack frames, e.g. {missing[0]}")
-    return {"classes": classes, "videos": len(videos), "test_videos": len(test),
-            "frames": sum(v.num_frames for v in videos.values()), "tubes": sum(len(v.tubes) for v in videos.values())}
+    summary = {"classes": classes, "videos": len(videos), "test_videos": len(test),
+               "frames": sum(v.num_frames for v in videos.values()), "tubes": sum(len(v.tubes) for v in videos.values())}
+    log.info("dataset %s: %d classes (%s), %d videos (%d test), %d frames, %d tubes", root, len(classes),
+             ", ".join(classes), summary["videos"], summary["test_videos"], summary["frames"], summary["tubes"])
+    return summary

@@ -37,7 +37,7 @@ from .annotations import (UCF_FRAME_SIZE, DatasetAnnotations, load_class_names, 
                           resolve_split)
 from .flow import FlowChannels
 from .transforms import MEANS, TestTransform, TrainTransform
-from .windows import Window, make_windows
+from .windows import Window, count_split_windows, make_windows
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,14 @@ def _load_annotations(cfg: DataConfig) -> DatasetAnnotations:
     videos = parse_ucf_database(content, path, len(classes), frame_size, jhmdb=cfg.dataset == "jhmdb21")
     train, test = resolve_split(root, cfg.train_split, videos)
     return DatasetAnnotations(classes, videos, train, test)
+
+
+def count_windows(cfg: DataConfig, split: str, full_test: bool = False) -> int:
+    """``len(ActionDetection(cfg, split, full_test))`` from the annotations alone (pipeline.py's epochs):
+    no windows made, no frames checked."""
+    cfg.validate()
+    annotations = load_annotations(cfg)
+    return count_split_windows(cfg.dataset, annotations, split, cfg.seq_len, cfg.seq_gap, cfg.eval_gap, full_test)
 
 
 class ActionDetection(Dataset):

@@ -85,13 +85,18 @@ def valid_mask(present: np.ndarray, frames: np.ndarray) -> tuple:
     return valid, full
 
 
-def video_windows(video: VideoAnnotation, video_index: int, seq_len: int, seq_gap: int, step: int,
-                  full_test: bool = False) -> list:
-    """Windows of one video (list of ``Window``)."""
+def _window_frames(video: VideoAnnotation, seq_len: int, seq_gap: int, step: int, full_test: bool = False) -> tuple:
+    """A video's candidate windows ``frames`` [W, T] with ``valid_mask``'s (valid [W], full [W, tubes])."""
     starts = candidate_starts(video.num_frames, seq_len, seq_gap, step, full_test)
     frames = starts[:, None] + window_offsets(seq_len, seq_gap)[None, :]
     frames = frames[frames[:, -1] < video.num_frames]
-    valid, full = valid_mask(presence_matrix(video), frames)
+    return (frames, *valid_mask(presence_matrix(video), frames))
+
+
+def video_windows(video: VideoAnnotation, video_index: int, seq_len: int, seq_gap: int, step: int,
+                  full_test: bool = False) -> list:
+    """Windows of one video (list of ``Window``)."""
+    frames, valid, full = _window_frames(video, seq_len, seq_gap, step, full_test)
     # Boxes of every tube at every window frame ([W, tubes, T, 4]); only fully present ones are kept.
     boxes = np.zeros((len(frames), len(video.tubes), seq_len, 4), np.float32)
     for t, tube in enumerate(video.tubes):
@@ -138,18 +143,34 @@ def make_windows(dataset: str, annotations: DatasetAnnotations, split: str, seq_
     """
     order = video_order if video_order is not None else sorted(annotations.videos)
     index = {name: i for i, name in enumerate(order)}
-    names = annotations.split_videos(split)
-    test_factor = JHMDB_TEST_STEP_FACTOR if dataset == "jhmdb21" else UCF_TEST_STEP_FACTOR
-    if full_test:
-        seq_gap = eval_gap
-        # make_lists_ucf: step = (seq_len - 1) * (seq_gap + 1); at least 1 so seq_len 1 works.
-        steps = np.full(len(annotations.classes), max(1, (seq_len - 1) * (seq_gap + 1)), dtype=np.float64)
-    else:
-        ratios = class_ratios(dataset, annotations.classes, annotations.videos, annotations.train_videos, seq_len, seq_gap)
-        steps = ratios if split == "train" else np.maximum(1.0, ratios) * test_factor
+    seq_gap, steps = _split_steps(dataset, annotations, split, seq_len, seq_gap, eval_gap, full_test)
     windows = []
-    for name in names:
+    for name in annotations.split_videos(split):
         video = annotations.videos[name]
-        step = steps[video.class_id]
-        windows.extend(video_windows(video, index[name], seq_len, seq_gap, int(step) if full_test else step, full_test))
+        windows.extend(video_windows(video, index[name], seq_len, seq_gap, steps[video.class_id], full_test))
     return windows
+
+
+def count_split_windows(dataset: str, annotations: DatasetAnnotations, split: str, seq_len: int, seq_gap: int,
+                        eval_gap: int = 1, full_test: bool = False) -> int:
+    """``len(make_windows(...))`` without making the windows (no boxes gathered)."""
+    seq_gap, steps = _split_steps(dataset, annotations, split, seq_len, seq_gap, eval_gap, full_test)
+    total = 0
+    for name in annotations.split_videos(split):
+        video = annotations.videos[name]
+        frames, valid, _ = _window_frames(video, seq_len, seq_gap, steps[video.class_id], full_test)
+        total += len(frames) if full_test else int(valid.sum())
+    return total
+
+
+def _split_steps(dataset: str, annotations: DatasetAnnotations, split: str, seq_len: int, seq_gap: int,
+                 eval_gap: int, full_test: bool) -> tuple:
+    """``(seq_gap, steps)`` of a split's windows: the gap between a window's frames and each class's step
+    between window starts (see module doc)."""
+    if full_test:
+        # make_lists_ucf: step = (seq_len - 1) * (seq_gap + 1); at least 1 so seq_len 1 works.
+        step = max(1, (seq_len - 1) * (eval_gap + 1))
+        return eval_gap, [step] * len(annotations.classes)
+    ratios = class_ratios(dataset, annotations.classes, annotations.videos, annotations.train_videos, seq_len, seq_gap)
+    test_factor = JHMDB_TEST_STEP_FACTOR if dataset == "jhmdb21" else UCF_TEST_STEP_FACTOR
+    return seq_gap, ratios if split == "train" else np.maximum(1.0, ratios) * test_factor

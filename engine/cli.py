@@ -8,6 +8,7 @@ published commands run unchanged. Paths expand ``~``.
 """
 import argparse
 from pathlib import Path
+from typing import Callable
 
 from data.dataset import DATASETS, DataConfig
 from data.flow import CHANNEL_ORDERS
@@ -17,7 +18,7 @@ from utils.distributed import DEVICE_CHOICES
 OPTIMIZERS = ("sgd", "adam")
 
 
-def optional_probability(text):
+def optional_probability(text: str) -> float | None:
     """A number in (0, 1), or ``none`` (``--background_prior none``: zero biases, the original)."""
     if str(text).lower() == "none":
         return None
@@ -30,7 +31,7 @@ def optional_probability(text):
     return value
 
 
-def str2bool(text):
+def str2bool(text: str | bool) -> bool:
     """The original's boolean flags (``--visdom=True``)."""
     if isinstance(text, bool):
         return text
@@ -41,11 +42,11 @@ def str2bool(text):
     raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
 
 
-def path(text):
+def path(text: str) -> str:
     return str(Path(text).expanduser())
 
 
-def int_list(text):
+def int_list(text: str) -> list:
     try:
         return [int(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
@@ -62,31 +63,31 @@ def _add_stream_flags(group, extra_type="brox"):
     group.add_argument("--input_frames_extra", default=5, type=int, help="stacked frames per time step, extra stream")
 
 
-def stream_args(extra_type="brox"):
+def stream_args(extra_type: str = "brox") -> argparse.ArgumentParser:
     """The stream flags alone (demo.py: for original checkpoints, which do not store them)."""
     parser = argparse.ArgumentParser(add_help=False)
     _add_stream_flags(parser.add_argument_group("streams"), extra_type)
     return parser
 
 
-def model_config(args, num_classes):
+def model_config(args: argparse.Namespace, num_classes: int) -> ModelConfig:
     """The ModelConfig the flags describe; ``num_classes`` without the background."""
     return ModelConfig(num_classes=num_classes + 1, seq_len=args.seq_len, fusion_type=args.fusion_type,
                        input_frames_base=args.input_frames_base, input_frames_extra=args.input_frames_extra,
                        width_mult=args.width_mult, norm=args.norm)
 
 
-def original_config(args):
+def original_config(args: argparse.Namespace) -> Callable:
     """``num_classes -> ModelConfig`` of an original AMTNet checkpoint (it stores none), from the model
     and stream flags and ``--num_classes`` (else the number of class names), for ``load_detector``."""
     def config(num_classes):
         if (args.num_classes or num_classes) is None:
-            raise SystemExit("an original AMTNet checkpoint: give --num_classes or --classes")
+            raise ValueError("an original AMTNet checkpoint: give --num_classes or --classes")
         return model_config(args, args.num_classes or num_classes)
     return config
 
 
-def data_config(args):
+def data_config(args: argparse.Namespace) -> DataConfig:
     """The DataConfig the data and model flags describe."""
     return DataConfig(dataset=args.dataset, data_root=args.data_root, input_type_base=args.input_type_base,
                       input_type_extra=args.input_type_extra, input_frames_base=args.input_frames_base,
@@ -97,7 +98,7 @@ def data_config(args):
                       channel_swap=args.channel_swap)
 
 
-def data_args():
+def data_args() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", default="toy", type=str.lower, choices=DATASETS,
@@ -125,7 +126,7 @@ def data_args():
     return parser
 
 
-def model_args():
+def model_args() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("model")
     group.add_argument("--fusion_type", default="NONE", type=str.upper, choices=FUSION_TYPES,
@@ -136,7 +137,7 @@ def model_args():
     return parser
 
 
-def device_args():
+def device_args() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("device")
     group.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="auto: cuda when available")
@@ -150,7 +151,7 @@ def device_args():
     return parser
 
 
-def inference_args():
+def inference_args() -> argparse.ArgumentParser:
     """Test-time speed options of test.py and demo.py."""
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("inference")
@@ -160,7 +161,7 @@ def inference_args():
     return parser
 
 
-def fuse_model_args(onnx=False):
+def fuse_model_args(onnx: bool = False) -> argparse.ArgumentParser:
     """The late fusion's second model (test.py, demo.py): ``--fuse_weights`` (with ``onnx``, or ``--fuse_onnx``:
     the script refuses both) and what it reads, ``--fuse_input_type``."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -175,7 +176,7 @@ def fuse_model_args(onnx=False):
     return parser
 
 
-def detection_args():
+def detection_args() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("detection")
     group.add_argument("--conf_thresh", default=0.01, type=float, help="minimum class score of a detection")
@@ -186,7 +187,7 @@ def detection_args():
     return parser
 
 
-def experiment_args():
+def experiment_args() -> argparse.ArgumentParser:
     """Where train.py saves and test.py finds an experiment's checkpoints."""
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("experiment")
@@ -196,7 +197,7 @@ def experiment_args():
     return parser
 
 
-def train_args():
+def train_args() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("training")
     group.add_argument("--basenet", default=None, type=path,
@@ -228,7 +229,13 @@ def train_args():
     return parser
 
 
-def changed_flags(args, parsers):
+def one_stream_args(args: argparse.Namespace, input_type: str, frames: int) -> argparse.Namespace:
+    """``args`` for a one-stream model of ``input_type`` with ``frames`` stacked frames per time step (pipeline.py)."""
+    return argparse.Namespace(**{**vars(args), "input_type_base": input_type, "input_frames_base": frames,
+                                 "fusion_type": "NONE", "base_weights": None, "extra_weights": None})
+
+
+def changed_flags(args: argparse.Namespace, parsers: list) -> list:
     """The argv that passes on ``args``' values of the flags of ``parsers`` (argument groups of this
     module or ``tubes/cli.py``) that differ from the groups' defaults: what pipeline.py gives each
     stage, so that a stage keeps its own defaults (test.py's ``--topk``) for the flags left alone."""

@@ -16,6 +16,8 @@ import os
 import shutil
 import warnings
 from pathlib import Path
+from types import ModuleType
+from typing import Callable
 
 import numpy as np
 import torch
@@ -35,27 +37,27 @@ INSTALL_HINT = "pip install -r requirements-onnx.txt"
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # export (torch.onnx's exporter) and run
 
 
-def require(module):
-    """Import an optional ONNX package, or exit with how to install it."""
+def require(module: str) -> ModuleType:
+    """Import an optional ONNX package; ImportError saying how to install it."""
     try:
         return __import__(module)
     except ImportError as error:
-        raise SystemExit(f"{module} is not installed ({error}); {INSTALL_HINT}") from error
+        raise ImportError(f"{module} is not installed ({error}); {INSTALL_HINT}") from error
 
 
 class DecodedDetector(nn.Module):
     """model -> (boxes [B, A, T, 4], scores [B, A, C+1]), what the exported graph computes."""
 
-    def __init__(self, model):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, base, extra=None):
+    def forward(self, base: torch.Tensor, extra: torch.Tensor | None = None) -> tuple:
         loc, conf = self.model(base, extra)
         return decode_outputs(loc, conf, self.model.priors)
 
 
-def example_inputs(cfg: ModelConfig, batch=2, seed=0):
+def example_inputs(cfg: ModelConfig, batch: int = 2, seed: int = 0) -> dict:
     """Random inputs of the model's shape (the batch of 2 keeps the exported batch dynamic)."""
     g = torch.Generator().manual_seed(seed)
     shape = (batch, cfg.seq_len)
@@ -65,13 +67,13 @@ def example_inputs(cfg: ModelConfig, batch=2, seed=0):
     return inputs
 
 
-class _FrameMaps(nn.Module):
+class _FeatureMaps(nn.Module):
     def __init__(self, model, stream):
         super().__init__()
         self.model, self.stream = model, stream
 
     def forward(self, images):
-        return tuple(self.model.frame_maps(images, self.stream))
+        return tuple(self.model.feature_maps(images, self.stream))
 
 
 class _Heads(nn.Module):
@@ -84,7 +86,7 @@ class _Heads(nn.Module):
         return self.model.forward_maps(list(maps[:n]), list(maps[n:]) or None)
 
 
-def part_paths(path, cfg: ModelConfig):
+def part_paths(path: str | Path, cfg: ModelConfig) -> dict:
     """The graphs of the per-frame path beside ``path``: {'base': the base stream's backbone on single
     time steps, 'extra': the extra stream's (two-stream), 'heads': pooling + heads on their maps}."""
     path = Path(path)
@@ -111,7 +113,7 @@ def _export(module, inputs: dict, outputs: list, path, metadata=None, varargs=Fa
         onnx.save(proto, str(tmp))
 
 
-def export_onnx(model, path, metadata: dict):
+def export_onnx(model: nn.Module, path: str | Path, metadata: dict) -> str | Path:
     """Write ``model`` (an AMTNet on CPU) as an ONNX graph to ``path``, atomically; ``metadata``
     (JSON-serialisable values) goes into the file's metadata with the model config. Also writes the
     per-frame path's graphs (``part_paths``), which demo.py runs with one backbone pass per frame."""
@@ -124,9 +126,9 @@ def export_onnx(model, path, metadata: dict):
     with torch.no_grad():
         for stream, x in inputs.items():
             frames = x.flatten(0, 1)
-            _export(_FrameMaps(model, stream), {"images": frames}, [f"map{k}" for k in range(6)], parts[stream])
+            _export(_FeatureMaps(model, stream), {"images": frames}, [f"map{k}" for k in range(6)], parts[stream])
             maps.update({f"{stream}{k}": m.view(*x.shape[:2], *m.shape[1:])
-                         for k, m in enumerate(model.frame_maps(frames, stream))})
+                         for k, m in enumerate(model.feature_maps(frames, stream))})
     _export(_Heads(model), maps, ["loc", "conf"], parts["heads"], varargs=True)
     return path
 
@@ -134,12 +136,12 @@ def export_onnx(model, path, metadata: dict):
 class OnnxDetector:
     """An exported detector run by onnxruntime on CPU: ``decoded(base, extra)`` gives
     ``DecodedDetector``'s (boxes, scores) as float32 tensors; ``cfg`` and ``metadata`` from the file.
-    Where the per-frame graphs are beside it (``part_paths``), ``frame_maps`` and ``forward_maps`` run
-    them as ``AMTNet``'s do, so ``FrameMapCache`` works with it (``split`` is then true).
+    Where the per-frame graphs are beside it (``part_paths``), ``feature_maps`` and ``forward_maps`` run
+    them as ``AMTNet``'s do, so ``FeatureMapCache`` works with it (``split`` is then true).
     ``spinning``: whether onnxruntime's threads spin while waiting (its default; false is much faster
     on a CPU shared with other jobs, BENCHMARKS.md)."""
 
-    def __init__(self, path, threads=None, spinning=False):
+    def __init__(self, path: str | Path, threads: int | None = None, spinning: bool = False):
         ort = require("onnxruntime")
         options = ort.SessionOptions()
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
@@ -162,7 +164,7 @@ class OnnxDetector:
         self.parts = {part: session(p) for part, p in parts.items()} if self.split else {}
         self.priors = prior_boxes(SSD300_V2)
 
-    def decoded(self, base, extra=None):
+    def decoded(self, base: torch.Tensor, extra: torch.Tensor | None = None) -> tuple:
         feed = {"base": _numpy(base)}
         if "extra" in self.inputs:
             if extra is None:
@@ -171,10 +173,10 @@ class OnnxDetector:
         boxes, scores = self.session.run(["boxes", "scores"], feed)
         return torch.from_numpy(boxes), torch.from_numpy(scores)
 
-    def frame_maps(self, images, stream="base"):
+    def feature_maps(self, images: torch.Tensor, stream: str = "base") -> list:
         return [torch.from_numpy(m) for m in self.parts[stream].run(None, {"images": _numpy(images)})]
 
-    def forward_maps(self, base_maps, extra_maps=None):
+    def forward_maps(self, base_maps: list, extra_maps: list | None = None) -> tuple:
         feed = {f"base{k}": _numpy(m) for k, m in enumerate(base_maps)}
         feed.update({f"extra{k}": _numpy(m) for k, m in enumerate(extra_maps or [])})
         return tuple(torch.from_numpy(o) for o in self.parts["heads"].run(["loc", "conf"], feed))
@@ -184,7 +186,7 @@ def _numpy(x):
     return np.ascontiguousarray(x.cpu().numpy(), np.float32)
 
 
-def compare(model, detector, batch=3, seed=1):
+def compare(model: nn.Module, detector: "OnnxDetector", batch: int = 3, seed: int = 1) -> dict:
     """onnxruntime against PyTorch on the same random inputs (a batch other than the export's), per
     output: {'boxes': (max abs diff, largest abs value), 'scores': ...}, and 'per-frame boxes', 'per-frame
     scores' for the per-frame graphs. Boxes of an untrained model
@@ -193,20 +195,20 @@ def compare(model, detector, batch=3, seed=1):
     with torch.no_grad():
         want = DecodedDetector(model.eval())(inputs["base"], inputs.get("extra"))
     outputs = {"": detector.decoded(inputs["base"], inputs.get("extra"))}
-    if detector.split:  # the per-frame graphs: frame maps of every time step, then the heads
-        maps = [[m.view(*x.shape[:2], *m.shape[1:]) for m in detector.frame_maps(x.flatten(0, 1), stream)]
+    if detector.split:  # the per-frame graphs: feature maps of every time step, then the heads
+        maps = [[m.view(*x.shape[:2], *m.shape[1:]) for m in detector.feature_maps(x.flatten(0, 1), stream)]
                 for stream, x in inputs.items()]
         outputs["per-frame "] = decode_outputs(*detector.forward_maps(*maps), detector.priors)
     return {prefix + name: (float((a - b).abs().max()), float(b.abs().max()))
             for prefix, got in outputs.items() for name, a, b in zip(("boxes", "scores"), got, want)}
 
 
-def within_rounding(diff, rtol=1e-5):
+def within_rounding(diff: dict, rtol: float = 1e-5) -> bool:
     """Whether every ``compare`` difference is float rounding: at most rtol times max(1, largest value)."""
     return all(d <= rtol * max(1.0, largest) for d, largest in diff.values())
 
 
-def load_onnx_detector(path, classes=None, threads=None):
+def load_onnx_detector(path: str | Path, classes: list | None = None, threads: int | None = None) -> tuple:
     """(OnnxDetector, class names, ``StreamSpec.streams``) from an export.py file; ``classes``
     overrides the file's."""
     if not Path(path).is_file():
@@ -216,7 +218,7 @@ def load_onnx_detector(path, classes=None, threads=None):
     detector = OnnxDetector(path, threads)
     classes = classes or detector.metadata.get("classes")
     if len(classes) != detector.cfg.num_classes - 1:
-        raise SystemExit(f"{len(classes)} class names for a model of {detector.cfg.num_classes - 1} classes")
+        raise ValueError(f"{len(classes)} class names for a model of {detector.cfg.num_classes - 1} classes")
     streams = {s: tuple(v) for s, v in detector.metadata["streams"].items()}
     return detector, list(classes), streams
 
@@ -235,12 +237,12 @@ def use_onnxruntime(backend: str, device: torch.device) -> bool:
     BENCHMARKS.md, "Real time")."""
     if backend == "onnxruntime":
         if device.type != "cpu":
-            raise SystemExit("--backend onnxruntime runs on the CPU: give --device cpu (or --backend torch)")
+            raise ValueError("--backend onnxruntime runs on the CPU: give --device cpu (or --backend torch)")
         return True
     return backend == "auto" and device.type == "cpu" and onnx_available()
 
 
-def export_checked(model, path, metadata: dict) -> dict:
+def export_checked(model: nn.Module, path: str | Path, metadata: dict) -> dict:
     """``export_onnx``, then the graphs against PyTorch (``compare``); graphs that differ by more than
     float rounding are deleted and the run stops. Returns the differences."""
     export_onnx(model, path, metadata)
@@ -251,7 +253,7 @@ def export_checked(model, path, metadata: dict) -> dict:
     if not within_rounding(diff):
         for p in (path, *part_paths(path, model.cfg).values()):
             Path(p).unlink(missing_ok=True)
-        raise SystemExit(f"the exported graph differs from PyTorch by more than float rounding: {diff}; not kept")
+        raise RuntimeError(f"the exported graph differs from PyTorch by more than float rounding: {diff}; not kept")
     return diff
 
 
@@ -260,7 +262,8 @@ def cache_root() -> Path:
     return Path(os.environ.get("AMTNET_CACHE") or Path.home() / ".cache" / "amtnet") / "onnx"
 
 
-def cached_export(weights, classes=None, original_cfg=None, input_types=("rgb", "fastOF")) -> Path:
+def cached_export(weights: str | Path, classes: list | None = None, original_cfg: Callable | None = None,
+                  input_types: tuple = ("rgb", "fastOF")) -> Path:
     """export.py's graphs of the checkpoint ``weights``, made on first use and kept (``cache_root``), keyed
     by the checkpoint's bytes, the class names, the input types and the torch version; demo.py's
     onnxruntime backend. A folder appears whole (exported and checked beside it, then renamed)."""

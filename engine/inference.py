@@ -5,15 +5,21 @@ import logging
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
+from data.dataset import ActionDetection
 from layers.postprocess import decode_outputs, detect_decoded
+from models.config import ModelConfig
 from tubes.detections import VideoDetections, frame_detections, write_road_mat_frame, write_video_detections
 from tubes.frame_map import FrameAP
+from tubes.fusion import LATE_FUSIONS, ONE_STREAM_OUTPUTS, fusion_streams
+from models.amtnet import ANCHORS_PER_CELL
+from utils.checkpoint import CheckpointError
 
-from .frame_cache import FrameMapCache
+from .frame_cache import FeatureMapCache
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +31,7 @@ LINK_SCORE_THRESH = 0.001
 LINK_TOP_K = 50
 
 
-def batch_inputs(batch, device):
+def batch_inputs(batch: dict, device: torch.device) -> tuple:
     """Model inputs (base, extra or None) and targets on ``device``."""
     images = batch["images"]
     base = images["base"].to(device, non_blocking=True)
@@ -34,13 +40,13 @@ def batch_inputs(batch, device):
     return base, extra, targets
 
 
-def voc_frame_ap(num_classes, iou_thresh=0.5):
+def voc_frame_ap(num_classes: int, iou_thresh: float = 0.5) -> FrameAP:
     """The accumulator of the VOC-style frame-mAP (continuous box areas, as the original Python
     evaluation), which test.py and the validation during training report."""
     return FrameAP(num_classes, iou_thresh, inclusive=False)
 
 
-def add_first_frames(accumulator, detections, targets, sizes):
+def add_first_frames(accumulator: FrameAP, detections: list, targets: list, sizes: list) -> None:
     """Add each window's first frame to a ``voc_frame_ap`` accumulator: ``detect``'s detections and
     the targets (normalised boxes ``[K, T, 4]``, labels 1..C) in pixels of frames of ``sizes`` (height, width)."""
     for det, target, (height, width) in zip(detections, targets, sizes):
@@ -50,14 +56,14 @@ def add_first_frames(accumulator, detections, targets, sizes):
                               target["labels"].cpu().numpy() - 1)
 
 
-def linking_candidates(scores, top_k=LINK_TOP_K, thresh=LINK_SCORE_THRESH):
+def linking_candidates(scores: torch.Tensor, top_k: int = LINK_TOP_K, thresh: float = LINK_SCORE_THRESH) -> torch.Tensor:
     """Indices of the priors any class could keep: scores [A, C+1] softmax -> sorted indices [K]."""
     cls = scores[:, 1:]
     top, idx = cls.topk(min(top_k, cls.shape[0]), dim=0)
     return torch.unique(idx[top > thresh])
 
 
-def linking_outputs(boxes, scores):
+def linking_outputs(boxes: torch.Tensor, scores: torch.Tensor) -> list:
     """Per window of a batch (``decode_outputs``' boxes ``[B, A, T, 4]`` and scores ``[B, A, C+1]``):
     the linking candidates' boxes ``[K, T, 4]`` (clipped to the frame) and scores ``[K, C+1]``, numpy."""
     out = []
@@ -70,12 +76,12 @@ def linking_outputs(boxes, scores):
 class VideoWriter:
     """Collects one video's windows and writes its npz (and road_mat files) when all have arrived."""
 
-    def __init__(self, out_dir, windows_per_video, num_frames, save_mat=False):
+    def __init__(self, out_dir: Path, windows_per_video: dict, num_frames: dict, save_mat: bool = False):
         self.out_dir, self.expected, self.num_frames, self.save_mat = Path(out_dir), windows_per_video, num_frames, save_mat
         self.parts = defaultdict(list)
         self.written = []
 
-    def add(self, video, frames, boxes, scores, size):
+    def add(self, video: str, frames: np.ndarray, boxes: np.ndarray, scores: np.ndarray, size: tuple) -> None:
         parts = self.parts[video]
         parts.append((frames, boxes, scores, size))
         if len(parts) == self.expected[video]:
@@ -98,8 +104,9 @@ class VideoWriter:
         self.written.append(path)
 
 
-def run_windows(model, cache, base, extra, batch):
-    """The model's outputs on a batch of test windows, through ``cache`` (a ``FrameMapCache``, or None
+def run_windows(model: torch.nn.Module, cache: FeatureMapCache | None, base: torch.Tensor, extra: torch.Tensor | None,
+                batch: dict) -> tuple:
+    """The model's outputs on a batch of test windows, through ``cache`` (a ``FeatureMapCache``, or None
     for the plain forward); the cache keeps the last window's frames, which the next window shares."""
     if cache is None:
         return model(base, extra)
@@ -131,20 +138,22 @@ def _timed(device, run):
 
 
 @torch.no_grad()
-def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms_thresh=0.45, top_k=20,
-                  iou_thresh=0.5, save_mat=False, window_indices=None, progress=None, frame_cache=True):
+def detect_videos(model: torch.nn.Module, loader: Iterable, dataset: ActionDetection, device: torch.device,
+                  out_dir: Path, conf_thresh: float = 0.01, nms_thresh: float = 0.45, top_k: int = 20,
+                  iou_thresh: float = 0.5, save_mat: bool = False, window_indices: list | None = None,
+                  progress: Callable | None = None, frame_cache: bool = True) -> tuple:
     """Detections of every window of ``loader`` written per video; frame-mAP accumulated.
 
     Returns ``(FrameAP accumulator, stats)`` where stats has frame counts and timings.
     ``window_indices``: the dataset windows this loader covers (all by default).
-    ``frame_cache``: run the backbone once per frame (``FrameMapCache``; the loader must give each
+    ``frame_cache``: run the backbone once per frame (``FeatureMapCache``; the loader must give each
     video's windows in order, as test.py's does), not once per window and frame.
     """
     model.eval()
     writer = VideoWriter(out_dir, *_video_windows(dataset, window_indices), save_mat)
     accumulator = voc_frame_ap(dataset.num_classes, iou_thresh)
     priors = model.priors
-    cache = FrameMapCache(model) if frame_cache else None
+    cache = FeatureMapCache(model) if frame_cache else None
     net_time, windows = 0.0, 0
     started = time.perf_counter()
     for batch in (progress(loader) if progress else loader):
@@ -167,36 +176,62 @@ def detect_videos(model, loader, dataset, device, out_dir, conf_thresh=0.01, nms
     return accumulator, stats
 
 
-# test.py --fuse_weights: sub-folders of DET_DIR (README "Late fusion").
-LATE_FUSION_STREAMS = ("base", "fuse", "mean")
-
-
-def mean_fused_scores(scores_base, scores_fuse):
-    """Mean fusion per prior (fusedActionPaths.m ``(topScores + baseScores)/2.0``): ``[..., A, C+1]`` softmax rows."""
-    return (scores_fuse + scores_base) / 2
-
-
-def late_fusion_streams(decoded_base, decoded_fuse):
-    """``{stream: (boxes [B, A, T, 4], scores [B, A, C+1])}`` of ``LATE_FUSION_STREAMS`` from the two models'
-    decoded outputs on the same windows: each model's own, and mean, the base boxes with the mean scores."""
+def late_fusion_streams(decoded_base: tuple, decoded_fuse: tuple) -> dict:
+    """``{stream: (boxes [B, A, T, 4], scores [B, A, C+1])}`` of ``tubes.fusion.fusion_streams()`` (test.py
+    --fuse_weights's sub-folders of DET_DIR) from the two models' decoded outputs on the same windows: each
+    model's own (base, fuse), and each prior-by-prior late fusion's (mean): the base boxes with the fused scores."""
     (boxes, scores_base), (_, scores_fuse) = decoded_base, decoded_fuse
-    mean = (boxes, mean_fused_scores(scores_base, scores_fuse))
-    return dict(zip(LATE_FUSION_STREAMS, (decoded_base, decoded_fuse, mean)))
+    out = dict(zip(ONE_STREAM_OUTPUTS, (decoded_base, decoded_fuse)))
+    for stream in fusion_streams()[len(ONE_STREAM_OUTPUTS):]:
+        out[stream] = (boxes, LATE_FUSIONS[stream].fuse(scores_base, scores_fuse))
+    return out
 
 
-def check_late_fusion(cfg, fuse_cfg, names=("--weights", "--fuse_weights")):
-    """SystemExit unless the late fusion's two models (their ``ModelConfig``) are one-stream models of the
+def check_late_fusion(cfg: ModelConfig, fuse_cfg: ModelConfig, names: tuple = ("--weights", "--fuse_weights")) -> None:
+    """ValueError unless the late fusion's two models (their ``ModelConfig``) are one-stream models of the
     same ``seq_len`` (the same windows) and classes."""
     same = (cfg.seq_len, cfg.num_classes) == (fuse_cfg.seq_len, fuse_cfg.num_classes)
     if cfg.two_stream or fuse_cfg.two_stream or not same:
-        raise SystemExit(f"{names[0]} and {names[1]} must be one-stream models of the same seq_len and classes (got "
+        raise ValueError(f"{names[0]} and {names[1]} must be one-stream models of the same seq_len and classes (got "
                          f"{cfg.fusion_type}/{cfg.seq_len}/{cfg.num_classes - 1} and {fuse_cfg.fusion_type}/"
                          f"{fuse_cfg.seq_len}/{fuse_cfg.num_classes - 1}: fusion type/seq_len/classes)")
 
 
+def checkpoint_classes(state) -> tuple:
+    """``(action classes, class names)`` a loaded checkpoint was trained for, None where it does not say: this
+    project's from its model config and ``classes``; the original AMTNet's state dict from its first confidence
+    layer, which has ANCHORS_PER_CELL[0] x (C + 1) outputs."""
+    if not isinstance(state, dict):
+        return None, None
+    if "model_config" in state:
+        names = state.get("classes")
+        return int(state["model_config"]["num_classes"]) - 1, None if names is None else [str(n) for n in names]
+    conf = next((v for k, v in state.items() if k.removeprefix("module.") == "conf.0.weight"), None)
+    if conf is None or conf.ndim != 2 or conf.shape[0] % ANCHORS_PER_CELL[0]:
+        return None, None
+    return conf.shape[0] // ANCHORS_PER_CELL[0] - 1, None
+
+
+def check_classes(state, classes: list, path, what: str = "the dataset") -> None:
+    """A checkpoint (``state``, loaded from ``path``) against the class names ``classes`` that ``what`` has: a
+    CheckpointError naming both numbers if it was trained for another number of classes; a warning if it
+    names its classes and they differ."""
+    num_classes, names = checkpoint_classes(state)
+    if num_classes is not None and num_classes != len(classes):
+        raise CheckpointError(f"{path}: the checkpoint's model detects {num_classes} classes, but {what} has "
+                              f"{len(classes)} ({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})")
+    differ = [] if names is None else [i for i, (a, b) in enumerate(zip(names, classes)) if a != b]
+    if differ:
+        log.warning("%s: %d of the %d class names differ from the checkpoint's (first: class %d is %r in the "
+                    "checkpoint, %r in %s); results are named as %s names them",
+                    path, len(differ), len(classes), differ[0] + 1, names[differ[0]], classes[differ[0]], what, what)
+
+
 @torch.no_grad()
-def detect_videos_late_fusion(models, loader, dataset, device, out_dir, conf_thresh=0.01, nms_thresh=0.45, top_k=20,
-                              iou_thresh=0.5, save_mat=False, window_indices=None, progress=None, frame_cache=True):
+def detect_videos_late_fusion(models: tuple, loader: Iterable, dataset: ActionDetection, device: torch.device,
+                              out_dir: Path, conf_thresh: float = 0.01, nms_thresh: float = 0.45, top_k: int = 20,
+                              iou_thresh: float = 0.5, save_mat: bool = False, window_indices: list | None = None,
+                              progress: Callable | None = None, frame_cache: bool = True) -> tuple:
     """Two one-stream models over the same windows: ``models[0]`` on the loader's ``base`` images,
     ``models[1]`` on its ``extra`` images (a two-stream ``DataConfig``). Writes, as ``detect_videos``,
     ``OUT/base`` and ``OUT/fuse`` (each model's own detections) and ``OUT/mean`` (the base model's
@@ -208,9 +243,10 @@ def detect_videos_late_fusion(models, loader, dataset, device, out_dir, conf_thr
     for model in models:
         model.eval()
     counts = _video_windows(dataset, window_indices)
-    writers = {s: VideoWriter(Path(out_dir) / s, *counts, save_mat) for s in LATE_FUSION_STREAMS}
-    caches = [FrameMapCache(model) if frame_cache else None for model in models]
-    accumulators = {s: voc_frame_ap(dataset.num_classes, iou_thresh) for s in LATE_FUSION_STREAMS}
+    streams = fusion_streams()
+    writers = {s: VideoWriter(Path(out_dir) / s, *counts, save_mat) for s in streams}
+    caches = [FeatureMapCache(model) if frame_cache else None for model in models]
+    accumulators = {s: voc_frame_ap(dataset.num_classes, iou_thresh) for s in streams}
     net_time, windows = 0.0, 0
     started = time.perf_counter()
     for batch in (progress(loader) if progress else loader):

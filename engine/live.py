@@ -11,28 +11,29 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
 
+from tubes.linking import OnlineTubes
 from tubes.trimming import trim_paths
 from tubes.tube_files import save_tubes
-from utils.errors import InputError
 from utils.io import atomic_path
 
-from .online import draw, write_detections
+from .online import OnlineDetector, draw, write_detections
 
 log = logging.getLogger(__name__)
 
 
-def parse_source(text: str):
+def parse_source(text: str) -> int | str | Path:
     """``--video``: a camera index (``0``), a stream URL (anything with ``://``) or a path."""
     if text.isdigit():
         return int(text)
     return text if "://" in text else Path(text)
 
 
-def source_name(source) -> str:
+def source_name(source: int | str | Path) -> str:
     if isinstance(source, int):
         return f"camera{source}"
     if isinstance(source, str):
@@ -43,18 +44,18 @@ def source_name(source) -> str:
 def _folder_frames(folder: Path):
     files = sorted(folder.glob("*.jpg"))
     if not files:
-        raise InputError(f"{folder}: no .jpg frames in this folder")
+        raise FileNotFoundError(f"{folder}: no .jpg frames in this folder")
     for path in files:
         image = cv2.imread(str(path))
         if image is None:
-            raise InputError(f"{path}: cannot be decoded")
+            raise ValueError(f"{path}: cannot be decoded")
         yield image
 
 
 def _capture_frames(capture, name):
     ok, image = capture.read()
     if not ok:
-        raise InputError(f"{name}: cannot be read as a video")
+        raise ValueError(f"{name}: cannot be read as a video")
     while ok:
         yield image
         ok, image = capture.read()
@@ -70,17 +71,17 @@ class FrameSource:
     Otherwise every frame is given, in order (the thread reads at most ``queue`` frames ahead).
     ``stop()`` ends the iteration, ``close()`` also the thread."""
 
-    def __init__(self, source, realtime=False, fps=None, queue=8):
+    def __init__(self, source: int | str | Path, realtime: bool = False, fps: float | None = None, queue: int = 8):
         self.source, self.realtime, self.name = source, realtime, source_name(source)
         self.dropped, self.read = 0, 0
         if isinstance(source, Path) and source.is_dir():
             frames, native = _folder_frames(source), None
         else:
             if isinstance(source, Path) and not source.is_file():
-                raise InputError(f"{source}: no such video file or frame folder")
+                raise FileNotFoundError(f"{source}: no such video file or frame folder")
             capture = cv2.VideoCapture(str(source) if not isinstance(source, int) else source)
             if not capture.isOpened():
-                raise InputError(f"{source}: cannot be opened (camera index, stream URL, video file or frame folder)")
+                raise ValueError(f"{source}: cannot be opened (camera index, stream URL, video file or frame folder)")
             native = capture.get(cv2.CAP_PROP_FPS) or None
             frames = _capture_frames(capture, source)
         self.fps = fps or native or 25.0
@@ -131,11 +132,11 @@ class FrameSource:
                 self._cond.notify_all()
             yield image
 
-    def stop(self):
+    def stop(self) -> None:
         """End the iteration after the frame in hand (safe in a signal handler: takes no lock)."""
         self._stop.set()
 
-    def close(self):
+    def close(self) -> None:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
@@ -152,23 +153,23 @@ class LiveLog:
     frame: ROAD's early label), JSON lines ``{"frame": 1-based, "label", "score", "paths"}``; written
     line by line to a temporary file beside ``path`` and renamed onto it by ``close``."""
 
-    def __init__(self, path, classes):
+    def __init__(self, path: Path, classes: list):
         self.classes = classes
         self._atomic = atomic_path(path)
         self._file = self._atomic.__enter__().open("w", buffering=1)  # line by line, for tail -f
 
-    def add(self, index, paths):
+    def add(self, index: int, paths: list) -> None:
         best = max(paths, key=lambda p: p[3], default=None)
         entry = {"frame": int(index) + 1, "label": self.classes[best[0]] if best else None,
                  "score": round(best[3], 6) if best else None, "paths": len(paths)}
         self._file.write(json.dumps(entry) + "\n")
 
-    def close(self, error=None):
+    def close(self, error: BaseException | None = None) -> None:
         self._file.close()
         self._atomic.__exit__(type(error) if error else None, error, None)
 
 
-def tubes_json(video, tubes, classes, alpha, dropped=0):
+def tubes_json(video: str, tubes: list, classes: list, alpha: float, dropped: int = 0) -> dict:
     """Trimmed tubes for other languages: boxes x1, y1, x2, y2 in 0-based pixels, one per frame from
     ``start`` to ``end`` (1-based, inclusive; frames of the processed sequence)."""
     return {"video": video, "alpha": alpha, "dropped_frames": dropped,
@@ -181,26 +182,26 @@ def tubes_json(video, tubes, classes, alpha, dropped=0):
 class Display:
     """``--display``: the annotated frames in a window (needs a display and an OpenCV with GUI)."""
 
-    def __init__(self, title):
+    def __init__(self, title: str):
         if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and os.name != "nt":
-            raise SystemExit("--display: no display (DISPLAY is not set); run headless without --display")
+            raise RuntimeError("--display: no display (DISPLAY is not set); run headless without --display")
         self.title = title
 
-    def show(self, image):
+    def show(self, image: np.ndarray) -> None:
         try:
             cv2.imshow(self.title, image)
             cv2.waitKey(1)
         except cv2.error as error:
-            raise SystemExit(f"--display: OpenCV cannot open a window ({error.err}); install opencv-python "
+            raise RuntimeError(f"--display: OpenCV cannot open a window ({error.err}); install opencv-python "
                              "instead of opencv-python-headless, or run without --display") from error
 
-    def close(self):
+    def close(self) -> None:
         with contextlib.suppress(cv2.error):
             cv2.destroyAllWindows()
 
 
 @contextlib.contextmanager
-def stop_on_signals(stop, signals=(signal.SIGINT, signal.SIGTERM)):
+def stop_on_signals(stop: Callable, signals: tuple = (signal.SIGINT, signal.SIGTERM)) -> Iterator[list]:
     """While inside: the first Ctrl-C (or SIGTERM) calls ``stop()`` and is recorded in the yielded list
     (true once signalled), so the run ends after the frame in hand; a second one interrupts as usual.
     Outside the main thread, where Python cannot handle signals, nothing changes."""
@@ -224,7 +225,8 @@ def stop_on_signals(stop, signals=(signal.SIGINT, signal.SIGTERM)):
             signal.signal(s, h)
 
 
-def run_online(source, detector, tubes_factory, out, classes, fps, show_thresh=0.2, display=None, progress=None):
+def run_online(source: FrameSource, detector: OnlineDetector, tubes_factory: Callable, out: Path, classes: list, fps: float,
+               show_thresh: float = 0.2, display: Display | None = None, progress: Callable | None = None) -> tuple:
     """Detect, link and draw ``source``'s frames into the video ``out`` and the per-frame log beside it,
     until the end of the stream or Ctrl-C (then the frames seen are finished and written). Returns
     ``(tubes, detections, interrupted)``: the ``OnlineTubes``, the per-frame detections (what the detector
@@ -259,7 +261,7 @@ def run_online(source, detector, tubes_factory, out, classes, fps, show_thresh=0
             if interrupted:
                 log.warning("interrupted after %d frames: finishing the tubes of the frames seen", detector.num_read)
             if "writer" not in state:
-                raise SystemExit("no frames were read")
+                raise ValueError("no frames were read")
             emit(detector.finish())
             state["writer"].release()
         except BaseException as e:
@@ -270,7 +272,8 @@ def run_online(source, detector, tubes_factory, out, classes, fps, show_thresh=0
     return state["tubes"], detections, bool(interrupted)
 
 
-def write_outputs(out, name, tubes, detections, frame_size, classes, alphas, det_outs=(), dropped=0):
+def write_outputs(out: Path, name: str, tubes: OnlineTubes, detections: list, frame_size: tuple, classes: list, alphas: tuple,
+                  det_outs: tuple = (), dropped: int = 0) -> dict:
     """The trimmed tubes of each alpha beside ``out`` (``-tubes-alpha<a>.npz`` and ``.json``) and the
     per-frame detections of the detector's k-th output to ``det_outs[k]`` where given (test.py's npz);
     returns {alpha: tubes}."""

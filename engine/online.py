@@ -12,6 +12,7 @@ Late fusion runs two one-stream models over the same windows and gives the strea
 """
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -24,10 +25,11 @@ from data.windows import window_offsets
 from layers.postprocess import decode_outputs
 from models import load_model
 from tubes.detections import VideoDetections, frame_detections, write_video_detections
+from tubes.fusion import fusion_streams
 from utils.checkpoint import read_weights
 
-from .frame_cache import FrameMapCache
-from .inference import LATE_FUSION_STREAMS, late_fusion_streams, linking_outputs
+from .frame_cache import FeatureMapCache
+from .inference import check_classes, late_fusion_streams, linking_outputs
 
 ONLINE_FLOW_TYPES = ("fastOF",)
 COLOURS = [(0, 200, 255), (255, 120, 0), (60, 220, 60), (220, 60, 220), (0, 80, 255), (255, 255, 0)]
@@ -43,7 +45,7 @@ def check_online(input_type: str, reader: str) -> None:
 @dataclass
 class StreamSpec:
     """What the model reads: ``{stream: (input type, frames per time step)}``, the micro-tube
-    length and the test gap between its frames (test.py's ``--eval_gaps``)."""
+    length and the test gap between its frames (test.py and demo.py ``--eval_gaps``)."""
     streams: dict
     seq_len: int = 2
     eval_gap: int = 1
@@ -56,12 +58,12 @@ class StreamSpec:
             check_online(input_type, f"{stream} stream")
 
     @property
-    def span(self):
+    def span(self) -> int:
         """Frames from a window's first to its last frame."""
         return int(window_offsets(self.seq_len, self.eval_gap)[-1])
 
     @property
-    def step(self):
+    def step(self) -> int:
         """Window starts step (data/windows.py, full_test)."""
         return max(1, self.span)
 
@@ -70,23 +72,26 @@ class OnlineDetector:
     """Feed BGR frames with ``push``; get ``(frame index, loc [N, 4], scores [N, C+1])`` per frame,
     in order, as soon as no later window can change them; ``finish`` flushes the end.
     ``model``: an AMTNet, or an ``engine.export.OnnxDetector`` (whole windows unless it has the per-frame graphs).
-    ``frame_cache``: one backbone pass per frame (``FrameMapCache``), not one per window and frame.
+    ``frame_cache``: one backbone pass per frame (``FeatureMapCache``), not one per window and frame.
 
     Late fusion (demo.py ``--fuse_weights``): ``model`` and ``fuse_model``, one-stream models of the same
     ``seq_len``, read ``spec``'s ``base`` and ``extra`` streams (test.py ``--fuse_weights``'s layout), each
     through its own cache, over the same windows; ``outputs`` names the streams of
-    ``engine.inference.LATE_FUSION_STREAMS`` to give, each as test.py writes it: per frame
+    ``tubes.fusion.fusion_streams()`` to give, each as test.py writes it: per frame
     ``(frame index, loc, scores)`` followed by the next output's ``loc, scores``."""
 
-    def __init__(self, model, spec, device, frame_cache=True, fuse_model=None, outputs=("base",)):
+    def __init__(self, model: torch.nn.Module, spec: StreamSpec, device: torch.device, frame_cache: bool = True,
+                 fuse_model: torch.nn.Module | None = None, outputs: tuple = ("base",)):
         models = [model] if fuse_model is None else [model, fuse_model]
-        if not set(outputs) <= set(LATE_FUSION_STREAMS if fuse_model is not None else ("base",)):
-            raise ValueError(f"outputs {tuple(outputs)}: without a fuse model only base, with one base, fuse or mean")
+        allowed = fusion_streams() if fuse_model is not None else ("base",)
+        if not set(outputs) <= set(allowed):
+            raise ValueError(f"outputs {tuple(outputs)}: {'with' if fuse_model is not None else 'without'} a fuse model "
+                             f"only {', '.join(allowed)}")
         self.models = [m.eval() if isinstance(m, torch.nn.Module) else m for m in models]
         self.model, self.spec, self.device, self.outputs = self.models[0], spec, device, tuple(outputs)
         # each model's {its stream: the spec's stream it reads}
         self.reads = [{s: s for s in spec.streams}] if fuse_model is None else [{"base": "base"}, {"base": "extra"}]
-        self.caches = [FrameMapCache(m) if frame_cache and (isinstance(m, torch.nn.Module) or m.split) else None
+        self.caches = [FeatureMapCache(m) if frame_cache and (isinstance(m, torch.nn.Module) or m.split) else None
                        for m in self.models]
         self.cache = self.caches[0]
         self.transform = TestTransform(spec.image_size, spec.means)
@@ -104,7 +109,7 @@ class OnlineDetector:
         self.frame_size = None
         self.on_window = None     # called with (frames [T], boxes [K, T, 4], scores [K, C+1]) of each window run
 
-    def push(self, bgr):
+    def push(self, bgr: np.ndarray) -> list:
         if self.frame_size is None:
             self.frame_size = (bgr.shape[1], bgr.shape[0])
         elif (bgr.shape[1], bgr.shape[0]) != self.frame_size:
@@ -119,7 +124,7 @@ class OnlineDetector:
             out += self._emit(self.windows[-1][0][0])
         return out
 
-    def finish(self):
+    def finish(self) -> list:
         """The windows the end of the video decides, then every frame not yet emitted."""
         numf, step, span = self.num_read, self.spec.step, self.spec.span
         regular = range(0, max(numf - (span + 1), 0), step)  # data/windows.py candidate_starts
@@ -214,12 +219,15 @@ class OnlineDetector:
         return out
 
 
-def load_detector(weights: Path, classes=None, original_cfg=None, input_types=("rgb", "fastOF")):
+def load_detector(weights: Path, classes: list | None = None, original_cfg: Callable | None = None,
+                  input_types: tuple = ("rgb", "fastOF")) -> tuple:
     """(model, class names, ``StreamSpec.streams``) from a checkpoint. This project's checkpoints carry
     their config, flags and class names; an original AMTNet checkpoint needs ``original_cfg(num_classes)``
     and ``classes`` (or a num_classes-only config). ``input_types``: the base and extra streams' input
     types where the checkpoint's flags do not name them. ``classes`` overrides the checkpoint's."""
     state = read_weights(weights)
+    if classes:
+        check_classes(state, list(classes), weights, "--classes")
     flags = state.get("flags", {})
     classes = classes or state.get("classes")
     model_cfg = None
@@ -229,14 +237,15 @@ def load_detector(weights: Path, classes=None, original_cfg=None, input_types=("
     cfg = model.cfg
     classes = classes or [f"class {i + 1}" for i in range(cfg.num_classes - 1)]
     if len(classes) != cfg.num_classes - 1:
-        raise SystemExit(f"{len(classes)} class names for a model of {cfg.num_classes - 1} classes")
+        raise ValueError(f"{len(classes)} class names for a model of {cfg.num_classes - 1} classes")
     streams = {"base": (flags.get("input_type_base", input_types[0]), cfg.input_frames_base)}
     if cfg.two_stream:
         streams["extra"] = (flags.get("input_type_extra", input_types[1]), cfg.input_frames_extra)
     return model, list(classes), streams
 
 
-def draw(frame, index, paths, classes):
+def draw(frame: np.ndarray, index: int, paths: list, classes: list) -> np.ndarray:
+    """``frame`` with the live ``paths`` (class, box, score, mean score) drawn and labelled, and its 1-based index."""
     out = frame.copy()
     for class_id, box, score, mean in paths:
         colour = COLOURS[class_id % len(COLOURS)]
@@ -251,7 +260,7 @@ def draw(frame, index, paths, classes):
     return out
 
 
-def write_detections(path, detections, frame_size):
+def write_detections(path: Path, detections: list, frame_size: tuple) -> None:
     """Per-frame detections as a one-frame-window npz (T = 1), readable by build_tubes.py."""
     boxes = np.concatenate([loc for loc, _ in detections]).reshape(-1, 1, 4)
     scores = np.concatenate([s for _, s in detections])

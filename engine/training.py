@@ -1,9 +1,12 @@
 """Training: optimizer, step, validation, and the loop's bookkeeping (running losses, log lines,
 visdom plots, periodic checkpoint + validation), shared by train.py and the tests (gurkirt/AMTNet ``train.py``)."""
+import argparse
 import logging
 import math
 import sys
 import time
+from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -22,7 +25,7 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; training stops and the last good checkpoint stays."""
 
 
-def experiment_name(args):
+def experiment_name(args: argparse.Namespace) -> str:
     """The original's experiment name (``train.py``), which also names the visdom environment."""
     lr = int(args.lr * 100000)
     if not two_stream(args.fusion_type):
@@ -32,7 +35,7 @@ def experiment_name(args):
             f"{args.input_type_extra}-sl{args.seq_len:02d}sg{args.seq_gap:02d}-bs{args.batch_size:02d}-lr{lr:05d}")
 
 
-def param_groups(model, lr, weight_decay, seq_len):
+def param_groups(model: torch.nn.Module, lr: float, weight_decay: float, seq_len: int) -> list:
     """The original's per-parameter settings: biases at 2x lr without weight decay; backbone
     parameters (names with 'vgg', 'extra' or 'L2Norm') at lr / seq_len."""
     groups = []
@@ -44,7 +47,8 @@ def param_groups(model, lr, weight_decay, seq_len):
     return groups
 
 
-def lr_factor(iteration, max_iter, warmup_iters=0, schedule="step", stepvalues=(), gamma=0.1):
+def lr_factor(iteration: int, max_iter: int, warmup_iters: int = 0, schedule: str = "step", stepvalues: tuple = (),
+              gamma: float = 0.1) -> float:
     """Learning-rate multiplier after ``iteration`` optimiser steps: a linear warm-up from
     1/warmup_iters to 1 over ``warmup_iters`` steps, then the original's drops by ``gamma`` at
     ``stepvalues`` ('step') or a cosine decay to zero at ``max_iter`` ('cosine')."""
@@ -56,8 +60,9 @@ def lr_factor(iteration, max_iter, warmup_iters=0, schedule="step", stepvalues=(
     return gamma ** sum(iteration >= s for s in stepvalues)
 
 
-def build_optimizer(model, lr, momentum, weight_decay, seq_len, stepvalues, gamma, name="sgd", schedule="step",
-                    max_iter=0, warmup_iters=0):
+def build_optimizer(model: torch.nn.Module, lr: float, momentum: float, weight_decay: float, seq_len: int,
+                    stepvalues: list, gamma: float, name: str = "sgd", schedule: str = "step", max_iter: int = 0,
+                    warmup_iters: int = 0) -> tuple:
     """The original's SGD with momentum (``name='sgd'``), or Adam (``'adam'``, betas (momentum,
     0.999)) with the same per-parameter groups: not in the original, but a backbone trained
     from scratch without batch norm (the toy recipe) learns much faster with it."""
@@ -76,7 +81,9 @@ def build_optimizer(model, lr, momentum, weight_decay, seq_len, stepvalues, gamm
     return optimizer, scheduler
 
 
-def train_step(model, criterion, batch, optimizer, scheduler, device, iteration, world_size=1, scaler=None):
+def train_step(model: torch.nn.Module, criterion: torch.nn.Module, batch: dict, optimizer: torch.optim.Optimizer,
+               scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device, iteration: int, world_size: int = 1,
+               scaler: torch.amp.GradScaler | None = None) -> tuple:
     """One SGD step. Returns (loss_l, loss_c) as floats.
 
     With several processes each loss is normalised by the positives of the whole
@@ -110,8 +117,8 @@ def train_step(model, criterion, batch, optimizer, scheduler, device, iteration,
 
 
 @torch.no_grad()
-def validate(model, loader, device, num_classes, conf_thresh=0.01, nms_thresh=0.45, top_k=50, iou_thresh=0.5,
-             progress=None):
+def validate(model: torch.nn.Module, loader: Iterable, device: torch.device, num_classes: int, conf_thresh: float = 0.01,
+             nms_thresh: float = 0.45, top_k: int = 50, iou_thresh: float = 0.5, progress: Callable | None = None) -> tuple:
     """VOC-style frame-mAP of the first frame of each micro-tube, as the original's ``validate``
     (``add_first_frames``, as test.py).
 
@@ -132,7 +139,8 @@ def validate(model, loader, device, num_classes, conf_thresh=0.01, nms_thresh=0.
     return mean_ap, ap
 
 
-def eta(seconds_per_iteration, remaining):
+def eta(seconds_per_iteration: float, remaining: int) -> str:
+    """h:mm:ss for ``remaining`` iterations at ``seconds_per_iteration`` (? when unknown)."""
     seconds = int(seconds_per_iteration * remaining)
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if math.isfinite(seconds_per_iteration) else "?"
 
@@ -143,16 +151,16 @@ class AverageMeter:
     def __init__(self):
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         self.val, self.sum, self.count = 0.0, 0.0, 0
 
-    def update(self, value, n=1):
+    def update(self, value: float, n: int = 1) -> None:
         self.val = float(value)
         self.sum += float(value) * n
         self.count += n
 
     @property
-    def avg(self):
+    def avg(self) -> float:
         return self.sum / max(1, self.count)
 
 
@@ -161,7 +169,7 @@ class VisdomPlots:
 
     LOSS_LEGEND = ["REG", "CLS", "AVG", "S-REG", "S-CLS", "S-AVG"]
 
-    def __init__(self, env, port, class_names, server="http://127.0.0.1"):
+    def __init__(self, env: str, port: int, class_names: list, server: str = "http://127.0.0.1"):
         import visdom  # optional at import time: only needed with --visdom
         # Without the incoming socket: these plots receive no events, and its thread would try to
         # reconnect, logging ConnectionRefusedError every 3 s, for as long as the process outlives the server.
@@ -178,11 +186,11 @@ class VisdomPlots:
         self.map_win = self.viz.line(X=np.zeros(1), Y=np.zeros((1, len(class_names) + 1)), win="map", opts=dict(
             xlabel="Iteration", ylabel="AP", title="Validation frame-mAP (VOC-style)", legend=["meanAP"] + list(class_names)))
 
-    def loss(self, iteration, values):
+    def loss(self, iteration: int, values: list) -> None:
         self.viz.line(X=np.full((1, 6), iteration), Y=np.asarray(values, dtype=np.float64)[None],
                       win=self.loss_win, update="append")
 
-    def map(self, iteration, mean_ap, class_aps):
+    def map(self, iteration: int, mean_ap: float, class_aps: np.ndarray) -> None:
         values = np.concatenate([[mean_ap], class_aps])[None]
         self.viz.line(X=np.full(values.shape, iteration), Y=values, win=self.map_win, update="append")
 
@@ -193,7 +201,8 @@ class TrainingMonitor:
     ``loss_reset_step`` prints, as the original; at ``checkpoint`` the checkpoint and the
     validation frame-mAP. Other processes only count (and wait at the checkpoints' barrier)."""
 
-    def __init__(self, exp_dir, classes, start, max_iter, print_step, loss_reset_step, is_main=True, plots=None):
+    def __init__(self, exp_dir: Path, classes: list, start: int, max_iter: int, print_step: int, loss_reset_step: int,
+                 is_main: bool = True, plots: VisdomPlots | None = None):
         self.exp_dir, self.classes, self.max_iter, self.is_main, self.plots = exp_dir, list(classes), max_iter, is_main, plots
         self.print_step, self.loss_reset_step = print_step, loss_reset_step
         self.meters = {k: AverageMeter() for k in ("loc", "cls", "avg", "time")}
@@ -201,7 +210,7 @@ class TrainingMonitor:
         self.tick = time.perf_counter()
         self.bar = tqdm(total=max_iter, initial=start, desc="train", disable=not (is_main and sys.stderr.isatty()))
 
-    def step(self, iteration, loss_l, loss_c, lr):
+    def step(self, iteration: int, loss_l: float, loss_c: float, lr: float) -> None:
         meters = self.meters
         meters["loc"].update(loss_l)
         meters["cls"].update(loss_c)
@@ -224,7 +233,8 @@ class TrainingMonitor:
             for meter in meters.values():
                 meter.reset()
 
-    def checkpoint(self, iteration, model, optimizer, scheduler, flags, validate_fn, iou_thresh):
+    def checkpoint(self, iteration: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler, flags: dict, validate_fn: Callable | None, iou_thresh: float) -> None:
         """Save ``AMTNet_<iteration>.pth``, then log ``validate_fn(plain model)``'s VOC-style frame-mAP and
         record it in ``validation.json`` (pipeline.py tests the best checkpoint); no validation when
         ``validate_fn`` is None."""
@@ -243,5 +253,5 @@ class TrainingMonitor:
                 self.plots.map(iteration, mean_ap, aps)
         self.tick = time.perf_counter()
 
-    def close(self):
+    def close(self) -> None:
         self.bar.close()

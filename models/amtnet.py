@@ -106,17 +106,17 @@ class AMTNet(nn.Module):
         conf = torch.cat(confs, 1).view(b, -1, cfg.num_classes)
         return loc, conf
 
-    def frame_maps(self, images, stream="base"):
+    def feature_maps(self, images, stream="base"):
         """One stream's backbone on single time steps: images [N, 3*input_frames, 300, 300] -> the six
         source maps [N, D_k, S_k, S_k]. forward runs this on each of a window's T time steps; a caller
         that sees a frame in several windows can run it once per frame and call ``forward_maps``."""
         if stream not in ("base", "extra") or (stream == "extra" and not self.cfg.two_stream):
-            raise ValueError(f"AMTNet.frame_maps: no {stream!r} stream in a model of fusion_type {self.cfg.fusion_type}")
+            raise ValueError(f"AMTNet.feature_maps: no {stream!r} stream in a model of fusion_type {self.cfg.fusion_type}")
         return (self.core_base if stream == "base" else self.core_extra)(images)
 
     def forward_maps(self, base_maps, extra_maps=None):
         """forward from the streams' source maps: ``base_maps`` (and ``extra_maps`` when two-stream)
-        six [B, T, D_k, S_k, S_k], ``frame_maps`` of each time step; returns forward's (loc, conf)."""
+        six [B, T, D_k, S_k, S_k], ``feature_maps`` of each time step; returns forward's (loc, conf)."""
         cfg = self.cfg
         if len(base_maps) != len(ANCHORS_PER_CELL) or (extra_maps is None) == cfg.two_stream:
             raise ValueError(f"AMTNet.forward_maps: give six base maps{' and six extra maps' if cfg.two_stream else ''}")

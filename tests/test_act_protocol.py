@@ -10,7 +10,8 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tubes import act
 from tubes.frame_map import FrameAP
-from tubes.runner import evaluate, load_annotations, table, video_frame_aps
+from tubes.results_table import table
+from tubes.runner import evaluate, load_annotations, video_frame_aps
 from tubes.trimming import ActionTube
 from tubes.tube_files import load_act_tubes
 from tubes.video_map import VIDEO_IOU_THRESHOLDS, gt_from_annotation

@@ -173,5 +173,5 @@ def test_backend_choice(monkeypatch):
         assert export.use_onnxruntime("auto", cuda) is False
         assert export.use_onnxruntime("torch", cpu) is False
         assert export.use_onnxruntime("onnxruntime", cpu) is True
-    with pytest.raises(SystemExit, match="--backend onnxruntime runs on the CPU"):
+    with pytest.raises(ValueError, match="--backend onnxruntime runs on the CPU"):
         export.use_onnxruntime("onnxruntime", cuda)

@@ -95,8 +95,8 @@ def test_late_fusion_inputs_are_checked(late_fusion, tmp_path):
     with pytest.raises(SystemExit, match="--weights and --fuse_weights must be one-stream models of the same seq_len"):
         demo.main([*run, str(longer)])
     for flags in (run[:-1], [*run, str(weights["fastOF"]), "--fuse_onnx", str(tmp_path / "flow.onnx")]):
-        with pytest.raises(SystemExit, match="late fusion needs both --fusion and one of --fuse_weights and"):
+        with pytest.raises(SystemExit, match="late fusion needs both --late_fusion and one of --fuse_weights and"):
             demo.main(flags)
-    with pytest.raises(SystemExit, match="--link micro links one stream's micro-tubes; --fusion boost fuses per frame"):
+    with pytest.raises(SystemExit, match="--link micro links one stream's micro-tubes; --late_fusion boost fuses per frame"):
         demo.main([*run, str(weights["fastOF"]), "--link", "micro"])
     assert not (tmp_path / "o.avi").exists()

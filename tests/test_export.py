@@ -157,5 +157,5 @@ def test_missing_packages_are_named(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
-    with pytest.raises(SystemExit, match="onnxruntime is not installed.*pip install -r requirements-onnx.txt"):
+    with pytest.raises(ImportError, match="onnxruntime is not installed.*pip install -r requirements-onnx.txt"):
         require("onnxruntime")

@@ -11,7 +11,7 @@ from data import layout
 from data.annotations import read_video_list
 from data.dataset import ActionDetection, DataConfig, collate
 from data.windows import candidate_starts
-from engine.frame_cache import FrameMapCache
+from engine.frame_cache import FeatureMapCache
 from engine.inference import batch_inputs, detect_videos, run_windows
 from engine.online import OnlineDetector, StreamSpec
 from models import ModelConfig, build_model
@@ -28,7 +28,7 @@ def tiny_model(**kwargs):
 
 
 @pytest.mark.parametrize("kind", MODELS)
-def test_forward_maps_of_frame_maps_equals_forward(kind):
+def test_forward_maps_of_feature_maps_equals_forward(kind):
     model = tiny_model(**MODELS[kind])
     cfg = model.cfg
     g = torch.Generator().manual_seed(0)
@@ -36,7 +36,7 @@ def test_forward_maps_of_frame_maps_equals_forward(kind):
     extra = torch.rand(2, 2, 3 * cfg.input_frames_extra, 300, 300, generator=g) if cfg.two_stream else None
     with torch.no_grad():
         want = model(base, extra)
-        maps = [[m.view(2, 2, *m.shape[1:]) for m in model.frame_maps(x.flatten(0, 1), s)]
+        maps = [[m.view(2, 2, *m.shape[1:]) for m in model.feature_maps(x.flatten(0, 1), s)]
                 for s, x in (("base", base), ("extra", extra)) if x is not None]
         got = model.forward_maps(*maps)
     for a, b in zip(got, want):
@@ -45,7 +45,7 @@ def test_forward_maps_of_frame_maps_equals_forward(kind):
         model.forward_maps(maps[0][:5], *maps[1:])
     if not cfg.two_stream:
         with pytest.raises(ValueError, match="no 'extra' stream"):
-            model.frame_maps(base[0], "extra")
+            model.feature_maps(base[0], "extra")
 
 
 @pytest.mark.parametrize("kind", ["rgb", "rgb+fastOF CAT"])
@@ -58,7 +58,7 @@ def test_test_py_windows_cached_equal_plain(toy_root, kind):
     video = dataset.windows[0].video_index
     first = [i for i, w in enumerate(dataset.windows) if w.video_index == video][:8]
     loader = DataLoader(torch.utils.data.Subset(dataset, first), batch_size=3, collate_fn=collate)
-    cache = FrameMapCache(model)
+    cache = FeatureMapCache(model)
     frames = set()
     with torch.no_grad():
         for batch in loader:

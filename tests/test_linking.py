@@ -129,3 +129,25 @@ def test_the_original_filter_constants():
 def test_jumpgap_must_be_a_positive_integer(jumpgap):
     with pytest.raises(ValueError, match="jumpgap must be an integer >= 1"):
         OnlineLinker(2, jumpgap=jumpgap)
+
+
+def test_compiling_is_said_once_and_only_when_numba_compiles(caplog):
+    """The first run's silent compilation is announced: once per process, at a compilation of this package's
+    loops; not when they are already compiled or load from numba's on-disk cache, nor for others' functions."""
+    import numba
+    from tubes import compiling, trimming
+    args = (np.zeros((3, 2)), np.array([0]), np.array([3]), 1.0)
+    trimming._viterbi(*args)  # compiled or loaded from the cache; either way now on disk
+    compiling._listener.said = False
+
+    def plus_one(x):
+        return x + 1
+    with caplog.at_level("INFO", logger="tubes.compiling"):
+        trimming._viterbi(*args)
+        numba.njit(cache=True)(trimming._viterbi.py_func)(*args)  # a new dispatcher: loads from the cache
+        numba.njit(plus_one)(1)  # compiled, but not ours
+        assert compiling.MESSAGE not in caplog.text
+        for name in ("tubes.a", "tubes.b"):  # two of ours compiled: said once
+            plus_one.__module__ = name
+            numba.njit(plus_one)(1)
+    assert caplog.text.count(compiling.MESSAGE) == 1

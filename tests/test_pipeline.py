@@ -18,7 +18,7 @@ from data import layout
 from data.annotations import load_pyannot, read_video_list
 from tubes.detections import frame_detections, read_video_detections
 from tubes.frame_map import FrameAP
-from tubes.runner import summary_row
+from tubes.results_table import summary_row
 
 
 @pytest.fixture(scope="module")

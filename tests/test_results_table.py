@@ -1,7 +1,8 @@
 """The pipeline's results table: a row per model or fusion, in the original's columns."""
 import pytest
 
-from tubes.runner import VIDEO_IOU_THRESHOLDS, rows_table, summary_row, table
+from tubes.results_table import rows_table, summary_row, table
+from tubes.runner import VIDEO_IOU_THRESHOLDS
 
 
 def results(alpha_maps, fmap=None):

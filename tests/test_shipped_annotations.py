@@ -52,7 +52,10 @@ def test_scripts_take_the_shipped_annotations_by_name_from_any_folder(tmp_path, 
     by_name = build_tubes.main(common + ["--annot", "ucf24", "--out_dir", "a"])
     by_path = build_tubes.main(common + ["--annot", str(pkl), "--out_dir", "b"])
     assert by_name["video_map"] == by_path["video_map"]
-    assert sorted(load_tubes(tmp_path / "a" / "tubes_alpha3.npz")[1]) == sorted(names)
+    tubes = load_tubes(tmp_path / "a" / "tubes_alpha3.npz")[1]
+    assert list(tubes) == read_video_list(layout.UCF24_ANNOT_DIR / "testlist01.txt")  # the whole split, not the train video
+    assert sorted(v for v, t in tubes.items() if t) == sorted(names)
+    assert by_name["videos_without_detections"] == [v for v in tubes if v not in names]
     assert max(r["mAP"] for r in by_name["video_map"]) > 0
     evaluated = eval_video_ap.main(["--tubes", "a/tubes_alpha3.npz", "--annot", "ucf24", "--out_dir", "eval"])
     assert evaluated["video_map"] == by_name["video_map"]

@@ -227,7 +227,8 @@ def test_build_tubes_inputs_edges_and_errors(tmp_path, ucf24_dir, caplog, capsys
     build_tubes.main(["--det_dir", str(tmp_path / "b"), "--out_dir", str(tmp_path / "out_b")] + common)
     _, tubes_a = load_tubes(tmp_path / "out_a" / "tubes_alpha3.npz")
     _, tubes_b = load_tubes(tmp_path / "out_b" / "tubes_alpha3.npz")
-    assert list(tubes_a) == [empty_dir, first]  # the test split's videos that have a detection folder, in its order
+    assert list(tubes_a) == split  # every video of the test split, in its order; those without detections have no tubes
+    assert res["videos_without_detections"] == [v for v in split if v != first]
     assert tubes_a[empty_dir] == [] and len(tubes_a[first]) == len(tubes_b[first]) > 0
     for ta, tb in zip(tubes_a[first], tubes_b[first]):
         assert ta.start == tb.start >= 1  # frame 1 has no detection
@@ -245,10 +246,12 @@ def test_build_tubes_inputs_edges_and_errors(tmp_path, ucf24_dir, caplog, capsys
     assert list(res_bad["failed_videos"]) == [first]
     assert "00003.mat: 'scores' has 21 columns" in res_bad["failed_videos"][first]
     assert f"{first}" in caplog.text and "counted as a video without detections" in caplog.text
-    assert "1 videos counted as without detections" in capsys.readouterr().out
+    assert res_bad["videos_without_detections"] == [first]
+    assert "1 of 2 videos counted as without detections, 1 of them unreadable" in capsys.readouterr().out
     shutil.rmtree(tmp_path / "b" / first)
     res_none = build_tubes.main(with_frame_map + ["--out_dir", str(tmp_path / "out_d")])
     assert res_none["failed_videos"] == {} and res_none["video_map"] == res_bad["video_map"]
+    assert res_none["videos_without_detections"] == [first]
     assert res_none["frame_map_frameap"] == res_bad["frame_map_frameap"] and 0 < res_bad["frame_map_frameap"]["mAP"]
     assert 0 < res_bad["video_map"][0]["mAP"] and res_bad["video_map"][0]["accuracy"] == 0.5
     _write_gt_detections(tmp_path / "b", annots[first], 24, np.random.default_rng(1), jitter=1)

@@ -75,10 +75,11 @@ def save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_map_vs_iou(path: Path, entries_by_protocol: dict) -> None:
+def plot_map_vs_iou(path: Path, entries_by_protocol: dict, line_styles: dict | None = None) -> None:
     """One figure: video-mAP (percent) against the ST-IoU threshold, a line per protocol and alpha.
 
-    ``entries_by_protocol``: ``{protocol: results.json video-mAP entries (alpha, iou, mAP)}``.
+    ``entries_by_protocol``: ``{protocol: results.json video-mAP entries (alpha, iou, mAP)}``; ``line_styles``:
+    ``{protocol: matplotlib line style}`` (``Protocol.line_style``; default solid).
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -87,7 +88,7 @@ def plot_map_vs_iou(path: Path, entries_by_protocol: dict) -> None:
     for protocol, entries in entries_by_protocol.items():
         for alpha in dict.fromkeys(e["alpha"] for e in entries):
             rows = sorted((e["iou"], 100 * e["mAP"]) for e in entries if e["alpha"] == alpha)
-            ax.plot(*zip(*rows), marker="o", linestyle="-" if protocol == "road" else "--",
+            ax.plot(*zip(*rows), marker="o", linestyle=(line_styles or {}).get(protocol, "-"),
                     label=f"{protocol}, {alpha if isinstance(alpha, str) else f'alpha {alpha}'}")
     ax.set(xlabel="ST-IoU threshold", ylabel="video-mAP (%)", ylim=(0, 100),
            title=f"video-mAP against ST-IoU ({' and '.join(entries_by_protocol)} protocol)")

@@ -9,9 +9,10 @@ from pathlib import Path
 from data.layout import annotation_path
 
 from .detections import DET_FORMATS
-from .fusion import FUSE_IOU, FUSION_CHOICES
+from .fusion import FUSE_IOU, LATE_FUSIONS, fusion_choices, fusion_name
 from .linking import LINKING_FILTER
-from .runner import LINK_MODES, TubeConfig, check_protocols
+from .protocols import DEFAULT_PROTOCOL, PROTOCOLS, check_protocols
+from .runner import LINK_MODES, TubeConfig
 
 
 def positive_int(text: str) -> int:
@@ -73,17 +74,45 @@ def annotation_args() -> argparse.ArgumentParser:
     return parser
 
 
+def late_fusion_list(text: str) -> tuple:
+    """``--late_fusion boost,mean`` (pipeline.py): distinct fusion types, ours or the original's names, any case."""
+    try:
+        names = tuple(dict.fromkeys(fusion_name(v.strip()) for v in str(text).split(",") if v.strip()))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return names
+
+
+def _fusion_help() -> str:
+    return "; ".join(f"{f.name}{f' ({f.alias})' if f.alias != f.name else ''}: {f.help}" for f in LATE_FUSIONS.values())
+
+
 def _add_fusion_flags(group) -> None:
-    """How two streams' per-frame detections are fused before the linking: build_tubes.py's and demo.py's."""
-    group.add_argument("--fusion", default=None, type=str.lower, choices=FUSION_CHOICES,
-                       help="per frame and class: boost (nwsum-plus), union (cat) or mean (the streams' scores "
-                            "averaged prior by prior)")
+    """How two streams' per-frame detections are fused before the linking: build_tubes.py's and demo.py's.
+    ``--fusion``: the former spelling of ``--late_fusion``."""
+    group.add_argument("--late_fusion", "--fusion", dest="late_fusion", default=None, type=str.lower,
+                       choices=fusion_choices(), help=f"the late fusion type: {_fusion_help()}")
     group.add_argument("--fuse_iou", default=FUSE_IOU, type=float,
                        help="boost: the minimum IoU of a base box and a flow box (I02genFusedTubes.m: 0.25)")
     group.add_argument("--fuse_fixed", action=argparse.BooleanOptionalAction, default=False,
                        help="boost every base box whose best flow box is still free and append every flow box left "
                             "(the original boosts only the first base box per frame and class, and appends no flow "
                             "box when none was boosted; see README)")
+
+
+def _add_strict_flag(group) -> None:
+    """``--strict``: build_tubes.py's, eval_online.py's and eval_video_ap.py's."""
+    group.add_argument("--strict", action=argparse.BooleanOptionalAction, default=False,
+                       help="refuse a video of the evaluation without detections: no detection file, an unreadable or "
+                            "malformed one, or no entry in a tube file (default: count it as a video without "
+                            "detections, its ground truth as missed, list it in the results and go on)")
+
+
+def strict_args() -> argparse.ArgumentParser:
+    """``--strict`` alone (eval_video_ap.py; build_tubes.py has it in ``build_args``)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_strict_flag(parser.add_argument_group("run"))
+    return parser
 
 
 def fusion_args(title: str = "late fusion (fusedActionPaths.m)") -> argparse.ArgumentParser:
@@ -115,9 +144,7 @@ def build_args() -> argparse.ArgumentParser:
     group = parser.add_argument_group("run")
     group.add_argument("--workers", default=1, type=positive_int)
     group.add_argument("--no_frame_map", action="store_true", help="skip frame-mAP")
-    group.add_argument("--strict", action=argparse.BooleanOptionalAction, default=False,
-                       help="stop at a video with unreadable or malformed detections (default: count it as a video "
-                            "without detections, list it in results.json 'failed_videos' and go on)")
+    _add_strict_flag(group)
     group.add_argument("--frame_ap_any_class", action=argparse.BooleanOptionalAction, default=False,
                        help="frameAp.m's matching: a detection may take a GT box of another class in a frame that has one "
                             "of its own (differs only where frames have GT of two classes; can give AP > 1)")
@@ -129,7 +156,7 @@ def tube_config(args: argparse.Namespace) -> TubeConfig:
     return TubeConfig(args.det_dir, args.det_format, args.alphas, args.link_iou, args.link_score, args.jumpgap,
                       workers=args.workers,
                       frame_ap_any_class=args.frame_ap_any_class, strict=args.strict,
-                      fuse_det_dir=args.fuse_det_dir, fusion=args.fusion, fuse_iou=args.fuse_iou,
+                      fuse_det_dir=args.fuse_det_dir, fusion=args.late_fusion, fuse_iou=args.fuse_iou,
                       fuse_fixed=args.fuse_fixed, link=args.link)
 
 
@@ -139,16 +166,17 @@ def protocol_list(text: str) -> tuple:
     try:
         return check_protocols(names)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected road, act or road,act, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected distinct names of {', '.join(PROTOCOLS)}, comma-separated, "
+                                         f"got {text!r}") from None
 
 
 def protocol_args() -> argparse.ArgumentParser:
     """``--protocol``: whose video-mAP / frame-mAP to compute (README, "Protocols")."""
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("evaluation protocol")
-    group.add_argument("--protocol", default=("road",), type=protocol_list, metavar="road|act|road,act",
-                       help="road: ROAD's Matlab evaluation (get_PR_curve.m, frameAp.m; default); act: ACT / "
-                            "MOC-Detector's ACT.py (videoAP, frameAP); road,act: both")
+    group.add_argument("--protocol", default=(DEFAULT_PROTOCOL,), type=protocol_list, metavar="|".join(PROTOCOLS),
+                       help="; ".join(f"{p.name}: {p.label}" for p in PROTOCOLS.values())
+                            + f" (default {DEFAULT_PROTOCOL}; several, comma-separated: each)")
     return parser
 
 

@@ -54,6 +54,14 @@ def detection_path(det_dir: Path, video: str, det_format: str) -> Path:
     return Path(det_dir) / (f"{video}.npz" if det_format == "npz" else video)
 
 
+def has_detections(det_dir: Path, video: str, det_format: str) -> bool:
+    """Whether a video's detections are there: its npz file, or a road_mat folder with a frame file."""
+    path = detection_path(det_dir, video, det_format)
+    if det_format == "npz":
+        return path.is_file()
+    return path.is_dir() and any(FRAME_FILE.fullmatch(f.name) for f in path.iterdir())
+
+
 def frame_map_path(det_dir: Path) -> Path:
     """test.py's summary beside its detections, ``DET_DIR-frame_map.json``: the VOC-style frame-mAP
     (``frame_map_voc``, IoU ``iou``), per-class ``ap``, ``weights``, ``eval_gap``, ``det_dir``, counts
@@ -64,31 +72,6 @@ def frame_map_path(det_dir: Path) -> Path:
 
 class DetectionError(InputError, ValueError):
     """Malformed detection file: the message names the file and the field."""
-
-
-# What a detection folder of each format holds (``detection_path``): shown in errors, and its glob.
-DET_LAYOUTS = {"npz": ("<Class>/<video>.npz", "*/*.npz"), "road_mat": ("<Class>/<video>/00001.mat", "*/*/*.mat")}
-
-
-def check_det_dirs(det_format: str, *det_dirs: Path | None) -> None:
-    """A ``DetectionError`` naming the folder unless each of ``det_dirs`` (None: not given) is a folder with at
-    least one video's detections in ``det_format`` (a folder of the other format, or of something else,
-    says what was looked for)."""
-    for det_dir in det_dirs:
-        if det_dir is not None:
-            _check_det_dir(Path(det_dir), det_format)
-
-
-def _check_det_dir(det_dir: Path, det_format: str) -> None:
-    layout, pattern = DET_LAYOUTS[det_format]
-    if not det_dir.is_dir():
-        raise DetectionError(f"{det_dir}: {'not a folder' if det_dir.exists() else 'no such folder'}, expected "
-                             f"detections as {det_dir}/{layout}")
-    if next(det_dir.glob(pattern), None) is None:
-        other = next(f for f in DET_FORMATS if f != det_format)
-        hint = f" (it holds {other} detections: give --det_format {other})" \
-            if next(det_dir.glob(DET_LAYOUTS[other][1]), None) is not None else ""
-        raise DetectionError(f"{det_dir}: no {det_format} detections in this folder, looked for {det_dir}/{layout}{hint}")
 
 
 @dataclass

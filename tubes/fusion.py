@@ -33,7 +33,13 @@ differ only for single boxes with double scores, where this port is not bit-exac
 
 Offline (``link_fused``, build_tubes.py) and online (``OnlineFusedTubes``, demo.py) run the same
 per-frame step, ``link_fused_frame``.
+
+The fusion types are the records of ``LATE_FUSIONS``, which the flags (``--late_fusion``), test.py,
+demo.py, pipeline.py and ``tubes.runner`` read: a new type is one ``LateFusion`` entry and its function.
 """
+from dataclasses import dataclass
+from typing import Callable
+
 import numba
 import numpy as np
 
@@ -43,20 +49,81 @@ from .boxes import loc_to_link_boxes
 from .linking import (LINKING_FILTER, FilterConfig, OnlineLinker, OnlineTubes, _link_boxes_and_scores,
                       filter_frame_padded, linking_filter, work_dtype)
 
-FUSIONS = ("boost", "union", "mean")
-MATLAB_NAMES = {"nwsum-plus": "boost", "cat": "union", "mean": "mean"}  # I02genFusedTubes.m's names
-FUSION_CHOICES = FUSIONS + tuple(n for n in MATLAB_NAMES if n not in FUSIONS)  # the flag's choices
-FUSE_IOU = 0.25  # I02genFusedTubes.m: fuseiouths for nwsum-plus
+FUSE_IOU = 0.25  # I02genFusedTubes.m: fuseiouth for nwsum-plus
 BOOST, UNION = 0, 1
+ONE_STREAM_OUTPUTS = ("base", "fuse")  # test.py --fuse_weights: each model's own detections, DET_DIR/base and /fuse
+
+
+@dataclass(frozen=True)
+class LateFusion:
+    """One late fusion type.
+
+    ``per_frame``: it fuses the two streams' detections frame by frame before the linking; ``fuse`` is
+    ``(base_boxes [N, 4], base_scores [N, C+1], top_boxes, top_scores, fuse_iou, filter_cfg, fixed) ->
+    (boxes [M, 4], class_scores [M, C], picks [C, k])``, as ``fuse_frame`` returns. Otherwise it fuses
+    the two networks' scores prior by prior, ``fuse(base_scores, top_scores) -> scores`` ``[..., A, C+1]``
+    (numpy or torch: plain arithmetic) on the base model's boxes: test.py --fuse_weights writes that
+    stream as ``DET_DIR/<name>``, linked as one stream, and build_tubes.py also fuses two streams whose
+    files align row by row. ``link_modes``: the ``--link`` modes it allows (the first where the user's
+    is not). ``options``: the ``TubeConfig`` fields it reads beyond the streams (kept in results.json).
+    """
+    name: str                   # ours: --late_fusion NAME
+    alias: str                  # the original's name (I02genFusedTubes.m), also accepted
+    per_frame: bool
+    fuse: Callable
+    link_modes: tuple = ("frame",)
+    options: tuple = ()
+    help: str = ""
+
+    @property
+    def streams(self) -> tuple:
+        """The test.py --fuse_weights outputs it reads (build_tubes.py: --det_dir [--fuse_det_dir])."""
+        return ONE_STREAM_OUTPUTS if self.per_frame else (self.name,)
+
+
+def late_fusion(text: str) -> LateFusion:
+    """The ``LATE_FUSIONS`` record of our name or the original's, any case (ValueError naming the choices)."""
+    name = str(text).lower()
+    for record in LATE_FUSIONS.values():
+        if name in (record.name, record.alias):
+            return record
+    raise ValueError(f"unknown fusion {text!r}: expected one of {', '.join(fusion_choices())}")
 
 
 def fusion_name(text: str) -> str:
-    """``boost``, ``union`` or ``mean`` from ours or the Matlab's name, any case."""
-    name = str(text).lower()
-    name = MATLAB_NAMES.get(name, name)
-    if name not in FUSIONS:
-        raise ValueError(f"unknown fusion {text!r}: expected one of {', '.join(FUSION_CHOICES)}")
-    return name
+    """Our name of a fusion type from ours or the original's, any case (``cat`` -> ``union``)."""
+    return late_fusion(text).name
+
+
+def fusion_choices() -> tuple:
+    """The flag's choices: our names, then the original's."""
+    names = tuple(LATE_FUSIONS)
+    return names + tuple(dict.fromkeys(f.alias for f in LATE_FUSIONS.values() if f.alias not in names))
+
+
+def fusion_streams() -> tuple:
+    """test.py --fuse_weights's outputs (sub-folders of DET_DIR): each model's own, then each prior-by-prior fusion."""
+    return ONE_STREAM_OUTPUTS + tuple(f.name for f in LATE_FUSIONS.values() if not f.per_frame)
+
+
+def prefused(stream: str) -> str | None:
+    """The fusion that the test.py --fuse_weights output ``stream`` already applied (``mean``), else None."""
+    record = LATE_FUSIONS.get(stream)
+    return None if record is None or record.per_frame else record.name
+
+
+LINK_NOTES = {"micro": " links one stream's micro-tubes"}
+
+
+def check_link(fusion: str, link: str) -> None:
+    """ValueError unless ``--late_fusion fusion`` allows ``--link link``; the message names the alternatives."""
+    record = late_fusion(fusion)
+    if link in record.link_modes:
+        return
+    others = [f.name for f in LATE_FUSIONS.values() if link in f.link_modes]
+    what = "fuses per frame" if record.per_frame else f"allows --link {' or '.join(record.link_modes)}"
+    raise ValueError(f"--link {link}{LINK_NOTES.get(link, '')}; --late_fusion {record.name} {what} (use --link "
+                     f"{record.link_modes[0]}" + (f", or --late_fusion {' or '.join(others)})" if others else ")"))
 
 
 @numba.njit(cache=True)
@@ -174,25 +241,56 @@ def fuse_frame(base_boxes: np.ndarray, base_scores: np.ndarray, top_boxes: np.nd
     what ``OnlineLinker.link`` takes, ``picks`` listing each class's fused detections in the
     order the linking considers them (-1 padded; a row may serve one class only).
     """
-    fusion = fusion_name(fusion)
+    record = late_fusion(fusion)
     dtype = work_dtype(base_boxes, base_scores, top_boxes, top_scores)
     bb, tb = (np.ascontiguousarray(np.reshape(b, (-1, 4)), dtype) for b in (base_boxes, top_boxes))
     bs, ts = (np.asarray(s, dtype) for s in (base_scores, top_scores))
-    if fusion == "mean":
+    if not record.per_frame:
         if bs.shape != ts.shape:
-            raise ValueError(f"mean fusion needs the same priors in both streams: scores {bs.shape} and {ts.shape}")
-        mean = (ts + bs) / dtype.type(2)  # fusedActionPaths.m: (topScores + baseScores)/2.0
-        return bb, mean[:, 1:], filter_frame_padded(bb, mean[:, 1:], (filter_cfg,))[0]
+            raise ValueError(f"{record.name} fusion needs the same priors in both streams: scores {bs.shape} and {ts.shape}")
+        fused = np.asarray(record.fuse(bs, ts), dtype)[:, 1:]
+        return bb, fused, filter_frame_padded(bb, fused, (filter_cfg,))[0]
     if bs.shape[1:] != ts.shape[1:] or bs.ndim != 2 or bs.shape[1] < 2:
         raise ValueError(f"the streams' scores have shapes {bs.shape} and {ts.shape}, expected [N, C+1] of the same C")
+    return record.fuse(bb, bs, tb, ts, fuse_iou, filter_cfg, fixed)
+
+
+def _fuse_kept(mode: int, bb: np.ndarray, bs: np.ndarray, tb: np.ndarray, ts: np.ndarray, fuse_iou: float,
+               filter_cfg: FilterConfig, fixed: bool) -> tuple:
+    """Boost or union (``mode``) of each stream's ``dofilter`` picks; ``fuse_frame``'s arguments and result."""
     num_classes = bs.shape[1] - 1
     bp, tp = (filter_frame_padded(b, s[:, 1:], (filter_cfg,))[0].reshape(num_classes, -1) for b, s in ((bb, bs), (tb, ts)))
     # the Matlab's column order (classes, then background) for the renormalising sum's order
-    consts = np.array([1, 0.001, fuse_iou, filter_cfg.nms_thresh], dtype)
+    consts = np.array([1, 0.001, fuse_iou, filter_cfg.nms_thresh], bb.dtype)
     boxes, scores, picks = _fuse(bb, np.ascontiguousarray(np.roll(bs, -1, 1)), bp, tb,
-                                 np.ascontiguousarray(np.roll(ts, -1, 1)), tp,
-                                 BOOST if fusion == "boost" else UNION, consts, bool(fixed), int(filter_cfg.post_nms_topk))
+                                 np.ascontiguousarray(np.roll(ts, -1, 1)), tp, mode, consts, bool(fixed),
+                                 int(filter_cfg.post_nms_topk))
     return boxes, scores[:, :-1], picks
+
+
+def boost(bb, bs, tb, ts, fuse_iou, filter_cfg, fixed):
+    """``nwsum-plus``: base boxes boosted by the flow boxes they overlap, the others appended (module doc)."""
+    return _fuse_kept(BOOST, bb, bs, tb, ts, fuse_iou, filter_cfg, fixed)
+
+
+def union(bb, bs, tb, ts, fuse_iou, filter_cfg, fixed):
+    """``cat``: both streams' kept boxes together (module doc)."""
+    return _fuse_kept(UNION, bb, bs, tb, ts, fuse_iou, filter_cfg, fixed)
+
+
+def mean_scores(base_scores, top_scores):
+    """``mean``, prior by prior: fusedActionPaths.m ``(topScores + baseScores)/2.0``."""
+    return (top_scores + base_scores) / 2
+
+
+# The fusion types (LateFusion), by our name; the original's names are their aliases.
+LATE_FUSIONS = {f.name: f for f in (
+    LateFusion("boost", "nwsum-plus", True, boost, options=("fuse_iou", "fuse_fixed"),
+               help="each base box boosted by the flow box it overlaps most"),
+    LateFusion("union", "cat", True, union, help="both streams' boxes together"),
+    LateFusion("mean", "mean", False, mean_scores, link_modes=("frame", "micro"),
+               help="the streams' scores averaged prior by prior"),
+)}
 
 
 def first_unaligned(base_frames: list, top_frames: list) -> int | None:
@@ -236,10 +334,10 @@ def link_fused(base_frames: list, top_frames: list, num_classes: int, fusion: st
     """
     if len(base_frames) != len(top_frames):
         raise ValueError(f"the streams have {len(base_frames)} and {len(top_frames)} frames")
-    fusion = fusion_name(fusion)
-    if fusion == "mean" and (f := first_unaligned(base_frames, top_frames)) is not None:
-        raise ValueError(f"frame {f + 1}: {len(base_frames[f][0])} and {len(top_frames[f][0])} detections; mean fusion "
-                         f"needs the same priors in both streams")
+    record = late_fusion(fusion)
+    if not record.per_frame and (f := first_unaligned(base_frames, top_frames)) is not None:
+        raise ValueError(f"frame {f + 1}: {len(base_frames[f][0])} and {len(top_frames[f][0])} detections; "
+                         f"{record.name} fusion needs the same priors in both streams")
     linker = OnlineLinker(num_classes, iou_thresh, jumpgap, linking_filter(link_score))
     bb, bs, bo = _stream(base_frames, num_classes, frame_size)
     tb, ts, to = _stream(top_frames, num_classes, frame_size)
@@ -256,7 +354,7 @@ def link_fused(base_frames: list, top_frames: list, num_classes: int, fusion: st
 
 
 class OnlineFusedTubes(OnlineTubes):
-    """``OnlineTubes`` of two streams fused frame by frame (demo.py ``--fuse_weights`` with boost or union):
+    """``OnlineTubes`` of two streams fused frame by frame (demo.py ``--fuse_weights`` with a per-frame fusion):
     ``update(loc, scores, top_loc, top_scores)`` takes a frame's base and second stream's detections
     (normalised ``loc`` ``[N, 4]``, ``scores`` ``[N, C+1]``) and links them as ``link_fused`` does."""
 

@@ -30,6 +30,9 @@ import numpy as np
 from data.annotations import UCF_FRAME_SIZE
 
 from .boxes import EPS, loc_to_link_boxes
+from .compiling import announce_compilation
+
+announce_compilation()  # this module's, trimming.py's and fusion.py's loops (they import this module)
 
 
 def work_dtype(*arrays: np.ndarray) -> np.dtype:

@@ -31,7 +31,8 @@ from utils.io import atomic_path
 from .ap import save_figure
 from .linking import OnlineLinker, _link_boxes_and_scores, filter_frame_padded, linking_filter
 from .micro import MicroTubeLinker, windows_in_order
-from .runner import VIDEO_MAP_KEY, alpha_label, evaluate, read_frames
+from .protocols import PROTOCOLS
+from .runner import alpha_label, evaluate, read_frames, videos_without_detections
 from .trimming import trim_video
 
 log = logging.getLogger(__name__)
@@ -127,20 +128,24 @@ def _worker(cfg, video, num_frames, num_classes, fractions, early_label):
         if cfg.strict:
             raise ValueError(f"{video}: {e}") from e
         log.error("%s: %s; counted as a video without detections (--strict stops instead)", video, e)
-        result = online_video([], cfg.frame_size, num_frames, num_classes, cfg.alphas, fractions)
-    return video, result
+        return video, online_video([], cfg.frame_size, num_frames, num_classes, cfg.alphas, fractions), str(e)
+    return video, result, None
 
 
 def online_curves(cfg, annotations: dict, videos: list, num_classes: int, class_names: list,
                   fractions: tuple = FRACTIONS, ious: tuple = ONLINE_IOUS, early_label: str = "live") -> dict:
     """Both curves for the videos' detections (``cfg``: a ``tubes.runner.TubeConfig``), as fractions:
-    ``{"fractions", "accuracy": [...], "protocol", "video_map": [{"protocol", "alpha", "iou", "mAP": [...]}]}``,
-    video-mAP for each of ``cfg.protocols``, alpha and ST-IoU threshold in ``ious``."""
+    ``{"fractions", "accuracy": [...], "protocol", "video_map": [{"protocol", "alpha", "iou", "mAP": [...]}],
+    "failed_videos": {video: error}, "videos_without_detections": [...]}``, video-mAP for each of
+    ``cfg.protocols``, alpha and ST-IoU threshold in ``ious``; a video without detections (none found, or
+    unreadable: ``failed_videos``) has no paths, so no label and no tubes."""
     args = [(cfg, v, annotations[v].num_frames, num_classes, fractions, early_label) for v in videos]
-    per_video = {}
+    per_video, failed = {}, {}
     with ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else nullcontext() as pool:
-        for video, result in (pool.map(_worker, *zip(*args)) if pool else (_worker(*a) for a in args)):
+        for video, result, error in (pool.map(_worker, *zip(*args)) if pool else (_worker(*a) for a in args)):
             per_video[video] = result
+            if error is not None:
+                failed[video] = error
     truth = np.array([annotations[v].class_id for v in videos])
     out = {"protocol": "+".join(cfg.protocols), "fractions": list(fractions), "early_label": early_label,
            "accuracy": [float(np.mean(np.array([per_video[v][0][i] for v in videos]) == truth)) for i in range(len(fractions))],
@@ -151,10 +156,12 @@ def online_curves(cfg, annotations: dict, videos: list, num_classes: int, class_
         by_alpha = {a: {v: per_video[v][1][i][a] for v in videos} for a in cfg.alphas}
         res, _ = evaluate(cut, videos, by_alpha, num_classes, class_names, protocols=cfg.protocols)
         for p in cfg.protocols:
-            for e in res[VIDEO_MAP_KEY[p]]:
+            for e in res[PROTOCOLS[p].video_key]:
                 if any(abs(e["iou"] - t) < 1e-9 for t in ious):
                     curves.setdefault((p, e["alpha"], e["iou"]), []).append(e["mAP"])
     out["video_map"] = [{"protocol": p, "alpha": alpha_label(a), "iou": t, "mAP": m} for (p, a, t), m in curves.items()]
+    out["failed_videos"] = failed
+    out["videos_without_detections"] = videos_without_detections(cfg, videos, failed)
     return out
 
 

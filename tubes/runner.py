@@ -13,7 +13,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from data.act_annots import is_act_file, parse_act_gt
@@ -21,14 +20,15 @@ from data.annotations import UCF_FRAME_SIZE, load_pickle, load_pyannot, read_vid
 from data.matlab_annots import load_final_annots
 from utils.io import atomic_path
 
-from . import act
-from .detections import detection_path, frame_detections, frame_map_path, read_road_mat_video, read_video_detections
-from .frame_map import FrameAP, video_frame_ap
-from .fusion import FUSE_IOU, MATLAB_NAMES, first_unaligned, fusion_name, link_fused
+from .detections import (DET_FORMATS, detection_path, frame_detections, frame_map_path, has_detections,
+                         read_road_mat_video, read_video_detections)
+from .frame_map import FrameAP
+from .fusion import FUSE_IOU, check_link, first_unaligned, fusion_streams, late_fusion, link_fused, prefused
 from .linking import FRAME_AP_FILTER, LINKING_FILTER, check_jumpgap, filter_rows, link_frames, linking_filter
 from .micro import link_micro_tubes, no_windows
+from .protocols import PROTOCOLS, check_protocols
 from .trimming import trim_video
-from .video_map import VIDEO_IOU_THRESHOLDS, VideoGT, gt_from_annotation, video_ap
+from .video_map import VIDEO_IOU_THRESHOLDS, VideoGT
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +52,26 @@ class TubeConfig:
     workers: int = 1
     frame_ap_any_class: bool = False  # frameAp.m's matching of any GT class (see FrameAP)
     strict: bool = False  # a video with unreadable or malformed detections stops the run (else: no detections)
-    protocols: tuple = ("road",)  # evaluation protocols (PROTOCOLS), build_tubes.py --protocol
+    protocols: tuple = ("road",)  # evaluation protocols (tubes/protocols.py), build_tubes.py --protocol
     # late fusion (tubes/fusion.py): det_dir is the base stream (rgb), fuse_det_dir the other (flow)
     fuse_det_dir: Path | None = None
-    fusion: str | None = None  # boost, union or mean (or the Matlab's nwsum-plus, cat, mean)
+    fusion: str | None = None  # a LATE_FUSIONS name or alias (boost, union, mean; nwsum-plus, cat)
     fuse_iou: float = FUSE_IOU  # boost's minimum overlap
     fuse_fixed: bool = False  # boost without the original's covered-box bug (see tubes/fusion.py)
     link: str = "frame"  # LINK_MODES: per-frame detections (ROAD) or whole micro-tubes (tubes/micro.py)
-    prefused: bool = field(default=False, init=False)  # set for mean fusion of a det_dir that test.py --fuse_weights fused (``prefused_mean``)
+    # set for a prior-by-prior fusion (mean) of a det_dir that test.py --fuse_weights fused (``prefused_by``)
+    prefused: bool = field(default=False, init=False)
 
     def __post_init__(self):
-        if self.fusion is not None:
-            self.fusion = fusion_name(self.fusion)
-        self.prefused = self.fusion == "mean" and self.fuse_det_dir is None and prefused_mean(self.det_dir)
+        record = None if self.fusion is None else late_fusion(self.fusion)
+        self.fusion = record and record.name
+        self.prefused = bool(record and not record.per_frame and self.fuse_det_dir is None
+                             and prefused_by(self.det_dir) == record.name)
         if (self.fusion is None) != (self.fuse_det_dir is None) and not self.prefused:
+            alone = [f"the {s}/ folder" for s in fusion_streams()[2:]]
             raise ValueError("late fusion needs both a fusion type and a second stream's detections "
-                             f"(got fusion={self.fusion!r}, fuse_det_dir={self.fuse_det_dir!r}; mean fusion "
-                             "also takes the mean/ folder of test.py --fuse_weights alone)")
+                             f"(got fusion={self.fusion!r}, fuse_det_dir={self.fuse_det_dir!r}; a prior-by-prior "
+                             f"fusion also takes {' or '.join(alone) or 'its folder'} of test.py --fuse_weights alone)")
         if not 0 <= self.fuse_iou <= 1:
             raise ValueError(f"fuse_iou must be in [0, 1], got {self.fuse_iou!r}")
         check_jumpgap(self.jumpgap)
@@ -78,6 +81,8 @@ class TubeConfig:
         if self.link == "micro" and (self.det_format != "npz" or (self.fusion and not self.prefused)):
             raise ValueError("micro-tube linking (link 'micro') reads micro-tubes: test.py's npz detections "
                              f"(det_format npz, got {self.det_format!r}), one stream (no late fusion)")
+        if self.fusion:
+            check_link(self.fusion, self.link)
         if int(self.workers) < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers!r}")
         if not self.alphas or any(not a >= 0 for a in self.alphas):
@@ -88,23 +93,15 @@ class TubeConfig:
 # frame: ROAD's linking of per-frame detections; micro: AMTNet's linking of micro-tubes (tubes/micro.py)
 LINK_MODES = ("frame", "micro")
 
-# road: ROAD's Matlab (get_PR_curve.m, frameAp.m); act: ACT / MOC-Detector's ACT.py (tubes/act.py)
-PROTOCOLS = ("road", "act")
 
 
-def check_protocols(protocols: tuple) -> tuple:
-    if not protocols or any(p not in PROTOCOLS for p in protocols) or len(set(protocols)) != len(protocols):
-        raise ValueError(f"protocols must be distinct names of {PROTOCOLS}, got {protocols!r}")
-    return tuple(protocols)
-
-
-def prefused_mean(det_dir: Path) -> bool:
-    """Whether ``det_dir`` holds mean-fused scores: test.py --fuse_weights's ``DET_DIR/mean``, whose
-    summary (``frame_map_path``) says ``"fusion": "mean"``."""
+def prefused_by(det_dir: Path) -> str | None:
+    """The fusion whose scores ``det_dir`` holds, as its summary (``frame_map_path``) says: ``mean`` for test.py
+    --fuse_weights's ``DET_DIR/mean``; None for one model's detections (or no summary)."""
     try:
-        return json.loads(frame_map_path(det_dir).read_text()).get("fusion") == "mean"
+        return prefused(json.loads(frame_map_path(det_dir).read_text()).get("fusion"))
     except (OSError, ValueError, AttributeError):
-        return False
+        return None
 
 
 def load_annotations(path: Path) -> dict:
@@ -132,16 +129,114 @@ def class_names_from(annotations: dict, num_classes: int, classes_file: Path | N
     return names
 
 
-def resolve_videos(cfg: TubeConfig, annotations: dict, annot_path: Path, video_list: Path | None = None) -> list:
-    """The listed videos, or the test split beside the annotations (else all annotated) with detections."""
-    if video_list:
-        return check_videos(read_video_list(video_list), annotations, annot_path, video_list)
+class MissingVideosError(ValueError):
+    """Videos of the evaluation without detections (or tubes) where that is refused (``strict``), or all of them."""
+
+
+def split_videos(annotations: dict, annot_path: Path) -> tuple:
+    """The test split that the videos default to, ``(names, source)``: ``testlist01.txt`` beside the
+    annotations, else an ACT ground-truth file's first test list (its annotated videos); ``(None, None)``
+    when neither is there."""
     split = Path(annot_path).with_name("testlist01.txt")
-    names = read_video_list(split) if split.is_file() else sorted(annotations)
-    videos = [v for v in names if detection_path(cfg.det_dir, v, cfg.det_format).exists()]
-    if not videos:
-        raise FileNotFoundError(f"{cfg.det_dir}: no detections for any video of the test split")
-    return check_videos(videos, annotations, annot_path, split if split.is_file() else annot_path)
+    if split.is_file():
+        return read_video_list(split), split
+    if Path(annot_path).suffix != ".mat":
+        content = load_pickle(annot_path)
+        if is_act_file(content) and content.get("test_videos"):
+            return list(dict.fromkeys(v for v in content["test_videos"][0] if v in annotations)), Path(annot_path)
+    return None, None
+
+
+def resolve_videos(cfg: TubeConfig, annotations: dict, annot_path: Path, video_list: Path | None = None) -> list:
+    """The listed videos, or the test split (``split_videos``; else every annotated video), all of them:
+    a video without detections counts as one with none (``check_missing``: logged; ``cfg.strict`` refuses)."""
+    if video_list:
+        names, source = read_video_list(video_list), Path(video_list)
+    else:
+        names, source = split_videos(annotations, annot_path)
+        names, source = (sorted(annotations), Path(annot_path)) if names is None else (names, source)
+    videos = check_videos(names, annotations, annot_path, source)
+    for det_dir in det_dirs(cfg):
+        if videos and not any(has_detections(det_dir, v, cfg.det_format) for v in videos):
+            raise MissingVideosError(f"{det_dir}: no detections for any of the {len(videos)} videos of {source}: "
+                                     + looked_for(det_dir, videos, cfg.det_format))
+    check_missing(videos_without_detections(cfg, videos), videos,
+                  f"{' or '.join(map(str, det_dirs(cfg)))}: no detections", source, cfg.strict)
+    return videos
+
+
+def det_dirs(cfg: TubeConfig) -> list:
+    """The folders of detections that ``cfg`` reads: ``det_dir`` and, for late fusion, ``fuse_det_dir``."""
+    return [cfg.det_dir] + ([cfg.fuse_det_dir] if cfg.fuse_det_dir else [])
+
+
+def looked_for(det_dir: Path, videos: list, det_format: str) -> str:
+    """What ``resolve_videos`` looked for in ``det_dir`` and what is there instead, in a few words."""
+    where = detection_path(det_dir, videos[0], det_format)
+    said = f"looked for {where}{'/00001.mat ...' if det_format == 'road_mat' else ''} (--det_format {det_format})"
+    if not Path(det_dir).is_dir():
+        return f"{said}, but {det_dir} is not a folder"
+    other = next(f for f in DET_FORMATS if f != det_format)
+    found = next((v for v in videos if has_detections(det_dir, v, other)), None)
+    if found is not None:
+        return f"{said}; it holds {other} detections ({detection_path(det_dir, found, other)}): --det_format {other}?"
+    entries = sorted(p.name for p in Path(det_dir).iterdir())
+    return f"{said}; the folder is empty" if not entries else f"{said}; the folder holds {', '.join(entries[:3])}" \
+        + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+
+
+def check_missing(missing: list, videos: list, what: str, source: Path, strict: bool) -> None:
+    """Log that ``missing`` videos of ``videos`` (from ``source``) have ``what`` (say, ``DIR: no detections``):
+    each counts as a video without detections, its ground truth as missed; ``strict`` refuses instead."""
+    if not missing:
+        return
+    names = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    if strict:
+        raise MissingVideosError(f"{what} for {len(missing)} of the {len(videos)} videos of {source} ({names}); "
+                                 "without --strict each counts as a video without detections")
+    log.warning("%s for %d of the %d videos of %s (%s): each counts as a video without detections, its ground "
+                "truth as missed (listed in the results; --strict refuses)",
+                what, len(missing), len(videos), source, names)
+
+
+def videos_without_detections(cfg: TubeConfig, videos: list, failed=()) -> list:
+    """The ``videos`` (in order) counted as without detections: none found (in either stream) or unreadable
+    (``failed``, the videos ``build_all`` reports)."""
+    return [v for v in videos if v in failed or not all(has_detections(d, v, cfg.det_format) for d in det_dirs(cfg))]
+
+
+def without_detections_line(results: dict, num_videos: int, path: Path) -> str | None:
+    """The scripts' last line on the videos counted as without detections (``results``' lists, written to ``path``)."""
+    without, failed = results["videos_without_detections"], results["failed_videos"]
+    if not without:
+        return None
+    return (f"{len(without)} of {num_videos} videos counted as without detections, {len(failed)} of them unreadable "
+            f"(see 'videos_without_detections' and 'failed_videos' in {path}): "
+            f"{', '.join(without[:3])}{' ...' if len(without) > 3 else ''}")
+
+
+def select_tube_videos(tube_files: list, annotations: dict, annot_path: Path, video_list: Path | None = None,
+                       strict: bool = False) -> tuple:
+    """eval_video_ap.py's videos and ``{tube file: [videos of the evaluation it lacks]}``: the listed videos, else
+    the test split (``split_videos``), else the first tube file's videos. ``tube_files``: ``[(path, {video:
+    tubes})]``. A video that a file lacks counts as one without tubes (logged; ``strict`` refuses); a file
+    without any of the videos is an error."""
+    names, source = (read_video_list(video_list), Path(video_list)) if video_list else split_videos(annotations, annot_path)
+    if names is None:
+        names, source = list(tube_files[0][1]), Path(tube_files[0][0])
+        log.warning("no test split beside %s (testlist01.txt): evaluating the %d videos of %s (--video_list chooses)",
+                    annot_path, len(names), source)
+    videos = check_videos(names, annotations, annot_path, source)
+    lacking = {}
+    for path, tubes in tube_files:
+        missing = [v for v in videos if v not in tubes]
+        if videos and len(missing) == len(videos):
+            raise MissingVideosError(f"{path}: no tubes for any of the {len(videos)} videos of {source} (it holds "
+                                     f"{len(tubes)} videos{', first: ' + next(iter(tubes)) if tubes else ''})")
+        check_missing(missing, videos, f"{path}: no tubes", source, strict)
+        if missing:
+            lacking[str(path)] = missing
+    return videos, lacking
 
 
 def check_videos(videos: list, annotations: dict, annot_path: Path, source: Path) -> list:
@@ -161,8 +256,8 @@ def read_frames(cfg: TubeConfig, video: str, det_dir: Path | None = None, micro:
     size; ``[]`` (with a warning) when it has no detections. ``micro``: its micro-tubes instead
     (npz, a ``VideoDetections``; one without windows when it has none)."""
     path = detection_path(det_dir or cfg.det_dir, video, cfg.det_format)
-    if not path.exists():
-        log.warning("%s: no detections for video %s; counted as no detections", path, video)
+    if not path.exists():  # resolve_videos has said which videos have none
+        log.debug("%s: no detections for video %s; counted as no detections", path, video)
         return (no_windows(cfg.frame_size) if micro else []), cfg.frame_size
     if cfg.det_format == "npz":
         det = read_video_detections(path)
@@ -185,10 +280,10 @@ def read_fuse_stream(cfg: TubeConfig, video: str, base: list, size: tuple) -> li
     widths = [{s.shape[1] for loc, s in frames if len(loc)} for frames in (base, top)]
     if widths[0] and widths[1] and widths[0] != widths[1]:
         raise ValueError(f"{paths[1]}: scores have {widths[1].pop()} columns, {paths[0]} {widths[0].pop()}")
-    if cfg.fusion == "mean" and (f := first_unaligned(base, top)) is not None:
+    if not late_fusion(cfg.fusion).per_frame and (f := first_unaligned(base, top)) is not None:
         where = ([p / f"{f + 1:05d}.mat" for p in paths] if cfg.det_format == "road_mat"
                  else [f"{p} frame {f + 1}" for p in paths])
-        raise ValueError(f"mean fusion needs the same priors in both streams: {where[1]} has {len(top[f][0])} "
+        raise ValueError(f"{cfg.fusion} fusion needs the same priors in both streams: {where[1]} has {len(top[f][0])} "
                          f"detections, {where[0]} has {len(base[f][0])}")
     return top
 
@@ -245,14 +340,9 @@ def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | N
 
 def video_frame_aps(gt: VideoGT, frame_dets, num_classes: int, protocols: tuple = ("road",),
                     any_class: bool = False) -> dict:
-    """``{protocol: FrameAP}`` of one video's frame-AP rows: frameAp.m's matching (road) and ACT.py
-    ``frameAP``'s (act: each class's detections in descending score, its own GT only)."""
-    out = {}
-    if "road" in protocols:
-        out["road"] = video_frame_ap(gt, frame_dets, num_classes, any_class=any_class)
-    if "act" in protocols:
-        out["act"] = video_frame_ap(gt, act.sort_frame_rows(frame_dets), num_classes)
-    return out
+    """``{protocol: FrameAP}`` of one video's frame-AP rows, each protocol's matching (``Protocol.frame_match``:
+    frameAp.m's for road, ACT.py ``frameAP``'s for act)."""
+    return {p: PROTOCOLS[p].frame_match(gt, frame_dets, num_classes, any_class) for p in protocols}
 
 
 def num_classes_of(cfg: TubeConfig, videos: list, annotations: dict | None = None) -> int:
@@ -303,12 +393,6 @@ def build_all(cfg: TubeConfig, videos: list, num_classes: int, gts: list | None 
     return tubes, frame_aps, times, failed
 
 
-# results.json keys of each protocol's video-mAP and frame-mAP
-VIDEO_MAP_KEY = {"road": "video_map", "act": "video_map_act"}
-FRAME_MAP_KEY = {"road": "frame_map_frameap", "act": "frame_map_act"}
-FRAME_MAP_NAME = {"road": "frameAp.m", "act": "ACT.py frameAP"}
-
-
 def alpha_label(alpha):
     """An alpha as results.json and file names show it (3, 0.5), or a foreign tube file's name."""
     if isinstance(alpha, str):
@@ -327,94 +411,32 @@ def evaluate(annotations: dict, videos: list, tubes_by_alpha: dict, num_classes:
     protocols = check_protocols(protocols)
     out = {"protocol": "+".join(protocols)}
     curves = {p: {} for p in protocols}
-    if "road" in protocols:
-        gts = [gt_from_annotation(annotations[v]) for v in videos]
-        out["video_map"] = []
+    ordered = [annotations[v] for v in videos]
+    for p in protocols:
+        protocol = PROTOCOLS[p]
+        out[protocol.video_key] = []
         for alpha, tubes in tubes_by_alpha.items():
-            curves["road"][alpha] = res = video_ap(gts, tubes, num_classes, VIDEO_IOU_THRESHOLDS)
-            out["video_map"] += [{"protocol": "road", "alpha": alpha_label(alpha), "iou": round(r.iou, 4), "mAP": r.mAP,
-                                  "mean_iou": r.mean_iou, "accuracy": r.accuracy, "ap": dict(zip(class_names, r.ap.tolist()))}
-                                 for r in res]
-    if "act" in protocols:
-        out["video_map_act"] = []
-        for alpha, tubes in tubes_by_alpha.items():
-            res = act.video_ap([annotations[v] for v in videos], tubes, num_classes, VIDEO_IOU_THRESHOLDS, class_names)
-            curves["act"][alpha] = res
-            out["video_map_act"] += [{"protocol": "act", "alpha": alpha_label(alpha), "iou": round(r.iou, 4), "mAP": r.mAP,
-                                      "ap": dict(zip(class_names, r.ap.tolist()))} for r in res]
+            curves[p][alpha] = res = protocol.video_ap(ordered, tubes, num_classes, VIDEO_IOU_THRESHOLDS, class_names)
+            out[protocol.video_key] += [{"protocol": p, "alpha": alpha_label(alpha), "iou": round(r.iou, 4), "mAP": r.mAP,
+                                         **{k: getattr(r, k) for k in protocol.entry_fields},
+                                         "ap": dict(zip(class_names, r.ap.tolist()))} for r in res]
     if frame_aps is not None:
         for p in protocols:
-            merged = FrameAP.merge([frame_aps[v][p] for v in videos])
-            fmap, fap = merged.compute()[:2] if p == "road" else act.frame_ap(merged, class_names)
-            out[FRAME_MAP_KEY[p]] = {"protocol": p, "iou": 0.5, "mAP": fmap, "ap": dict(zip(class_names, fap.tolist()))}
+            fmap, fap = PROTOCOLS[p].frame_ap(FrameAP.merge([frame_aps[v][p] for v in videos]), class_names)
+            out[PROTOCOLS[p].frame_key] = {"protocol": p, "iou": 0.5, "mAP": fmap, "ap": dict(zip(class_names, fap.tolist()))}
     return out, curves
 
 
 def fusion_summary(cfg: TubeConfig) -> dict | None:
-    """results.json's ``fusion``: the type (ours and the Matlab's name), the streams and boost's settings."""
+    """results.json's ``fusion``: the type (ours and the Matlab's name), the streams and the settings it
+    reads (``LateFusion.options``: boost's ``fuse_iou`` and ``fixed``; None for the others)."""
     if not cfg.fusion:
         return None
-    matlab = {v: k for k, v in MATLAB_NAMES.items()}[cfg.fusion]
-    return {"type": cfg.fusion, "matlab_name": matlab, "base_det_dir": str(cfg.det_dir),
+    record = late_fusion(cfg.fusion)
+    return {"type": record.name, "matlab_name": record.alias, "base_det_dir": str(cfg.det_dir),
             "fuse_det_dir": None if cfg.prefused else str(cfg.fuse_det_dir), "prefused_by_test_py": cfg.prefused,
-            "fuse_iou": cfg.fuse_iou if cfg.fusion == "boost" else None,
-            "fixed": cfg.fuse_fixed if cfg.fusion == "boost" else None}
-
-def _alpha_row(entries: list, alpha) -> list:
-    """Percentages at one alpha of a results.json video-mAP list: mAP at 0.2, 0.5, 0.75, the mean
-    over 0.5:0.95, and the accuracy (None where the protocol has none)."""
-    rows = {round(r["iou"], 2): r for r in entries if r["alpha"] == alpha}
-    if not rows:
-        raise ValueError(f"no video-mAP at alpha {alpha} (alphas: {sorted({str(r['alpha']) for r in entries})})")
-    avg = np.mean([rows[t]["mAP"] for t in rows if t >= 0.5])
-    acc = 100 * rows[0.2]["accuracy"] if "accuracy" in rows[0.2] else None
-    return [100 * rows[0.2]["mAP"], 100 * rows[0.5]["mAP"], 100 * rows[0.75]["mAP"], 100 * avg, acc]
-
-
-def table(results: dict) -> str:
-    """The seed's layout: mAP at 0.2, 0.5, 0.75, mean over 0.5:0.95, accuracy, per alpha (percent),
-    under a line naming the protocol, for each protocol in ``results`` (after a line naming the late fusion)."""
-    lines = []
-    fusion = results.get("fusion")
-    if fusion:
-        boost = f", fuse_iou {fusion['fuse_iou']:g}{', fixed' if fusion['fixed'] else ''}" if fusion["type"] == "boost" else ""
-        streams = (f"the streams fused by test.py in {fusion['base_det_dir']}" if fusion.get("prefused_by_test_py")
-                   else f"{fusion['base_det_dir']} and {fusion['fuse_det_dir']}")
-        lines.append(f"late fusion: {fusion['type']} ({fusion['matlab_name']}{boost}) of {streams}")
-    for protocol in results.get("protocol", "road").split("+"):
-        entries = results.get(VIDEO_MAP_KEY[protocol], [])
-        lines += [f"protocol {protocol}: " + ("ROAD (get_PR_curve.m: VOC AP, ST-IoU > t)" if protocol == "road" else
-                                              "ACT/MOC (ACT.py videoAP: tube NMS 0.3, trapezoid AP, ST-IoU >= t)"),
-                  "alpha  mAP@0.2  mAP@0.5  mAP@0.75  mAP@0.5:0.95  accuracy"]
-        alphas = list(dict.fromkeys(r["alpha"] for r in entries))
-        for a in alphas if any(isinstance(a, str) for a in alphas) else sorted(alphas):
-            m02, m05, m075, avg, acc = _alpha_row(entries, a)
-            acc = f"{'-':>8}" if acc is None else f"{acc:8.2f}"
-            lines.append(f"{a!s:<6} {m02:7.2f}  {m05:7.2f}  {m075:8.2f}  {avg:12.2f}  {acc}")
-        if FRAME_MAP_KEY[protocol] in results:
-            what = " of the fused detections" if fusion else ""
-            lines.append(f"{FRAME_MAP_NAME[protocol]} frame-mAP@0.5{what}: {100 * results[FRAME_MAP_KEY[protocol]]['mAP']:.2f}")
-    return "\n".join(lines)
-
-
-def summary_row(results: dict, alpha) -> dict:
-    """One row of the results table (percent): video-mAP at 0.2, 0.5, 0.75 and 0.5:0.95 at ``alpha``,
-    frameAp.m's frame-mAP@0.5 of the per-frame detections the linking took, the accuracy."""
-    m02, m05, m075, avg, acc = _alpha_row(results["video_map"], alpha)
-    fmap = results.get("frame_map_frameap", {}).get("mAP")
-    return {"alpha": alpha, "mAP@0.2": m02, "mAP@0.5": m05, "mAP@0.75": m075, "mAP@0.5:0.95": avg,
-            "frame-mAP": None if fmap is None else 100 * fmap, "accuracy": acc}
-
-
-def rows_table(rows: dict) -> str:
-    """The original's results table: a line per model or fusion (``{name: summary_row(...)}``)."""
-    cols = ("mAP@0.2", "mAP@0.5", "mAP@0.75", "mAP@0.5:0.95", "frame-mAP", "accuracy")
-    width = max([len("model")] + [len(n) for n in rows])
-    lines = [f"{'model':<{width}}  " + "  ".join(cols)]
-    for name, row in rows.items():
-        cells = ["-" if row[c] is None else f"{row[c]:.2f}" for c in cols]
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{v:>{len(c)}}" for v, c in zip(cells, cols)))
-    return "\n".join(lines)
+            "fuse_iou": cfg.fuse_iou if "fuse_iou" in record.options else None,
+            "fixed": cfg.fuse_fixed if "fuse_fixed" in record.options else None}
 
 
 def write_json(path: Path, obj: dict) -> None:

@@ -39,13 +39,13 @@ class CheckpointError(InputError, ValueError):
     """A missing, unreadable, incomplete or mismatched checkpoint or weights file; the message says which."""
 
 
-def _python_state(state):
+def _python_state(state: tuple) -> list:
     """``random.getstate()`` (a tuple holding a tuple) as a list of plain values."""
     version, internal, gauss = state
     return [version, list(internal), gauss]
 
 
-def _numpy_state(state):
+def _numpy_state(state: tuple | dict) -> dict:
     """numpy's legacy RNG state, ``np.random.get_state()``'s tuple or its dict form, as plain data (the key a tensor)."""
     if isinstance(state, tuple):  # ('MT19937', key, pos, has_gauss, cached_gaussian)
         name, key, pos, has_gauss, gauss = state
@@ -55,14 +55,14 @@ def _numpy_state(state):
                                                       "pos": int(state["state"]["pos"])}}
 
 
-def rng_state():
+def rng_state() -> dict:
     """The generators' states as plain data (lists, numbers, tensors): they load with weights_only."""
     return {"python": _python_state(random.getstate()), "numpy": _numpy_state(np.random.get_state(legacy=False)),
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
-def set_rng_state(state):
+def set_rng_state(state: dict) -> None:
     """Restore ``rng_state()``'s states exactly."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
@@ -74,7 +74,7 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def scheduler_state(scheduler):
+def scheduler_state(scheduler: torch.optim.lr_scheduler.LRScheduler) -> dict:
     """``scheduler.state_dict()`` as plain data (MultiStepLR's milestones: a dict, not a Counter)."""
     state = scheduler.state_dict()
     if isinstance(state.get("milestones"), Counter):
@@ -82,14 +82,14 @@ def scheduler_state(scheduler):
     return state
 
 
-def load_scheduler_state(scheduler, state):
+def load_scheduler_state(scheduler: torch.optim.lr_scheduler.LRScheduler, state: dict) -> None:
     """Inverse of ``scheduler_state``: the scheduler as it was saved."""
     scheduler.load_state_dict(state)
     if isinstance(getattr(scheduler, "milestones", None), dict):
         scheduler.milestones = Counter(scheduler.milestones)
 
 
-def _check_plain(value, where="checkpoint"):
+def _check_plain(value: object, where: str = "checkpoint") -> None:
     """Raise TypeError, naming the entry, for anything ``torch.load(weights_only=True)`` would refuse."""
     if isinstance(value, dict):
         for key, item in value.items():
@@ -105,7 +105,7 @@ def _check_plain(value, where="checkpoint"):
                         "only (tensors, numbers, strings, lists, tuples, dicts)")
 
 
-def _refused_globals(path, error):
+def _refused_globals(path: Path, error: Exception) -> set:
     """The Python objects a weights file would build on loading (empty when it is not a torch file)."""
     try:
         return set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
@@ -114,7 +114,7 @@ def _refused_globals(path, error):
         return {found[1]} if found else set()
 
 
-def read_weights(path, map_location="cpu"):
+def read_weights(path: str | Path, map_location: str = "cpu") -> object:
     """A weights or checkpoint file, read as data (``torch.load(weights_only=True)``).
 
     A missing, empty, truncated or foreign file, a folder, and a file that would build Python
@@ -148,7 +148,7 @@ def read_weights(path, map_location="cpu"):
         raise CheckpointError(f"{path}: not a PyTorch checkpoint, or a truncated one ({reason})") from None
 
 
-def upgrade_checkpoint(path, out=None):
+def upgrade_checkpoint(path: str | Path, out: str | Path | None = None) -> bool:
     """Rewrite a training checkpoint of an earlier version of this project (its numpy RNG state) as plain
     data, to ``out`` (default: in place, atomically); returns False when ``path`` already loads as data.
     While reading it only ``EARLIER_VERSION_GLOBALS`` are allowed: any other object is refused, as by
@@ -180,23 +180,23 @@ def upgrade_checkpoint(path, out=None):
     return True
 
 
-def checkpoint_path(exp_dir, iteration):
+def checkpoint_path(exp_dir: str | Path, iteration: int) -> Path:
     """Where train.py saves the checkpoint of ``iteration`` (``AMTNet_<iteration>.pth``, as the original names it)."""
     return Path(exp_dir) / f"AMTNet_{int(iteration)}.pth"
 
 
-def latest_checkpoint(exp_dir):
+def latest_checkpoint(exp_dir: str | Path) -> Path | None:
     """The checkpoint of ``exp_dir`` with the highest iteration, or None."""
     found = [(int(m[1]), p) for p in Path(exp_dir).glob("AMTNet_*.pth") if (m := re.fullmatch(r"AMTNet_(\d+)", p.stem))]
     return max(found)[1] if found else None
 
 
-def validation_file(exp_dir):
+def validation_file(exp_dir: str | Path) -> Path:
     """train.py's record of each checkpoint's validation frame-mAP: ``{"<iteration>": mAP}``."""
     return Path(exp_dir) / "validation.json"
 
 
-def record_validation(exp_dir, iteration, mean_ap):
+def record_validation(exp_dir: str | Path, iteration: int, mean_ap: float) -> None:
     """Add ``iteration``'s validation frame-mAP to ``validation_file(exp_dir)`` (atomically)."""
     path = validation_file(exp_dir)
     scores = json.loads(path.read_text()) if path.is_file() else {}
@@ -205,7 +205,7 @@ def record_validation(exp_dir, iteration, mean_ap):
         tmp.write_text(json.dumps(scores, indent=1, sort_keys=True))
 
 
-def best_checkpoint(exp_dir):
+def best_checkpoint(exp_dir: str | Path) -> Path | None:
     """The saved checkpoint with the best validation frame-mAP (the later one on ties), else the latest."""
     path = validation_file(exp_dir)
     scores = json.loads(path.read_text()) if path.is_file() else {}
@@ -213,7 +213,9 @@ def best_checkpoint(exp_dir):
     return checkpoint_path(exp_dir, max(found)[1]) if found else latest_checkpoint(exp_dir)
 
 
-def save_checkpoint(path, model, *, model_config=None, optimizer=None, scheduler=None, **extra):
+def save_checkpoint(path: str | Path, model: torch.nn.Module, *, model_config: dict | None = None,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, **extra: object) -> Path:
     """Atomically write ``model``'s checkpoint to ``path``; returns the path.
 
     ``model_config``: a dict, by default ``model.cfg.to_dict()``. With ``optimizer`` (and
@@ -232,7 +234,7 @@ def save_checkpoint(path, model, *, model_config=None, optimizer=None, scheduler
     return Path(path)
 
 
-def load_checkpoint(path, required=REQUIRED_KEYS, map_location="cpu"):
+def load_checkpoint(path: str | Path, required: tuple = REQUIRED_KEYS, map_location: str = "cpu") -> dict:
     """Read a checkpoint (``read_weights``); a missing, corrupt or foreign file or missing keys raise
     ``CheckpointError``."""
     path = Path(path).expanduser()

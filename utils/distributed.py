@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -27,15 +28,16 @@ class DistInfo:
     local_rank: int = 0
 
     @property
-    def is_main(self):
+    def is_main(self) -> bool:
         return self.rank == 0
 
     @property
-    def distributed(self):
+    def distributed(self) -> bool:
         return self.world_size > 1
 
 
-def resolve_device(name="auto", local_rank=0):
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``--device``: auto (cuda when available), cpu or cuda (the ``local_rank``-th GPU, modulo the count)."""
     if name not in DEVICE_CHOICES:
         raise ValueError(f"--device must be one of {DEVICE_CHOICES}, got {name!r}")
     if name == "auto":
@@ -47,7 +49,8 @@ def resolve_device(name="auto", local_rank=0):
     return torch.device("cpu")
 
 
-def place_model(model, device, channels_last=None, inference=False):
+def place_model(model: torch.nn.Module, device: torch.device, channels_last: bool | None = None,
+                inference: bool = False) -> torch.nn.Module:
     """Move ``model`` to ``device``; channels-last memory format (same outputs to float rounding, faster
     convolutions) when asked, by default on CUDA and, for ``inference`` (test.py, demo.py), on CPU too:
     there the backbone runs 1.3x (full size) to 1.9x (toy size) faster (BENCHMARKS.md, "Real time")."""
@@ -57,7 +60,7 @@ def place_model(model, device, channels_last=None, inference=False):
     return model
 
 
-def init_distributed(device="auto"):
+def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group described by the torchrun environment, if any."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -71,12 +74,14 @@ def init_distributed(device="auto"):
     return DistInfo(torch_device, rank, world_size, local_rank)
 
 
-def cleanup():
+def cleanup() -> None:
+    """Leave the process group, if any."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
 
-def under_torchrun():
+def under_torchrun() -> bool:
+    """Whether torchrun (or ``launch``) started this process."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
@@ -91,7 +96,7 @@ def _worker(rank, fn, world_size, args):
     fn(*args)
 
 
-def launch(fn, nprocs, *args):
+def launch(fn: Callable, nprocs: int, *args: object) -> object:
     """Run ``fn(*args)`` in ``nprocs`` processes (the torchrun environment set for each), or directly."""
     if nprocs <= 1 or under_torchrun():
         return fn(*args)
@@ -101,7 +106,7 @@ def launch(fn, nprocs, *args):
     return None
 
 
-def all_reduce_sum(value, info):
+def all_reduce_sum(value: float | torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Sum a number or tensor over processes (identity on one process)."""
     tensor = torch.as_tensor(value, dtype=torch.float64, device=info.device)
     if info.distributed:
@@ -109,6 +114,7 @@ def all_reduce_sum(value, info):
     return tensor
 
 
-def barrier(info):
+def barrier(info: DistInfo) -> None:
+    """Wait for every process (a no-op on one)."""
     if info.distributed:
         dist.barrier()

@@ -56,10 +56,13 @@ def describe(error, parser=None, args=None):
     return f"{flag} {message}" if message.startswith(text) else f"{flag} {text}: {message}"
 
 
-def exits_on_input_errors(get_args_parser):
-    """Decorate a script's ``main(argv=None)``: an ``InputError``, ``ValueError`` or ``OSError`` ends it with exit
-    status 1 and one line, ``<script>: <flag> <file>: <what is wrong>``, instead of a traceback. ``get_args_parser`` is the
-    script's parser, parsed again (only on an error) to find the flag that names the file."""
+def exits_on_input_errors(get_args_parser, also=()):
+    """Decorate a script's ``main(argv=None)``: an ``InputError``, ``ValueError`` or ``OSError`` (and the exception
+    types ``also``) ends it with exit status 1 and one line, ``<script>: <flag> <file>: <what is wrong>``, instead of
+    a traceback. ``get_args_parser`` is the script's parser, parsed again (only on an error) to find the flag that
+    names the file."""
+    caught = (InputError, ValueError, OSError, *also)
+
     def decorate(main):
         script = Path(getattr(sys.modules.get(main.__module__), "__file__", None) or main.__module__).name
 
@@ -67,7 +70,7 @@ def exits_on_input_errors(get_args_parser):
         def wrapped(argv=None):
             try:
                 return main(argv)
-            except (InputError, ValueError, OSError) as error:
+            except caught as error:
                 if os.environ.get("AMTNET_TRACEBACK"):
                     raise
                 parser = get_args_parser()

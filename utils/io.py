@@ -5,6 +5,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 
 def _umask():
@@ -14,7 +15,7 @@ def _umask():
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     The temporary name keeps the suffix so writers that look at it (numpy, torch,
@@ -36,7 +37,7 @@ def atomic_path(path):
 
 
 @contextlib.contextmanager
-def atomic_dir(path):
+def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; rename it to ``path`` on success.
 
     An existing ``path`` is replaced only once the new directory is complete.
@@ -55,14 +56,14 @@ def atomic_dir(path):
         raise
 
 
-def remove_stale_temporaries(path):
+def remove_stale_temporaries(path: str | Path) -> None:
     """Remove the temporary folders that an interrupted ``atomic_dir(path)`` left beside ``path``."""
     path = Path(path)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if path.parent.is_dir() else ():
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def is_fresh(output, *inputs):
+def is_fresh(output: str | Path, *inputs: str | Path) -> bool:
     """``output`` exists and was modified no earlier than every one of ``inputs``."""
     output = Path(output)
     return output.exists() and all(output.stat().st_mtime >= Path(i).stat().st_mtime for i in inputs)

@@ -1,8 +1,9 @@
 """Logging set-up for the scripts: the console on the main process, and a log file."""
 import logging
+from pathlib import Path
 
 
-def setup_logging(log_file=None, is_main=True):
+def setup_logging(log_file: str | Path | None = None, is_main: bool = True) -> None:
     """Console logging on the main process; also into ``log_file`` when given."""
     handlers = [logging.StreamHandler()]
     if log_file is not None and is_main:
