@@ -1,9 +1,13 @@
 # Quick start: `make demo` runs the whole pipeline on the toy dataset,
-# `make test` runs the test suite. Both create .venv on first use.
+# `make test` runs the test suite. Both create .venv on first use; the tests
+# also install the optional ONNX packages (requirements-onnx.txt), so that the
+# export and the onnxruntime backend are tested.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
+ONNX_STAMP := $(VENV)/.installed-onnx
 
 .PHONY: demo test install clean
 
@@ -11,14 +15,18 @@ install: $(STAMP)
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation visdom==0.2.4
+	$(PIP) -r requirements.txt
+	$(PIP) --no-build-isolation visdom==0.2.4
 	touch $(STAMP)
+
+$(ONNX_STAMP): $(STAMP) requirements-onnx.txt
+	$(PIP) -r requirements-onnx.txt
+	touch $(ONNX_STAMP)
 
 demo: $(STAMP)
 	$(PY) pipeline.py
 
-test: $(STAMP)
+test: $(ONNX_STAMP)
 	$(PY) -m pytest -q
 
 clean:

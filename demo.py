@@ -81,7 +81,7 @@ def get_args_parser():
     parser.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=False,
                         help="never fall behind the source: take the newest frame, drop the others (and count them)")
     parser.add_argument("--display", action=argparse.BooleanOptionalAction, default=False,
-                        help="show the annotated frames in a window")
+                        help="show the annotated frames in a window (Tk); closing it stops the run as Ctrl-C does")
     return parser
 
 

@@ -18,7 +18,6 @@ from tubes.ap import plot_map_vs_iou, plot_pr_curves
 from tubes.cli import annotation_args, class_args, protocol_args, strict_args
 from tubes.protocols import PROTOCOLS
 from tubes.results_table import table
-from tubes.tube_files import load_any_tubes
 from utils.errors import exits_on_input_errors
 
 PLOT_IOUS = (0.2, 0.5, 0.75)
@@ -37,13 +36,8 @@ def get_args_parser():
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    annotations = tr.load_annotations(args.annot)
-    files = [(path, load_any_tubes(path)) for path in args.tubes]
-    loaded = dict(labelled for _, labelled in files)
-    videos, lacking = tr.select_tube_videos([(path, tubes) for path, (_, tubes) in files], annotations, args.annot,
-                                            args.video_list, args.strict)
-    num_classes = args.num_classes or max(v.class_id for v in annotations.values()) + 1
-    names = tr.class_names_from(annotations, num_classes, args.classes)
+    annotations, loaded, videos, num_classes, names, lacking = tr.evaluation_inputs(
+        args.annot, args.tubes, args.video_list, args.num_classes, args.classes, args.strict)
     results, curves = tr.evaluate(annotations, videos, loaded, num_classes, names, protocols=args.protocol)
     results["videos_without_tubes"] = {str(path): lacking.get(str(path), []) for path in args.tubes}
     tr.write_json(tr.results_path(args.out_dir), results)

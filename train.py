@@ -20,8 +20,8 @@ from data.dataset import ActionDetection, collate
 from data.sampling import IterationBatchSampler, SeededDataset
 from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, model_args, model_config, \
     path, train_args
-from engine.training import (NonFiniteLossError, TrainingMonitor, VisdomPlots, build_optimizer, experiment_name,
-                             train_step, validate)
+from engine.training import (NonFiniteLossError, TrainingMonitor, VisdomPlots, WeightAverage, autocast_dtype,
+                             build_optimizer, experiment_name, train_step, validate)
 from layers.loss import MultiBoxLoss
 from models import build_model, load_backbone
 from models.config import two_stream
@@ -87,7 +87,10 @@ def resume(args, model, model_cfg, optimizer, scheduler, state, pretrained):
     if state["model_config"] != model_cfg.to_dict():
         raise SystemExit(f"--resume {args.resume}: its model config {state['model_config']} "
                          f"differs from these flags' {model_cfg.to_dict()}")
-    model.load_state_dict(state["model"])
+    if bool(args.ema) != ("train_model" in state):
+        raise SystemExit(f"--resume {args.resume}: " + ("--ema was not used for it" if args.ema else
+                                                        "it was trained with --ema: give --ema again"))
+    model.load_state_dict(state.get("train_model", state["model"]))
     optimizer.load_state_dict(state["optimizer"])
     load_scheduler_state(scheduler, state["scheduler"])
     set_rng_state(state["rng"])
@@ -113,8 +116,13 @@ def run(args):
                                            args.stepvalues, args.gamma, args.optimizer, args.lr_schedule,
                                            args.max_iter, args.warmup_iters)
     start = resume(args, model, model_cfg, optimizer, scheduler, state, pretrained)
-    del state, pretrained
+    del pretrained
     place_model(model, info.device, args.channels_last)
+    average = WeightAverage(model, args.ema) if args.ema else None
+    if average is not None and state is not None:
+        average.module.load_state_dict(state["model"])
+        average.averaged.n_averaged.fill_(state["ema_updates"])
+    del state
     if info.distributed:
         # The priors are constant buffers: no broadcast, so rank 0 can validate alone.
         model = torch.nn.parallel.DistributedDataParallel(
@@ -122,6 +130,7 @@ def run(args):
     criterion = MultiBoxLoss(getattr(model, "module", model).priors, args.jaccard_threshold).to(info.device)
     amp = info.device.type == "cuda" if args.amp is None else args.amp
     scaler = torch.amp.GradScaler(info.device.type, enabled=amp and info.device.type == "cuda")
+    amp_dtype = autocast_dtype(info.device, amp)
 
     sampler = IterationBatchSampler(len(train_set), args.batch_size, args.man_seed, start, args.max_iter,
                                     info.rank, info.world_size)
@@ -140,11 +149,14 @@ def run(args):
     flags = dict(vars(args))
     for iteration, batch in enumerate(loader, start=start + 1):
         loss_l, loss_c = train_step(model, criterion, batch, optimizer, scheduler, info.device, iteration,
-                                    info.world_size, scaler)
+                                    info.world_size, scaler, amp_dtype)
+        if average is not None:
+            average.update(model)
         monitor.step(iteration, loss_l, loss_c, scheduler.get_last_lr()[-1])
         if iteration % args.val_step == 0 or iteration == args.max_iter:
             if info.is_main:
-                monitor.checkpoint(iteration, model, optimizer, scheduler, flags, validate_fn, args.iou_thresh)
+                monitor.checkpoint(iteration, model, optimizer, scheduler, flags, validate_fn, args.iou_thresh,
+                                   average)
             barrier(info)
     monitor.close()
 

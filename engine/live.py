@@ -180,24 +180,47 @@ def tubes_json(video: str, tubes: list, classes: list, alpha: float, dropped: in
 
 
 class Display:
-    """``--display``: the annotated frames in a window (needs a display and an OpenCV with GUI)."""
+    """``--display``: the annotated frames in a window. Tk's (tkinter, Python's standard GUI toolkit), not
+    OpenCV's: the pinned OpenCV is the headless build, whose ``cv2.imshow`` cannot open a window.
+    Closing the window stops the run as Ctrl-C does."""
 
     def __init__(self, title: str):
         if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and os.name != "nt":
             raise RuntimeError("--display: no display (DISPLAY is not set); run headless without --display")
-        self.title = title
-
-    def show(self, image: np.ndarray) -> None:
         try:
-            cv2.imshow(self.title, image)
-            cv2.waitKey(1)
-        except cv2.error as error:
-            raise RuntimeError(f"--display: OpenCV cannot open a window ({error.err}); install opencv-python "
-                             "instead of opencv-python-headless, or run without --display") from error
+            import tkinter
+        except ImportError as error:
+            raise ImportError("--display needs tkinter, Python's Tk GUI toolkit (Debian's python3-tk, or a Python "
+                             "built with Tk); or run without --display") from error
+        try:
+            self.root = tkinter.Tk()
+        except tkinter.TclError as error:
+            raise RuntimeError(f"--display: cannot open a window ({error}); run headless without --display") from error
+        self.root.title(title)
+        self.root.protocol("WM_DELETE_WINDOW", self.close)
+        self.label = tkinter.Label(self.root, borderwidth=0)
+        self.label.pack()
+        self.photo = tkinter.PhotoImage(master=self.root)
+        self.label.configure(image=self.photo)
+        self.shown = 0
+
+    @property
+    def open(self) -> bool:
+        return self.root is not None
+
+    def show(self, image: np.ndarray) -> bool:
+        """Shows a BGR image; False once the window is closed."""
+        if self.open:
+            # Tk reads binary PPM (RGB; OpenCV's encoder swaps the channels), no image library needed.
+            self.photo.configure(data=cv2.imencode(".ppm", image)[1].tobytes(), format="PPM")
+            self.shown += 1
+            self.root.update()  # draws the frame and handles the window's events (a close among them)
+        return self.open
 
     def close(self) -> None:
-        with contextlib.suppress(cv2.error):
-            cv2.destroyAllWindows()
+        if self.open:
+            self.root.destroy()
+            self.root = None
 
 
 @contextlib.contextmanager
@@ -244,8 +267,9 @@ def run_online(source: FrameSource, detector: OnlineDetector, tubes_factory: Cal
             live.add(index, paths)
             image = draw(frames.pop(index), index, paths, classes)
             state["writer"].write(image)
-            if display:
-                display.show(image)
+            if display and display.open and not display.show(image):
+                log.warning("window closed: stopping after this frame")
+                source.stop()
 
     error = None
     with atomic_path(out) as tmp, stop_on_signals(source.stop) as interrupted:

@@ -13,6 +13,17 @@ os.environ["AMTNET_BACKEND"] = "torch"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def optional(available: bool, what: str):
+    """Skip a test whose optional dependency ``what`` is missing (a user's pytest without them); CI sets
+    ``$AMTNET_REQUIRE_OPTIONAL`` (.ci/run), and there the test fails instead, so no optional path goes
+    untested unnoticed."""
+    if available:
+        return
+    if os.environ.get("AMTNET_REQUIRE_OPTIONAL"):
+        pytest.fail(f"missing: {what} (and $AMTNET_REQUIRE_OPTIONAL is set)")
+    pytest.skip(f"missing: {what}")
+
+
 @pytest.fixture(scope="session")
 def ucf24_dir():
     """The real UCF101-24 annotations shipped in ``data/ucf24`` (read-only: copy before changing)."""

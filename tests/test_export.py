@@ -12,18 +12,17 @@ import demo
 import export
 from data import layout
 from data.annotations import read_video_list
-from engine.export import DecodedDetector, OnnxDetector, compare, example_inputs, require, within_rounding
+from engine.export import (DecodedDetector, OnnxDetector, compare, example_inputs, onnx_available, require,
+                           within_rounding)
 from models import ModelConfig, build_model
+from tests.conftest import optional
 from tests.test_demo import CLASSES
 from tubes.detections import frame_detections, read_video_detections
 from utils.checkpoint import save_checkpoint
 
-ONNX = ("onnxruntime", "onnx", "onnxscript")
-
 
 def onnx_packages():
-    for module in ONNX:
-        pytest.importorskip(module)
+    optional(onnx_available(), "the optional ONNX packages (pip install -r requirements-onnx.txt)")
 
 
 def checkpoint(path, **kwargs):

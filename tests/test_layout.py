@@ -7,7 +7,7 @@ import sys
 
 from tests.conftest import REPO_ROOT
 
-SCRIPTS = {"train", "test", "demo", "build_tubes", "eval_video_ap", "eval_online", "prepare_data", "pipeline"}
+SCRIPTS = {"train", "test", "demo", "build_tubes", "eval_video_ap", "eval_online", "prepare_data", "pipeline", "analyze"}
 PACKAGES = {"data", "layers", "models", "utils", "tubes", "engine"}
 
 
@@ -37,7 +37,7 @@ def test_import_rules():
 
 
 def test_build_tubes_does_not_load_torch():
-    code = ("import sys, time; t = time.perf_counter(); import build_tubes, eval_video_ap, tubes.cli, tubes.ap, "
+    code = ("import sys, time; t = time.perf_counter(); import build_tubes, eval_video_ap, analyze, tubes.cli, tubes.ap, "
             "tubes.tube_files; print(time.perf_counter() - t); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     seconds, torch_loaded = out.stdout.split()

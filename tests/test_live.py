@@ -1,9 +1,13 @@
 """demo.py on live sources: a video file written with OpenCV opened as a stream URL, its frames
 arriving at a fixed rate (--realtime plays it at its frame rate), a consumer slower than the source
 (frames dropped and counted), Ctrl-C simulated with a signal (in the process and, for a real run,
-sent to a subprocess); every output written whole, the JSON tubes and the per-frame live log."""
+sent to a subprocess); every output written whole, the JSON tubes and the per-frame live log;
+--display's window on a virtual X display (Xvfb)."""
+import importlib.util
+import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +22,7 @@ from data import layout
 from data.annotations import read_video_list
 from engine import live
 from engine.live import parse_source, source_name
+from tests.conftest import optional
 from tests.test_demo import CLASSES, read_video, weights  # weights: a fixture
 from tubes.detections import read_video_detections
 
@@ -112,3 +117,83 @@ def test_display_without_a_display_is_refused(weights, tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="--display: no display"):
         demo.main(["--video", str(frames), "--weights", str(weights), "--out", str(tmp_path / "o.avi"), "--display"])
     assert not (tmp_path / "o.avi").exists()
+
+
+@pytest.fixture(scope="module")
+def xvfb():
+    """A virtual X display on a free display number (Xvfb picks it); yields its DISPLAY name."""
+    optional(shutil.which("Xvfb") and shutil.which("xwininfo") and importlib.util.find_spec("tkinter"),
+             "Xvfb, xwininfo or tkinter (Debian: xvfb x11-utils python3-tk)")
+    server = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "640x480x24", "-nolisten", "tcp"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    number = server.stdout.readline().strip()
+    assert number.isdigit(), f"Xvfb did not start (exit code {server.poll()})"
+    yield f":{number}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def toy_frames(toy_root):
+    video = read_video_list(layout.split_path(toy_root, "testlist01.txt"))[0]
+    return layout.video_dir(toy_root, "rgb", video)
+
+
+def test_display_shows_every_annotated_frame_in_a_window(toy_root, weights, tmp_path, monkeypatch, xvfb):
+    """The X server has a mapped window of the frame's size, titled with the video's name, showing each
+    annotated frame (its pixels, colours in the right order) as it is written."""
+    monkeypatch.setenv("DISPLAY", xvfb)
+    frames = toy_frames(toy_root)
+    shown, windows = [], []
+    show = live.Display.show
+
+    def checked_show(display, image):
+        still_open = show(display, image)
+        assert still_open is True
+        for y, x in itertools.product(range(7, 240, 30), range(3, 320, 40)):  # Tk's pixels are RGB, OpenCV's BGR
+            assert display.photo.get(x, y) == tuple(int(c) for c in image[y, x, ::-1])
+        if not windows:
+            windows.append(subprocess.run(["xwininfo", "-display", xvfb, "-name", frames.name],
+                                          capture_output=True, text=True, check=True).stdout)
+        shown.append(image)
+        return still_open
+
+    monkeypatch.setattr(live.Display, "show", checked_show)
+    drawn, draw = [], live.draw
+    monkeypatch.setattr(live, "draw", lambda *args: drawn.append(draw(*args)) or drawn[-1])
+    out = tmp_path / "annotated.avi"
+    assert demo.main(["--video", str(frames), "--weights", str(weights), "--out", str(out), "--device", "cpu",
+                      "--display"]) == 0
+    assert "Map State: IsViewable" in windows[0]
+    assert "Width: 320" in windows[0] and "Height: 240" in windows[0]
+    written = read_video(out)
+    assert len(shown) == len(written) == len(list(frames.glob("*.jpg")))
+    for image, annotated in zip(shown, drawn, strict=True):  # the frames written, in order
+        np.testing.assert_array_equal(image, annotated)
+    gone = subprocess.run(["xwininfo", "-display", xvfb, "-name", frames.name], capture_output=True)
+    assert gone.returncode != 0  # the window is closed at the end
+
+
+def test_closing_the_window_stops_the_run(toy_root, weights, tmp_path, monkeypatch, caplog, xvfb):
+    """Closing the window (the window manager's WM_DELETE_WINDOW, as Tk receives it) at the 5th frame
+    ends the run as Ctrl-C does: the frames seen are finished, everything is written, exit 0."""
+    monkeypatch.setenv("DISPLAY", xvfb)
+    frames = toy_frames(toy_root)
+    total = len(list(frames.glob("*.jpg")))
+    calls = []
+    show = live.Display.show
+
+    def closing_show(display, image):
+        calls.append(display.open)
+        if len(calls) == 5:  # handled during this frame's event processing, as a click on the close button
+            display.root.after_idle(display.root.tk.call, display.root.protocol("WM_DELETE_WINDOW"))
+        return show(display, image)
+
+    monkeypatch.setattr(live.Display, "show", closing_show)
+    out = tmp_path / "annotated.avi"
+    assert demo.main(["--video", str(frames), "--weights", str(weights), "--out", str(out), "--device", "cpu",
+                      "--display", "--det_out", str(tmp_path / "det.npz")]) == 0
+    assert calls == [True] * 5  # never shown again once closed
+    assert "window closed: stopping after this frame" in caplog.text
+    processed = read_video_detections(tmp_path / "det.npz").num_frames
+    assert 5 <= processed < total
+    check_outputs(tmp_path, out, processed)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .ap import descending_order
+from .video_map import greedy_match
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,13 @@ def st_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(spatial_iou(sa, sb)) * (inter / union))
 
 
-def st_iou_matrix(tubes_a: list, tubes_b: list) -> np.ndarray:
-    """``[A, B]`` ``st_iou`` of every pair, vectorised: the common frames of all overlapping pairs at once,
-    each pair's spatial IoUs averaged by a sum over its frames."""
-    out = np.zeros((len(tubes_a), len(tubes_b)))
+def st_iou_parts(tubes_a: list, tubes_b: list) -> tuple:
+    """``iou3dt``'s two factors, ``[A, B]`` each, of every pair: the temporal IoU and the mean spatial IoU over
+    the common frames (0 in both without a common frame). Vectorised: the common frames of all overlapping
+    pairs at once, each pair's spatial IoUs averaged by a sum over its frames."""
+    t_out, s_out = np.zeros((len(tubes_a), len(tubes_b))), np.zeros((len(tubes_a), len(tubes_b)))
     if not len(tubes_a) or not len(tubes_b):
-        return out
+        return t_out, s_out
 
     def spans(tubes):
         lengths = np.array([len(t) for t in tubes])
@@ -79,14 +81,23 @@ def st_iou_matrix(tubes_a: list, tubes_b: list) -> np.ndarray:
     ok = tmax >= tmin  # one common frame is an overlap
     i, j, tmin, tmax = i[ok], j[ok], tmin[ok], tmax[ok]
     if not len(i):
-        return out
+        return t_out, s_out
     n = tmax - tmin + 1
     first = np.concatenate([[0], np.cumsum(n)[:-1]])
     step = np.arange(n.sum()) - np.repeat(first, n)
     iou = spatial_iou(ba[np.repeat(oa[i] + tmin - sa[i], n) + step], bb[np.repeat(ob[j] + tmin - sb[j], n) + step])
     union = np.maximum(ea[i], eb[j]) - np.minimum(sa[i], sb[j]) + 1
-    out[i, j] = np.add.reduceat(iou, first) / n * (n / union)
-    return out
+    s_out[i, j] = np.add.reduceat(iou, first) / n
+    t_out[i, j] = n / union
+    return t_out, s_out
+
+
+def st_iou_matrix(tubes_a: list, tubes_b: list) -> np.ndarray:
+    """``[A, B]`` ``st_iou`` of every pair (``st_iou_parts``' product)."""
+    if not len(tubes_a) or not len(tubes_b):
+        return np.zeros((len(tubes_a), len(tubes_b)))
+    t_iou, s_iou = st_iou_parts(tubes_a, tubes_b)
+    return s_iou * t_iou
 
 
 def tube_nms(tubes: list, scores: np.ndarray, overlap: float = TUBE_NMS) -> np.ndarray:
@@ -137,16 +148,24 @@ def _gt_rows(annotation, class_id):
     return [tube_rows(t.start, t.boxes) for t in annotation.tubes if t.class_id == class_id]
 
 
+def class_tubes(tubes: list, class_id: int) -> tuple:
+    """A video's tubes of one class that ACT.py evaluates: their indices in ``tubes`` after ``tube_nms``
+    (its order: best first) and their ACT rows."""
+    mine = [i for i, t in enumerate(tubes) if t.class_id == class_id]
+    if not mine:
+        return np.zeros(0, np.int64), []
+    rows = [tube_rows(tubes[i].start, np.asarray(tubes[i].boxes, np.float64) - 1) for i in mine]
+    keep = tube_nms(rows, np.array([tubes[i].score for i in mine], np.float64))
+    return np.array(mine, np.int64)[keep], [rows[i] for i in keep]
+
+
 def _video_candidates(annotation, tubes, num_classes):
     """Per class: the video's tubes after ``tube_nms`` (kept order), their scores, and their ``[K, N]``
     ST-IoU with the class's GT tubes (threshold-independent, computed once)."""
     out = []
     for c in range(num_classes):
-        mine = [t for t in tubes if t.class_id == c]
-        rows = [tube_rows(t.start, np.asarray(t.boxes, np.float64) - 1) for t in mine]
-        scores = np.array([t.score for t in mine], np.float64)
-        keep = tube_nms(rows, scores) if mine else np.zeros(0, np.int64)
-        out.append((scores[keep], st_iou_matrix([rows[i] for i in keep], _gt_rows(annotation, c))))
+        kept, rows = class_tubes(tubes, c)
+        out.append((np.array([tubes[i].score for i in kept], np.float64), st_iou_matrix(rows, _gt_rows(annotation, c))))
     return out
 
 
@@ -173,15 +192,13 @@ def video_ap(annotations: list, detections: dict, num_classes: int, iou_threshol
     for th in iou_thresholds:
         ap, curves = np.zeros(num_classes), []
         for c, (owner, row, best) in enumerate(ranked):
-            covered = {}
             hits = np.zeros(len(owner), bool)
-            for rank in np.flatnonzero(best >= th):  # the others match no GT tube at all: false positives
-                iou = per_video[owner[rank]][c][1][row[rank]]
-                free = covered.setdefault(owner[rank], np.ones(len(iou), bool))
-                j = int(np.argmax(np.where(free, iou, -np.inf)))  # the first best of the GT tubes left
-                if free[j] and iou[j] >= th:
-                    free[j] = False
-                    hits[rank] = True
+            ranks = np.flatnonzero(best >= th)  # the others match no GT tube at all: false positives
+            # ACT.py walks the ranks over all videos; a video's tubes come in its kept order (by score), and
+            # videos do not interact, so matching each video on its own gives the same true positives.
+            for k in np.unique(owner[ranks]):
+                mine = ranks[owner[ranks] == k]
+                hits[mine] = greedy_match(per_video[k][c][1], th, inclusive=True)[row[mine]] >= 0
             ap[c], recall, precision = pr_to_ap(hits, int(num_gt[c]), names[c])
             curves.append((recall, precision))
         results.append(ActAPResult(th, float(ap.mean()), ap, curves))

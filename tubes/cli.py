@@ -9,6 +9,7 @@ from pathlib import Path
 from data.layout import annotation_path
 
 from .detections import DET_FORMATS
+from .errors import BACKGROUND_IOU
 from .fusion import FUSE_IOU, LATE_FUSIONS, fusion_choices, fusion_name
 from .linking import LINKING_FILTER
 from .protocols import DEFAULT_PROTOCOL, PROTOCOLS, check_protocols
@@ -183,3 +184,25 @@ def protocol_args() -> argparse.ArgumentParser:
 def with_protocols(cfg: TubeConfig, args: argparse.Namespace) -> TubeConfig:
     """``cfg`` with ``--protocol``'s protocols."""
     return dataclasses.replace(cfg, protocols=args.protocol)
+
+
+def unit_interval(text: str) -> float:
+    """A number in [0, 1] (an IoU threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def error_args() -> argparse.ArgumentParser:
+    """analyze.py's thresholds (docs/error-analysis.md)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("error analysis")
+    group.add_argument("--iou", default=0.5, type=unit_interval,
+                       help="ST-IoU threshold of a match (road: ST-IoU > iou, act: >= iou)")
+    group.add_argument("--background_iou", default=BACKGROUND_IOU, type=unit_interval,
+                       help="a false positive with a lower ST-IoU with every GT tube of its class is background (TIDE: 0.1)")
+    return parser

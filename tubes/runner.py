@@ -28,6 +28,7 @@ from .linking import FRAME_AP_FILTER, LINKING_FILTER, check_jumpgap, filter_rows
 from .micro import link_micro_tubes, no_windows
 from .protocols import PROTOCOLS, check_protocols
 from .trimming import trim_video
+from .tube_files import load_any_tubes
 from .video_map import VIDEO_IOU_THRESHOLDS, VideoGT
 
 log = logging.getLogger(__name__)
@@ -249,6 +250,21 @@ def check_videos(videos: list, annotations: dict, annot_path: Path, source: Path
         raise ValueError(f"{source}: {len(missing)} videos not in the annotations {annot_path} "
                          f"(first: {', '.join(missing[:3])})")
     return videos
+
+
+def evaluation_inputs(annot: Path, tube_paths: list, video_list: Path | None = None, num_classes: int | None = None,
+                      classes: Path | None = None, strict: bool = False) -> tuple:
+    """eval_video_ap.py's and analyze.py's inputs: ``(annotations, {label: {video: [ActionTube]}}, videos,
+    num_classes, class names, {tube file: [videos it lacks]})``. The videos are ``select_tube_videos``'s (the list,
+    else the test split, else the first tube file's; a video a file lacks counts as one without tubes, ``strict``
+    refuses); ``num_classes`` defaults to the annotations' (largest video class + 1)."""
+    annotations = load_annotations(annot)
+    files = [(path, load_any_tubes(path)) for path in tube_paths]
+    loaded = dict(labelled for _, labelled in files)
+    videos, lacking = select_tube_videos([(path, tubes) for path, (_, tubes) in files], annotations, annot,
+                                         video_list, strict)
+    num_classes = num_classes or max(v.class_id for v in annotations.values()) + 1
+    return annotations, loaded, videos, num_classes, class_names_from(annotations, num_classes, classes), lacking
 
 
 def read_frames(cfg: TubeConfig, video: str, det_dir: Path | None = None, micro: bool = False) -> tuple:

@@ -57,29 +57,33 @@ class VideoAPResult:
     curves: list  # per class (recall, precision)
 
 
-def _video_st_iou(video, tubes):
-    """``[K, N]`` ``compute_spatio_temporal_iou.m`` of every tube against every GT tube of its class (else -inf).
+def video_iou_parts(video: VideoGT, tubes: list, same_class: bool = True) -> tuple:
+    """``compute_spatio_temporal_iou.m``'s two factors, ``[K, N]`` each, of every tube against every GT tube:
+    the temporal IoU and the mean spatial IoU over the common frames (their product is the ST-IoU).
 
-    Vectorised over the pairs; the per-frame IoU mean is a left-to-right sum (a row-wise
-    cumsum over a zero-padded table) over the count, as ``spatio_temporal_iou`` (tests/reference.py).
+    Pairs not compared (a GT tube of another class, with ``same_class``) are -inf in both; pairs with
+    no overlap (one common frame counts as none) are 0 in both. Vectorised over the pairs; the
+    per-frame IoU mean is a left-to-right sum (a row-wise cumsum over a zero-padded table) over the
+    count, as ``spatio_temporal_iou`` (tests/reference.py).
     """
-    iou = np.full((len(tubes), len(video.tubes)), -np.inf)
+    t_out = np.full((len(tubes), len(video.tubes)), -np.inf)
+    s_out = t_out.copy()
     if not len(tubes) or not video.tubes:
-        return iou
+        return t_out, s_out
     tcls = np.array([t.class_id for t in tubes])
     gcls = np.array([g.class_id for g in video.tubes])
-    ti, gi = np.nonzero(tcls[:, None] == gcls[None])
+    ti, gi = np.nonzero(tcls[:, None] == gcls[None] if same_class else np.ones((len(tcls), len(gcls)), bool))
     if not len(ti):
-        return iou
+        return t_out, s_out
     tdb = np.array([t.start + 1 for t in tubes])[ti]
     tde = tdb + np.array([len(t.boxes) for t in tubes])[ti] - 1
     tgb, tge = np.array([g.sf for g in video.tubes])[gi], np.array([g.ef for g in video.tubes])[gi]
     t_i = np.maximum(0, np.minimum(tge, tde) - np.maximum(tgb, tdb))
-    iou[ti, gi] = 0.0
+    t_out[ti, gi] = s_out[ti, gi] = 0.0
     ok = t_i > 0  # compute_spatio_temporal_iou.m: one common frame counts as no overlap
     ti, gi, tdb, tde, tgb, tge, t_i = (x[ok] for x in (ti, gi, tdb, tde, tgb, tge, t_i))
     if not len(ti):
-        return iou
+        return t_out, s_out
     t_iou = (t_i + 1) / (np.maximum(tge, tde) - np.minimum(tgb, tdb) + 1)
     lo, n = np.maximum(tgb, tdb), t_i + 1
     pair = np.repeat(np.arange(len(ti)), n)
@@ -98,8 +102,46 @@ def _video_st_iou(video, tubes):
     frame_iou = inter / ((g[:, 2] * g[:, 3] + d[:, 2] * d[:, 3]) - inter + EPS)
     table = np.zeros((len(ti), int(n.max())))
     table[pair, off] = frame_iou
-    iou[ti, gi] = t_iou * (np.cumsum(table, 1)[:, -1] / n)
-    return iou
+    t_out[ti, gi] = t_iou
+    s_out[ti, gi] = np.cumsum(table, 1)[:, -1] / n
+    return t_out, s_out
+
+
+def _video_st_iou(video, tubes):
+    """``[K, N]`` ``compute_spatio_temporal_iou.m`` of every tube against every GT tube of its class (else -inf)."""
+    t_iou, s_iou = video_iou_parts(video, tubes)
+    return np.where(np.isneginf(t_iou), -np.inf, t_iou * s_iou)
+
+
+def greedy_match(iou: np.ndarray, th: float, inclusive: bool = False) -> np.ndarray:
+    """One video's matching, ``[K]`` the GT tube each tube takes (-1: none), for ``[K, N]`` ST-IoUs of
+    tubes in rank order (-inf where a pair may not match): each takes the first best GT tube not yet
+    taken, if its ST-IoU is above ``th`` (``get_PR_curve.m``: ``>``; ACT.py, ``inclusive``: ``>=``)."""
+    matched = np.full(len(iou), -1, np.int64)
+    if not iou.shape[1]:
+        return matched
+    passes = iou >= th if inclusive else iou > th
+    if iou.shape[1] == 1:  # one GT tube (the common case): the first tube that passes takes it
+        first = np.flatnonzero(passes[:, 0])[:1]
+        matched[first] = 0
+        return matched
+    covered = np.zeros(iou.shape[1], bool)
+    for i in np.flatnonzero(passes.any(1)):
+        j = int(np.where(covered, -np.inf, iou[i]).argmax())
+        if passes[i, j] and not covered[j]:
+            covered[j] = True
+            matched[i] = j
+    return matched
+
+
+def ranked_ap(hits: np.ndarray, num_gt: float) -> tuple:
+    """A class's ``(AP, recall, precision)`` as ``get_PR_curve.m`` and ``xVOCap.m`` from its TP flags in rank
+    order: AP 0 without tubes or without ground truth (``xVOCap.m``'s NaN)."""
+    if not len(hits):
+        return 0.0, np.zeros(0), np.zeros(0)
+    recall, precision = pr_curve_ranked(np.asarray(hits, bool), num_gt)
+    ap = voc_ap(recall, precision)
+    return (0.0 if np.isnan(ap) else ap), recall, precision
 
 
 def video_ap(gts: list, detections: dict, num_classes: int, iou_thresholds: tuple = VIDEO_IOU_THRESHOLDS) -> list:
@@ -141,24 +183,15 @@ def video_ap(gts: list, detections: dict, num_classes: int, iou_thresholds: tupl
         hit = np.zeros(len(scores), bool)
         iou_sum = np.zeros(num_classes)
         for k in np.unique(np.searchsorted(offsets, np.flatnonzero(best > th), side="right") - 1):
-            iou = per_video[k]
-            covered = np.zeros(iou.shape[1], bool)
-            for i in np.flatnonzero(best[offsets[k]:offsets[k] + len(iou)] > th):
-                row = np.where(covered, -np.inf, iou[i])
-                j = int(row.argmax())
-                if row[j] > th:
-                    covered[j] = True
-                    hit[offsets[k] + i] = True
-                    iou_sum[classes[offsets[k] + i]] += row[j]
+            matched = greedy_match(per_video[k], th)
+            i = np.flatnonzero(matched >= 0)
+            hit[offsets[k] + i] = True
+            np.add.at(iou_sum, classes[offsets[k] + i], per_video[k][i, matched[i]])
         ap, class_iou, curves = np.zeros(num_classes), np.zeros(num_classes), []
         for c, idx in enumerate(ranked):
-            if not len(idx):  # no tubes: AP 0, as voc_ap of an empty curve
-                curves.append((np.zeros(0), np.zeros(0)))
-                continue
-            recall, precision = pr_curve_ranked(hit[idx], total_gt[c])
-            a = voc_ap(recall, precision)
-            ap[c] = 0.0 if np.isnan(a) else a
-            class_iou[c] = (iou_sum[c] + 0.000001) / (hit[idx].sum() + 0.00001)
+            ap[c], recall, precision = ranked_ap(hit[idx], total_gt[c])
+            if len(idx):  # no tubes: AP 0, as voc_ap of an empty curve
+                class_iou[c] = (iou_sum[c] + 0.000001) / (hit[idx].sum() + 0.00001)
             curves.append((recall, precision))
         results.append(VideoAPResult(th, float(ap.mean()), float(class_iou.mean()), accuracy, ap, class_iou, curves))
     return results
