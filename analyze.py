@@ -16,6 +16,7 @@ from tubes import errors
 from tubes import runner as tr
 from tubes.protocols import PROTOCOLS
 from tubes.cli import annotation_args, class_args, error_args, protocol_args, strict_args
+from utils.errors import exits_on_input_errors
 from utils.version import add_version_flag
 
 ERRORS_FILE = "errors.json"
@@ -36,18 +37,16 @@ def plot_path(out_dir: Path, protocol: str, plot: str) -> Path:
     return Path(out_dir) / f"errors_{PROTOCOLS[protocol].file_prefix}{plot}.png"
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        annotations, loaded, videos, num_classes, names, _ = tr.evaluation_inputs(
-            args.annot, [args.tubes], args.video_list, args.num_classes, args.classes, args.strict)
-        tubes = next(iter(loaded.values()))
-        summaries = {p: errors.summarize(errors.analyze([annotations[v] for v in videos], tubes, num_classes, p,
-                                                        args.iou, args.background_iou), names)
-                     for p in args.protocol}
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"analyze.py: {e}") from e
+    annotations, loaded, videos, num_classes, names, _ = tr.evaluation_inputs(
+        args.annot, [args.tubes], args.video_list, args.num_classes, args.classes, args.strict)
+    tubes = next(iter(loaded.values()))
+    summaries = {p: errors.summarize(errors.analyze([annotations[v] for v in videos], tubes, num_classes, p,
+                                                    args.iou, args.background_iou), names)
+                 for p in args.protocol}
     out = {"tubes": str(args.tubes), "protocol": "+".join(args.protocol), **summaries}
     tr.write_json(args.out_dir / ERRORS_FILE, out)
     for protocol, summary in summaries.items():

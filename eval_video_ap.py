@@ -18,6 +18,7 @@ from tubes.ap import plot_map_vs_iou, plot_pr_curves
 from tubes.cli import annotation_args, class_args, protocol_args, strict_args
 from tubes.protocols import PROTOCOLS
 from tubes.results_table import table
+from utils.errors import exits_on_input_errors
 from utils.version import add_version_flag
 
 PLOT_IOUS = (0.2, 0.5, 0.75)
@@ -32,14 +33,12 @@ def get_args_parser():
     return add_version_flag(p)
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        annotations, loaded, videos, num_classes, names, lacking = tr.evaluation_inputs(
-            args.annot, args.tubes, args.video_list, args.num_classes, args.classes, args.strict)
-    except tr.MissingVideosError as e:
-        raise SystemExit(f"eval_video_ap.py: {e}") from e
+    annotations, loaded, videos, num_classes, names, lacking = tr.evaluation_inputs(
+        args.annot, args.tubes, args.video_list, args.num_classes, args.classes, args.strict)
     results, curves = tr.evaluate(annotations, videos, loaded, num_classes, names, protocols=args.protocol)
     results["videos_without_tubes"] = {str(path): lacking.get(str(path), []) for path in args.tubes}
     tr.write_json(tr.results_path(args.out_dir), results)

@@ -24,8 +24,10 @@ from engine.training import (NonFiniteLossError, TrainingMonitor, VisdomPlots, W
                              build_optimizer, experiment_name, train_step, validate)
 from layers.loss import MultiBoxLoss
 from models import build_model, load_backbone
-from utils.checkpoint import load_checkpoint, set_rng_state
+from models.config import two_stream
+from utils.checkpoint import load_checkpoint, load_scheduler_state, read_weights, set_rng_state
 from utils.distributed import barrier, cleanup, init_distributed, launch, place_model, under_torchrun
+from utils.errors import exits_on_input_errors
 from utils.logging_utils import setup_logging
 from utils.version import add_version_flag
 
@@ -40,17 +42,25 @@ def get_args_parser():
     return add_version_flag(parser)
 
 
-def initialise(model, args):
+def read_start(args):
+    """What the run starts from, read before any other work so that a bad file stops it at once:
+    ``(--resume's checkpoint or None, {flag: pretrained weights})``, every file read as data."""
+    if args.resume:
+        return load_checkpoint(args.resume), {}
+    flags = ("base_weights", "extra_weights") if two_stream(args.fusion_type) else ("basenet",)
+    return None, {f"--{flag}": read_weights(getattr(args, flag)) for flag in flags if getattr(args, flag)}
+
+
+def initialise(model, args, pretrained):
     """Pretrained weights for a fresh run: SSD/VGG for one stream, two one-stream checkpoints for fusion."""
     if model.cfg.two_stream:
-        for name, weights, core in (("--base_weights", args.base_weights, model.core_base),
-                                    ("--extra_weights", args.extra_weights, model.core_extra)):
-            if weights is None:
+        for name, core in (("--base_weights", model.core_base), ("--extra_weights", model.core_extra)):
+            if name not in pretrained:
                 log.warning("%s not given: that stream starts from scratch", name)
             else:
-                load_backbone(core, torch.load(weights, map_location="cpu", weights_only=False))
-    elif args.basenet:
-        load_backbone(model.core_base, torch.load(args.basenet, map_location="cpu", weights_only=False))
+                load_backbone(core, pretrained[name])
+    elif pretrained:
+        load_backbone(model.core_base, pretrained["--basenet"])
     else:
         log.warning("no --basenet given: the backbone starts from scratch (random weights)")
     if args.background_prior is not None:
@@ -70,12 +80,11 @@ def validation_loader(args, data_cfg, annotations):
     return DataLoader(dataset, args.batch_size, shuffle=False, num_workers=args.num_workers, collate_fn=collate)
 
 
-def resume(args, model, model_cfg, optimizer, scheduler):
+def resume(args, model, model_cfg, optimizer, scheduler, state, pretrained):
     """The iteration to start from: 0, or ``--resume``'s (its model, optimizer, scheduler and RNG states loaded)."""
-    if not args.resume:
-        initialise(model, args)
-        return 0, None
-    state = load_checkpoint(args.resume)
+    if state is None:
+        initialise(model, args, pretrained)
+        return 0
     if state["model_config"] != model_cfg.to_dict():
         raise SystemExit(f"--resume {args.resume}: its model config {state['model_config']} "
                          f"differs from these flags' {model_cfg.to_dict()}")
@@ -84,14 +93,15 @@ def resume(args, model, model_cfg, optimizer, scheduler):
                                                         "it was trained with --ema: give --ema again"))
     model.load_state_dict(state.get("train_model", state["model"]))
     optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    load_scheduler_state(scheduler, state["scheduler"])
     set_rng_state(state["rng"])
     log.info("resumed from %s at iteration %d", args.resume, state["iteration"])
-    return state["iteration"], state
+    return state["iteration"]
 
 
 def run(args):
     info = init_distributed(args.device)
+    state, pretrained = read_start(args)
     torch.manual_seed(args.man_seed)
     np.random.seed(args.man_seed)
     data_cfg = data_config(args)
@@ -106,12 +116,14 @@ def run(args):
     optimizer, scheduler = build_optimizer(model, args.lr, args.momentum, args.weight_decay, args.seq_len,
                                            args.stepvalues, args.gamma, args.optimizer, args.lr_schedule,
                                            args.max_iter, args.warmup_iters)
-    start, state = resume(args, model, model_cfg, optimizer, scheduler)
+    start = resume(args, model, model_cfg, optimizer, scheduler, state, pretrained)
+    del pretrained
     place_model(model, info.device, args.channels_last)
     average = WeightAverage(model, args.ema) if args.ema else None
     if average is not None and state is not None:
         average.module.load_state_dict(state["model"])
         average.averaged.n_averaged.fill_(state["ema_updates"])
+    del state
     if info.distributed:
         # The priors are constant buffers: no broadcast, so rank 0 can validate alone.
         model = torch.nn.parallel.DistributedDataParallel(
@@ -160,6 +172,7 @@ def worker(args):
         cleanup()
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     if args.data_root is None:
