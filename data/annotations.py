@@ -63,14 +63,33 @@ class ClipStats:
     dropped: int = 0
 
 
+# What annotation and tube pickles may hold besides Python's plain types: numpy arrays and scalars (the released
+# pyannot.pkl, ACT's *-GT.pkl and tube pickles hold nothing else). Python 3 stores an array's bytes through
+# _codecs.encode (protocol 2; an empty array through bytes) or numpy's _frombuffer (protocol 5). Any other global
+# a pickle names (a function to call, say) is refused before it is looked up: an annotation file is data, not code.
+PICKLE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("builtins", "bytes"),
+                  ("__builtin__", "bytes")} | {
+    (f"numpy.{core}.{module}", name) for core in ("core", "_core")
+    for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))}
+
+
+class _DataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which an annotation or tube file never holds; "
+                                         "refused (only numpy arrays and plain Python data are read)")
+        return super().find_class(module, name)
+
+
 def load_pickle(path: Path) -> object:
-    """Pickles written by Python 2 (the released ones) need latin1 decoding."""
+    """A pickle of plain data and numpy arrays (``PICKLE_GLOBALS``; anything else is refused). Pickles written
+    by Python 2 (the released ones) need latin1 decoding."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
+            return _DataUnpickler(f, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as e:
         raise AnnotationError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from e
 
