@@ -15,12 +15,12 @@ GT_COLOUR = (255, 255, 255)  # white: none of the class colours, and clear on th
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def draw_box(image: np.ndarray, box, colour: tuple, label: str, thickness: int = 2) -> None:
-    """``box`` (pixels) and ``label`` on a filled tab above it, in place."""
+def draw_box(image: np.ndarray, box, colour: tuple, label: str, thickness: int = 2, below: bool = False) -> None:
+    """``box`` (pixels) and ``label`` on a filled tab above it (``below``: under it), in place."""
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     cv2.rectangle(image, (x1, y1), (x2, y2), colour, thickness)
     (w, h), _ = cv2.getTextSize(label, FONT, 0.4, 1)
-    top = max(y1 - h - 6, 0)
+    top = min(y2 + 1, image.shape[0] - h - 6) if below else max(y1 - h - 6, 0)
     cv2.rectangle(image, (x1, top), (x1 + w + 4, top + h + 6), colour, -1)
     cv2.putText(image, label, (x1 + 2, top + h + 2), FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
 
@@ -37,21 +37,24 @@ def draw_legend(image: np.ndarray, entries: list) -> None:
 
 
 def draw_ground_truth(image: np.ndarray, boxes: list, classes: list) -> None:
-    """The ground truth's ``(class_id, box)`` of a frame in ``GT_COLOUR``, labelled ``GT <class>``, in place."""
+    """The ground truth's ``(class_id, box)`` of a frame in ``GT_COLOUR``, labelled ``GT <class>`` under the box
+    (the detections' labels are above theirs), in place."""
     for class_id, box in boxes:
         name = classes[class_id] if 0 <= class_id < len(classes) else str(class_id)
-        draw_box(image, box, GT_COLOUR, f"GT {name}")
+        draw_box(image, box, GT_COLOUR, f"GT {name}", below=True)
 
 
 def draw(frame: np.ndarray, index: int, paths: list, classes: list, ground_truth: dict | None = None) -> np.ndarray:
     """``frame`` with the live ``paths`` (class, box, score, mean score) drawn and labelled, and its 1-based index;
-    with ``ground_truth`` (``ground_truth_boxes``), the frame's ground-truth boxes and a legend too."""
+    with ``ground_truth`` (``ground_truth_boxes``), the frame's ground-truth boxes too, and a legend: the ground
+    truth's colour and the colour of each class drawn."""
     out = frame.copy()
     for class_id, box, score, mean in paths:
         draw_box(out, box, COLOURS[class_id % len(COLOURS)], f"{classes[class_id]} {mean:.2f}")
     if ground_truth is not None:
         draw_ground_truth(out, ground_truth.get(index, []), classes)
-        draw_legend(out, [("ground truth", GT_COLOUR), ("detections: class colours", COLOURS[0])])
+        drawn = sorted({path[0] for path in paths})
+        draw_legend(out, [("ground truth", GT_COLOUR)] + [(classes[c], COLOURS[c % len(COLOURS)]) for c in drawn])
     cv2.putText(out, f"{index + 1}", (4, 14), FONT, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
     return out
 
