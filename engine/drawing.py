@@ -55,8 +55,13 @@ def draw(frame: np.ndarray, index: int, paths: list, classes: list, ground_truth
         draw_ground_truth(out, ground_truth.get(index, []), classes)
         drawn = sorted({path[0] for path in paths})
         draw_legend(out, [("ground truth", GT_COLOUR)] + [(classes[c], COLOURS[c % len(COLOURS)]) for c in drawn])
-    cv2.putText(out, f"{index + 1}", (4, 14), FONT, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    draw_frame_number(out, index)
     return out
+
+
+def draw_frame_number(image: np.ndarray, index: int) -> None:
+    """The 1-based number of the frame of 0-based ``index`` in the top-left corner, in place."""
+    cv2.putText(image, f"{index + 1}", (4, 14), FONT, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def ground_truth_boxes(annotation: VideoAnnotation) -> dict:

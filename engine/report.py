@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -27,7 +28,7 @@ from tubes.protocols import PROTOCOLS
 from tubes.results_table import COLUMNS, PROTOCOL_COLUMNS, protocol_tables
 from utils.io import atomic_path
 
-from .drawing import GT_COLOUR, draw_box, draw_legend, draw_ground_truth, ground_truth_boxes
+from .drawing import GT_COLOUR, draw_box, draw_frame_number, draw_ground_truth, draw_legend, ground_truth_boxes
 
 log = logging.getLogger(__name__)
 
@@ -108,26 +109,37 @@ def worst_videos(summary: dict, count: int = WORST_VIDEOS) -> list:
     return [v for v in sorted(errors, key=lambda v: (-errors[v], v)) if errors[v] > 0][:count]
 
 
+@dataclass
+class DrawnTube:
+    """An evaluated tube as drawn: first frame (0-based), ``[n, 4]`` boxes in 0-based pixels, label."""
+    start: int
+    boxes: np.ndarray
+    label: str
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.boxes)
+
+
 def evaluated_tubes(a: Analysis, video: str, tubes: list, class_names: list) -> list:
-    """``(box_of(frame) -> 0-based pixel box or None, label, start, end)`` of each tube of ``video`` that the
-    analysis evaluated, its label its class, score, and TP or its error type."""
+    """``DrawnTube`` of each tube of ``video`` (``tubes``: its ``ActionTube`` list) that the analysis evaluated,
+    labelled with its class, score, and TP or its error type."""
     out = []
     for i in np.flatnonzero(a.video == a.videos.index(video)):
         tube = tubes[a.tube[i]]
         kind = "TP" if a.error[i] < 0 else ERROR_TYPES[a.error[i]]
         boxes = np.asarray(tube.boxes, np.float64) - 1  # link boxes -> 0-based pixels (as demo.py's tubes_json)
-        out.append((lambda f, t=tube, b=boxes: b[f - t.start] if t.start <= f < t.end else None,
-                    f"{class_names[tube.class_id]} {tube.score:.2f} {kind}", tube.start, tube.end))
+        out.append(DrawnTube(tube.start, boxes, f"{class_names[tube.class_id]} {tube.score:.2f} {kind}"))
     return out
 
 
 def _annotated_frame(image: np.ndarray, frame: int, gt: dict, tubes: list, class_names: list) -> np.ndarray:
     image = image.copy()
-    for box_of, label, _, _ in tubes:
-        if (box := box_of(frame)) is not None:
-            draw_box(image, box, TUBE_COLOUR, label)
+    for tube in tubes:
+        if tube.start <= frame < tube.end:
+            draw_box(image, tube.boxes[frame - tube.start], TUBE_COLOUR, tube.label)
     draw_ground_truth(image, gt.get(frame, []), class_names)
-    cv2.putText(image, f"{frame + 1}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    draw_frame_number(image, frame)
     return image
 
 
@@ -142,7 +154,7 @@ def _read_frame(frames_root: Path, video: str, frame: int) -> np.ndarray:
 def video_strip(frames_root: Path, annotation, tubes: list, class_names: list, count: int = STRIP_FRAMES) -> tuple:
     """``(JPEG bytes, frames)``: ``count`` frames evenly spaced over the span of the video's GT tubes and
     evaluated ``tubes`` (``evaluated_tubes``), side by side, each with both drawn."""
-    spans = [(t.start, t.end) for t in annotation.tubes] + [(t[2], t[3]) for t in tubes]
+    spans = [(t.start, t.end) for t in [*annotation.tubes, *tubes]]
     first, last = (min(s for s, _ in spans), max(e for _, e in spans) - 1) if spans else (0, annotation.num_frames - 1)
     frames = sorted(set(np.linspace(first, last, min(count, last - first + 1)).round().astype(int).tolist()))
     gt = ground_truth_boxes(annotation)
@@ -162,6 +174,8 @@ def write_annotated_video(path: Path, frames_root: Path, annotation, tubes: list
     with atomic_path(path) as tmp:
         with _quiet_stderr():
             writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"VP80"), fps, (first.shape[1], first.shape[0]))
+        if not writer.isOpened():
+            raise OSError(f"{path}: this OpenCV cannot write WebM (VP8) videos")
         for frame in range(annotation.num_frames):
             image = first if frame == 0 else _read_frame(frames_root, annotation.name, frame)
             image = _annotated_frame(image, frame, gt, tubes, class_names)
@@ -305,12 +319,14 @@ def _videos_section(work: Path, summary: dict, analysis: Analysis, annotations: 
     videos = worst_videos(summary, WORST_TABLE)
     if not videos:
         return "<p>No video has a false-positive or missed tube.</p>"
-    kinds = ("tubes", "true_positives", "false_positives") + ERROR_TYPES + ("gt_tubes", "false_negatives", "missed")
-    rows = [[v] + [summary["videos"][v][k] for k in kinds] for v in videos]
+    head = ["video", "tubes", "true positives", "false positives", "their types", "GT tubes", "not found", "missed"]
+    rows = [[v, c["tubes"], c["true_positives"], c["false_positives"], ", ".join(f"{c[t]} {t}" for t in ERROR_TYPES if c[t]),
+             c["gt_tubes"], c["false_negatives"], c["missed"]] for v, c in ((v, summary["videos"][v]) for v in videos)]
     parts = [f"<p>The {len(videos)} videos with the most false-positive tubes and GT tubes not found (protocol "
-             f"{_e(analysis.protocol)}):</p>", _table(["video", *(k.replace("_", " ") for k in kinds)], rows, 'class="videos"'),
+             f"{_e(analysis.protocol)}; missed: not found and no error's target):</p>", _table(head, rows, 'class="videos"'),
              f"<p>{_swatch(GT_COLOUR)}ground truth {_swatch(TUBE_COLOUR)}evaluated tubes (class, score, TP or the "
              "error type). Each strip links to the whole video, drawn the same way.</p>"]
+    stale = set((work / VIDEO_DIR).glob("*.webm"))  # an earlier report's, of videos no longer among the worst
     for video in videos[:WORST_VIDEOS]:
         c = summary["videos"][video]
         title = (f"{video}: {c['false_positives']} false-positive tubes, {c['false_negatives']} GT tubes not found "
@@ -326,10 +342,13 @@ def _videos_section(work: Path, summary: dict, analysis: Analysis, annotations: 
             log.warning("report: %s: %s", video, error)
             parts.append(f"<h3>{_e(title)}</h3><p class=\"missing\">{_e(error)}</p>")
             continue
+        stale.discard(target)
         href = target.relative_to(work).as_posix()
         parts.append(f'<figure class="video"><h3>{_e(title)}</h3><a href="{_e(href)}">'
                      f'{_img(strip, video, "image/jpeg")}</a><figcaption>frames {", ".join(str(f + 1) for f in frames)}; '
                      f'<a href="{_e(href)}">annotated video</a></figcaption></figure>')
+    for path in stale:
+        path.unlink()
     return "".join(parts)
 
 
@@ -370,7 +389,7 @@ def write_report(work: Path, analyses: dict, summaries: dict, plots: dict, annot
     if demo:
         sections["demo"] = ("Online demo (demo.py)", "<ul>" + "".join(
             f'<li><a href="{_e(p.relative_to(work).as_posix())}">{_e(p.name)}</a></li>' for p in demo) + "</ul>")
-    facts = [("work dir", work.resolve()), ("data", summary.get("data_root", "-")), ("weights", summary.get("weights", "-")),
+    facts = [("work dir", work), ("data", summary.get("data_root", "-")), ("weights", summary.get("weights", "-")),
              ("written", datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))]
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Run report: {_e(work.name)}</title>'
             f"<style>{STYLE}</style></head><body><h1>Run report: {_e(work.name)}</h1>"
