@@ -233,3 +233,26 @@ def test_the_page_renders_in_chromium(run):
     assert page.body.get("data-broken") == '["control"]', result.stderr[-2000:]
     assert int(page.body["data-images"]) == len(page.images) == 3 * 2 + 1 + 3 + 1 + WORST_VIDEOS + 1
     check_tables(page, run)
+
+
+def test_analyze_report_with_a_results_table(run, tmp_path):
+    """analyze.py --report on a copy of the run with two rows (as pipeline.py's two-stream runs): the original's
+    results table, a row per model, and each row's tables under its tubes folder."""
+    import analyze
+    from tubes.results_table import COLUMNS, summary_row
+    work = tmp_path / "work"
+    shutil.copytree(run.work, work, ignore=shutil.ignore_patterns("report*"))
+    shutil.copytree(work / "tubes", work / "tubes_fastOF")
+    summary = json.loads((work / "summary.json").read_text())
+    rows = {"RGB": summary_row(run.results, 3.0), "FastOF": summary_row(run.results, 3.0) | {"mAP@0.5": 12.345}}
+    (work / "summary.json").write_text(json.dumps(summary | {"rows": rows}))
+    annot = layout.split_path(summary["data_root"], layout.ANNOT_FILE)
+    analyze.main(["--tubes", str(work / "tubes" / "tubes_alpha3.npz"), "--annot", str(annot), "--classes",
+                  str(work / "tubes" / "classes.txt"), "--out_dir", str(work / "errors"), "--report", str(work)])
+    page = Page((work / "report.html").read_text())
+    table = page.table("rows")
+    assert table[0] == ["model", *COLUMNS]
+    assert [r[0] for r in table[1:]] == ["RGB", "FastOF"] and table[2][2] == "12.35"
+    assert table[1][1:] == ["-" if rows["RGB"][c] is None else f"{rows['RGB'][c]:.2f}" for c in COLUMNS]
+    assert len([t for t in page.tables if t["attrs"].get("data-source") == "tubes_fastOF"]) == 2  # road and act
+    assert len(list((work / "report_videos").glob("*.webm"))) == WORST_VIDEOS
