@@ -18,6 +18,8 @@ from tubes import errors
 from tubes import runner as tr
 from tubes.protocols import PROTOCOLS
 from tubes.cli import annotation_args, class_args, error_args, protocol_args, strict_args
+from utils.errors import exits_on_input_errors
+from utils.version import add_version_flag
 
 ERRORS_FILE = "errors.json"
 PLOTS = {"summary": errors.plot_summary, "per_class": errors.plot_per_class, "sensitivity": errors.plot_sensitivity}
@@ -31,7 +33,7 @@ def get_args_parser():
     p.add_argument("--out_dir", required=True, type=Path)
     p.add_argument("--report", type=Path, default=None, metavar="WORK",
                    help="also write WORK/report.html, the page on the pipeline.py run in WORK (docs/report.md)")
-    return p
+    return add_version_flag(p)
 
 
 def plot_path(out_dir: Path, protocol: str, plot: str) -> Path:
@@ -39,26 +41,24 @@ def plot_path(out_dir: Path, protocol: str, plot: str) -> Path:
     return Path(out_dir) / f"errors_{PROTOCOLS[protocol].file_prefix}{plot}.png"
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        annotations, loaded, videos, num_classes, names, _ = tr.evaluation_inputs(
-            args.annot, [args.tubes], args.video_list, args.num_classes, args.classes, args.strict)
-        tubes = next(iter(loaded.values()))
-        analyses = {p: errors.analyze([annotations[v] for v in videos], tubes, num_classes, p, args.iou,
-                                      args.background_iou) for p in args.protocol}
-        summaries = {p: errors.summarize(a, names) for p, a in analyses.items()}
-        out = {"tubes": str(args.tubes), "protocol": "+".join(args.protocol), **summaries}
-        tr.write_json(args.out_dir / ERRORS_FILE, out)
-        plots = {p: [plot_path(args.out_dir, p, plot) for plot in PLOTS] for p in summaries}
-        for protocol, summary in summaries.items():
-            for plot, path in zip(PLOTS.values(), plots[protocol]):
-                plot(path, summary, f"{args.tubes.name}, {protocol} protocol")
-        if args.report:
-            write_report(args.report, analyses, summaries, plots, annotations, tubes, names, args.annot)
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"analyze.py: {e}") from e
+    annotations, loaded, videos, num_classes, names, _ = tr.evaluation_inputs(
+        args.annot, [args.tubes], args.video_list, args.num_classes, args.classes, args.strict)
+    tubes = next(iter(loaded.values()))
+    analyses = {p: errors.analyze([annotations[v] for v in videos], tubes, num_classes, p, args.iou, args.background_iou)
+                for p in args.protocol}
+    summaries = {p: errors.summarize(a, names) for p, a in analyses.items()}
+    out = {"tubes": str(args.tubes), "protocol": "+".join(args.protocol), **summaries}
+    tr.write_json(args.out_dir / ERRORS_FILE, out)
+    plots = {p: [plot_path(args.out_dir, p, plot) for plot in PLOTS] for p in summaries}
+    for protocol, summary in summaries.items():
+        for draw, path in zip(PLOTS.values(), plots[protocol]):
+            draw(path, summary, f"{args.tubes.name}, {protocol} protocol")
+    if args.report:
+        write_report(args.report, analyses, summaries, plots, annotations, tubes, names, args.annot)
     print("\n\n".join(errors.table(s) for s in summaries.values()))
     return out
 

@@ -16,30 +16,28 @@ from tubes.protocols import PROTOCOLS
 from tubes.results_table import table
 from tubes.tube_files import save_tubes, tube_file
 from tubes.video_map import gt_from_annotation
+from utils.errors import exits_on_input_errors
+from utils.version import add_version_flag
 
 log = logging.getLogger("build_tubes")
 
 
 def get_args_parser():
-    return argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                   parents=[annotation_args(), class_args(), tube_args(), build_args(), protocol_args()],
-                                   epilog="without --video_list: the videos of the test split (testlist01.txt beside "
-                                          "--annot), each one: a video without detections counts as one with none")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     parents=[annotation_args(), class_args(), tube_args(), build_args(), protocol_args()],
+                                     epilog="without --video_list: the videos of the test split (testlist01.txt beside "
+                                            "--annot), each one: a video without detections counts as one with none")
+    return add_version_flag(parser)
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        cfg = with_protocols(tube_config(args), args)
-    except ValueError as e:
-        raise SystemExit(f"build_tubes.py: {e}") from e
+    cfg = with_protocols(tube_config(args), args)
     t0 = time.perf_counter()
     annotations = tr.load_annotations(args.annot)
-    try:
-        videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)
-    except tr.MissingVideosError as e:
-        raise SystemExit(f"build_tubes.py: {e}") from e
+    videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)
     num_classes = tr.num_classes_of(cfg, videos, annotations)
     names = tr.class_names_from(annotations, num_classes, args.classes)
     t1 = time.perf_counter()

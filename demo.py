@@ -52,8 +52,9 @@ from tubes.cli import annotation_args, class_args, fusion_args, tube_args
 from tubes.fusion import OnlineFusedTubes, check_link, late_fusion
 from tubes.linking import OnlineTubes
 from tubes.micro import OnlineMicroTubes
-from utils.checkpoint import CheckpointError
 from utils.distributed import place_model, resolve_device
+from utils.errors import exits_on_input_errors
+from utils.version import add_version_flag
 
 log = logging.getLogger("demo")
 
@@ -85,7 +86,7 @@ def get_args_parser():
                         help="never fall behind the source: take the newest frame, drop the others (and count them)")
     parser.add_argument("--display", action=argparse.BooleanOptionalAction, default=False,
                         help="show the annotated frames in a window (Tk); closing it stops the run as Ctrl-C does")
-    return parser
+    return add_version_flag(parser)
 
 
 def load_one(weights, onnx, classes, args, input_types, device):
@@ -130,12 +131,9 @@ def tubes_factory(args, num_classes):
     return lambda size: tubes_class(num_classes, size, link_score=args.link_score)
 
 
+@exits_on_input_errors(get_args_parser, also=(ImportError, RuntimeError))  # onnxruntime missing, no display
 def main(argv=None):
-    args = get_args_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (OSError, ValueError, ImportError, RuntimeError) as error:  # the packages' errors name the file or flag
-        raise SystemExit(f"demo.py: {error}") from error
+    return run(get_args_parser().parse_args(argv))
 
 
 def run(args):
@@ -147,10 +145,7 @@ def run(args):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     ground_truth = video_ground_truth(args.annot, args.video, args.realtime) if args.annot else None
     device = resolve_device("cpu" if args.onnx or args.fuse_onnx else args.device)
-    try:
-        model, fuse, classes, spec = load(args, device)
-    except CheckpointError as e:
-        raise SystemExit(f"demo.py: {e}") from e
+    model, fuse, classes, spec = load(args, device)
     log.info("network: %s", "onnxruntime on the CPU" if isinstance(model, OnnxDetector) else f"PyTorch on {device}")
     source = FrameSource(args.video, args.realtime, args.fps)
     display = Display(source.name) if args.display else None

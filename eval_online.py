@@ -11,6 +11,8 @@ import logging
 from tubes import online_eval as oe
 from tubes import runner as tr
 from tubes.cli import annotation_args, build_args, class_args, protocol_args, tube_args, tube_config, with_protocols
+from utils.errors import exits_on_input_errors
+from utils.version import add_version_flag
 
 
 def fraction_list(text: str) -> tuple:
@@ -35,9 +37,10 @@ def get_args_parser():
     group.add_argument("--early_label", default="live", choices=oe.EARLY_LABELS, type=str.lower,
                        help="a video's label at a fraction: the class of its best live path (live; no live path is "
                             "wrong) or of its best path so far, ended ones included (all)")
-    return p
+    return add_version_flag(p)
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -45,10 +48,7 @@ def main(argv=None):
     if cfg.fusion and not cfg.prefused:  # test.py --fuse_weights's mean/ folder is linked as one stream
         raise SystemExit("eval_online.py links one stream's detections: late fusion of two is build_tubes.py's")
     annotations = tr.load_annotations(args.annot)
-    try:
-        videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)
-    except tr.MissingVideosError as e:
-        raise SystemExit(f"eval_online.py: {e}") from e
+    videos = tr.resolve_videos(cfg, annotations, args.annot, args.video_list)
     num_classes = tr.num_classes_of(cfg, videos, annotations)
     names = tr.class_names_from(annotations, num_classes, args.classes)
     results = oe.online_curves(cfg, annotations, videos, num_classes, names, args.fractions, args.online_ious,

@@ -18,6 +18,8 @@ from tubes.ap import plot_map_vs_iou, plot_pr_curves
 from tubes.cli import annotation_args, class_args, protocol_args, strict_args
 from tubes.protocols import PROTOCOLS
 from tubes.results_table import table
+from utils.errors import exits_on_input_errors
+from utils.version import add_version_flag
 
 PLOT_IOUS = (0.2, 0.5, 0.75)
 
@@ -28,17 +30,15 @@ def get_args_parser():
     p.add_argument("--tubes", required=True, nargs="+", type=Path,
                    help="tube files: build_tubes.py's .npz, .mat with xmldata, or folders of ACT/MOC tube pickles")
     p.add_argument("--out_dir", required=True, type=Path)
-    return p
+    return add_version_flag(p)
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    try:
-        annotations, loaded, videos, num_classes, names, lacking = tr.evaluation_inputs(
-            args.annot, args.tubes, args.video_list, args.num_classes, args.classes, args.strict)
-    except tr.MissingVideosError as e:
-        raise SystemExit(f"eval_video_ap.py: {e}") from e
+    annotations, loaded, videos, num_classes, names, lacking = tr.evaluation_inputs(
+        args.annot, args.tubes, args.video_list, args.num_classes, args.classes, args.strict)
     results, curves = tr.evaluate(annotations, videos, loaded, num_classes, names, protocols=args.protocol)
     results["videos_without_tubes"] = {str(path): lacking.get(str(path), []) for path in args.tubes}
     tr.write_json(tr.results_path(args.out_dir), results)

@@ -20,6 +20,8 @@ from engine.cli import model_args, original_config, stream_args
 from engine.export import export_checked
 from engine.online import load_detector
 from tubes.cli import class_args
+from utils.errors import exits_on_input_errors
+from utils.version import add_version_flag
 
 log = logging.getLogger("export")
 
@@ -29,19 +31,16 @@ def get_args_parser():
     parser.add_argument("--weights", required=True, type=Path, help="checkpoint (this project's or the original's)")
     parser.add_argument("--format", default="onnx", type=str.lower, choices=["onnx"], help="export format")
     parser.add_argument("--out", required=True, type=Path, help="output file (model.onnx)")
-    return parser
+    return add_version_flag(parser)
 
 
+@exits_on_input_errors(get_args_parser, also=(ImportError, RuntimeError))  # onnx missing, a graph that differs
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-
-    try:
-        model, classes, streams = load_detector(args.weights, read_video_list(args.classes) if args.classes else None,
-                                                original_config(args), (args.input_type_base, args.input_type_extra))
-        export_checked(model, args.out, {"classes": classes, "streams": streams})
-    except (OSError, ValueError, ImportError, RuntimeError) as error:  # the packages' errors name the file or flag
-        raise SystemExit(f"export.py: {error}") from error
+    model, classes, streams = load_detector(args.weights, read_video_list(args.classes) if args.classes else None,
+                                            original_config(args), (args.input_type_base, args.input_type_extra))
+    export_checked(model, args.out, {"classes": classes, "streams": streams})
     return 0
 
 

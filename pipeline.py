@@ -48,7 +48,10 @@ from tubes.fusion import late_fusion
 from tubes.results_table import ResultsTable, report, row_name
 from tubes.runner import results_path, write_json
 from tubes.tube_files import tube_file
+from utils.checkpoint import read_weights
+from utils.errors import exits_on_input_errors
 from utils.logging_utils import setup_logging
+from utils.version import add_version_flag
 
 log = logging.getLogger("pipeline")
 STAGES = ("data", "train", "detect", "tubes", "plots", "online", "video", "report")
@@ -77,18 +80,14 @@ def get_args_parser():
                        help="late fusions of the two streams' detections to run (build_tubes.py's, comma-separated)")
     group.add_argument("--stages", default=",".join(STAGES), type=name_list(STAGES),
                        help="stages to run (the later ones need the earlier ones' outputs)")
-    return parser
+    return add_version_flag(parser)
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (OSError, ValueError) as error:  # the packages' errors name the file, video or flag
-        raise SystemExit(f"pipeline.py: {error}") from error
-
-
-def run(args):
+    if args.basenet:
+        read_weights(args.basenet)  # a bad file stops the run here, not after the data stage
     work = Path(args.work_dir).expanduser()
     work.mkdir(parents=True, exist_ok=True)
     setup_logging(work / "pipeline.log")

@@ -16,6 +16,8 @@ from data.flow import FLOW_METHODS
 from data.prepare import PrepareConfig, prepare_videos
 from data.toy import ToyConfig, make_toy_dataset
 from data.toy_tracks import TracksConfig, make_tracks_dataset
+from utils.errors import exits_on_input_errors
+from utils.version import add_version_flag
 
 
 def parse_size(text):
@@ -54,26 +56,26 @@ def get_args_parser():
     videos.add_argument("--default_class", default="videos", help="class folder for videos not inside a class folder")
     videos.add_argument("--resize", type=parse_size, default=None, help="resize frames to WIDTHxHEIGHT")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
+    return add_version_flag(parser)
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
-    parser = get_args_parser()
-    args = parser.parse_args(argv)
+    args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     out = Path(args.out).expanduser()
-    if args.command == "toy":
-        cfg = ToyConfig(num_videos=args.videos, seed=args.seed, min_frames=args.min_frames,
-                        max_frames=args.max_frames, flow=not args.no_flow, frame_size=args.frame_size)
-    if args.command == "tracks":
-        cfg = TracksConfig(num_videos=args.videos, seed=args.seed, max_frames=args.max_frames, annot=args.annot,
-                           workers=args.workers, flow=not args.no_flow)
     if args.command in ("toy", "tracks"):
+        try:  # the configs check their values
+            if args.command == "toy":
+                cfg = ToyConfig(num_videos=args.videos, seed=args.seed, min_frames=args.min_frames,
+                                max_frames=args.max_frames, flow=not args.no_flow, frame_size=args.frame_size)
+            else:
+                cfg = TracksConfig(num_videos=args.videos, seed=args.seed, max_frames=args.max_frames, annot=args.annot,
+                                   workers=args.workers, flow=not args.no_flow)
+        except ValueError as error:
+            raise SystemExit(f"prepare_data.py {args.command}: {error}") from None
         make = make_toy_dataset if args.command == "toy" else make_tracks_dataset
-        try:
-            videos = make(out, cfg, progress=not args.quiet)
-        except (ValueError, FileExistsError) as error:
-            parser.error(str(error))
+        videos = make(out, cfg, progress=not args.quiet)
         logging.info("%s dataset: %d videos, %d frames, %d tubes in %s", args.command, len(videos),
                      sum(v.num_frames for v in videos.values()), sum(len(v.tubes) for v in videos.values()), out)
         return 0

@@ -34,9 +34,11 @@ from models import load_model
 from tubes.detections import frame_map_path
 from tubes.frame_map import FrameAP
 from tubes.fusion import fusion_streams, prefused
-from utils.checkpoint import checkpoint_path
+from utils.checkpoint import checkpoint_path, read_weights
 from utils.distributed import barrier, cleanup, init_distributed, place_model
+from utils.errors import exits_on_input_errors
 from utils.io import atomic_path
+from utils.version import add_version_flag
 
 log = logging.getLogger("test")
 
@@ -54,7 +56,7 @@ def get_args_parser():
     group.add_argument("--det_dir", default=None, type=path, help="default: next to the checkpoint")
     group.add_argument("--save_mat", action=argparse.BooleanOptionalAction, default=False,
                        help="also write the original per-frame .mat files")
-    return parser
+    return add_version_flag(parser)
 
 
 def checkpoints(args):
@@ -68,26 +70,23 @@ def checkpoints(args):
 def load(path, args, classes):
     """This project's checkpoints carry their config; an original AMTNet checkpoint is described by the flags.
     A model of another number of classes than the dataset's ``classes`` is refused before any window runs."""
-    if not path.is_file():
-        raise SystemExit(f"checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_weights(path)
     check_classes(state, classes, path)
     return load_model(state, model_config(args, len(classes)))
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     if args.data_root is None:
         raise SystemExit("--data_root is required")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     info = init_distributed(args.device)
-    try:
+    try:  # the packages' errors name the file: exits_on_input_errors ends the run with them
         for weights in checkpoints(args):
             for gap in args.eval_gaps:
                 run_one(args, info, weights, gap)
         barrier(info)  # no process leaves (and tears the gloo group down) while another still uses it
-    except (OSError, ValueError) as error:  # the packages' errors name the file or flag
-        raise SystemExit(f"test.py: {error}") from error
     finally:
         cleanup()
     return 0
@@ -96,8 +95,7 @@ def main(argv=None):
 def fuse_stream(args, model, fuse):
     """The late fusion's data layout: the base model's stream as base, the fuse model's as extra."""
     path = Path(args.fuse_weights)
-    input_type = args.fuse_input_type or torch.load(path, map_location="cpu", weights_only=False).get(
-        "flags", {}).get("input_type_base")
+    input_type = args.fuse_input_type or read_weights(path).get("flags", {}).get("input_type_base")
     if input_type is None:
         raise SystemExit(f"{path}: the checkpoint does not say what its model reads: give --fuse_input_type")
     check_late_fusion(model.cfg, fuse.cfg)

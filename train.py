@@ -20,13 +20,16 @@ from data.dataset import ActionDetection, collate
 from data.sampling import IterationBatchSampler, SeededDataset
 from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, model_args, model_config, \
     path, train_args
-from engine.training import (NonFiniteLossError, TrainingMonitor, VisdomPlots, build_optimizer, experiment_name,
-                             train_step, validate)
+from engine.training import (NonFiniteLossError, TrainingMonitor, VisdomPlots, WeightAverage, autocast_dtype,
+                             build_optimizer, experiment_name, train_step, validate)
 from layers.loss import MultiBoxLoss
 from models import build_model, load_backbone
-from utils.checkpoint import load_checkpoint, set_rng_state
+from models.config import two_stream
+from utils.checkpoint import load_checkpoint, load_scheduler_state, read_weights, set_rng_state
 from utils.distributed import barrier, cleanup, init_distributed, launch, place_model, under_torchrun
+from utils.errors import exits_on_input_errors
 from utils.logging_utils import setup_logging
+from utils.version import add_version_flag
 
 log = logging.getLogger("train")
 
@@ -36,20 +39,28 @@ def get_args_parser():
                                      parents=[data_args(), model_args(), experiment_args(), train_args(),
                                               detection_args(), device_args()])
     parser.add_argument("--resume", default=None, type=path, help="checkpoint to continue from")
-    return parser
+    return add_version_flag(parser)
 
 
-def initialise(model, args):
+def read_start(args):
+    """What the run starts from, read before any other work so that a bad file stops it at once:
+    ``(--resume's checkpoint or None, {flag: pretrained weights})``, every file read as data."""
+    if args.resume:
+        return load_checkpoint(args.resume), {}
+    flags = ("base_weights", "extra_weights") if two_stream(args.fusion_type) else ("basenet",)
+    return None, {f"--{flag}": read_weights(getattr(args, flag)) for flag in flags if getattr(args, flag)}
+
+
+def initialise(model, args, pretrained):
     """Pretrained weights for a fresh run: SSD/VGG for one stream, two one-stream checkpoints for fusion."""
     if model.cfg.two_stream:
-        for name, weights, core in (("--base_weights", args.base_weights, model.core_base),
-                                    ("--extra_weights", args.extra_weights, model.core_extra)):
-            if weights is None:
+        for name, core in (("--base_weights", model.core_base), ("--extra_weights", model.core_extra)):
+            if name not in pretrained:
                 log.warning("%s not given: that stream starts from scratch", name)
             else:
-                load_backbone(core, torch.load(weights, map_location="cpu", weights_only=False))
-    elif args.basenet:
-        load_backbone(model.core_base, torch.load(args.basenet, map_location="cpu", weights_only=False))
+                load_backbone(core, pretrained[name])
+    elif pretrained:
+        load_backbone(model.core_base, pretrained["--basenet"])
     else:
         log.warning("no --basenet given: the backbone starts from scratch (random weights)")
     if args.background_prior is not None:
@@ -69,18 +80,20 @@ def validation_loader(args, data_cfg, annotations):
     return DataLoader(dataset, args.batch_size, shuffle=False, num_workers=args.num_workers, collate_fn=collate)
 
 
-def resume(args, model, model_cfg, optimizer, scheduler):
+def resume(args, model, model_cfg, optimizer, scheduler, state, pretrained):
     """The iteration to start from: 0, or ``--resume``'s (its model, optimizer, scheduler and RNG states loaded)."""
-    if not args.resume:
-        initialise(model, args)
+    if state is None:
+        initialise(model, args, pretrained)
         return 0
-    state = load_checkpoint(args.resume)
     if state["model_config"] != model_cfg.to_dict():
         raise SystemExit(f"--resume {args.resume}: its model config {state['model_config']} "
                          f"differs from these flags' {model_cfg.to_dict()}")
-    model.load_state_dict(state["model"])
+    if bool(args.ema) != ("train_model" in state):
+        raise SystemExit(f"--resume {args.resume}: " + ("--ema was not used for it" if args.ema else
+                                                        "it was trained with --ema: give --ema again"))
+    model.load_state_dict(state.get("train_model", state["model"]))
     optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    load_scheduler_state(scheduler, state["scheduler"])
     set_rng_state(state["rng"])
     log.info("resumed from %s at iteration %d", args.resume, state["iteration"])
     return state["iteration"]
@@ -88,6 +101,7 @@ def resume(args, model, model_cfg, optimizer, scheduler):
 
 def run(args):
     info = init_distributed(args.device)
+    state, pretrained = read_start(args)
     torch.manual_seed(args.man_seed)
     np.random.seed(args.man_seed)
     data_cfg = data_config(args)
@@ -102,8 +116,14 @@ def run(args):
     optimizer, scheduler = build_optimizer(model, args.lr, args.momentum, args.weight_decay, args.seq_len,
                                            args.stepvalues, args.gamma, args.optimizer, args.lr_schedule,
                                            args.max_iter, args.warmup_iters)
-    start = resume(args, model, model_cfg, optimizer, scheduler)
+    start = resume(args, model, model_cfg, optimizer, scheduler, state, pretrained)
+    del pretrained
     place_model(model, info.device, args.channels_last)
+    average = WeightAverage(model, args.ema) if args.ema else None
+    if average is not None and state is not None:
+        average.module.load_state_dict(state["model"])
+        average.averaged.n_averaged.fill_(state["ema_updates"])
+    del state
     if info.distributed:
         # The priors are constant buffers: no broadcast, so rank 0 can validate alone.
         model = torch.nn.parallel.DistributedDataParallel(
@@ -111,6 +131,7 @@ def run(args):
     criterion = MultiBoxLoss(getattr(model, "module", model).priors, args.jaccard_threshold).to(info.device)
     amp = info.device.type == "cuda" if args.amp is None else args.amp
     scaler = torch.amp.GradScaler(info.device.type, enabled=amp and info.device.type == "cuda")
+    amp_dtype = autocast_dtype(info.device, amp)
 
     sampler = IterationBatchSampler(len(train_set), args.batch_size, args.man_seed, start, args.max_iter,
                                     info.rank, info.world_size)
@@ -129,11 +150,14 @@ def run(args):
     flags = dict(vars(args))
     for iteration, batch in enumerate(loader, start=start + 1):
         loss_l, loss_c = train_step(model, criterion, batch, optimizer, scheduler, info.device, iteration,
-                                    info.world_size, scaler)
+                                    info.world_size, scaler, amp_dtype)
+        if average is not None:
+            average.update(model)
         monitor.step(iteration, loss_l, loss_c, scheduler.get_last_lr()[-1])
         if iteration % args.val_step == 0 or iteration == args.max_iter:
             if info.is_main:
-                monitor.checkpoint(iteration, model, optimizer, scheduler, flags, validate_fn, args.iou_thresh)
+                monitor.checkpoint(iteration, model, optimizer, scheduler, flags, validate_fn, args.iou_thresh,
+                                   average)
             barrier(info)
     monitor.close()
 
@@ -148,6 +172,7 @@ def worker(args):
         cleanup()
 
 
+@exits_on_input_errors(get_args_parser)
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
     if args.data_root is None:

@@ -54,13 +54,17 @@ def split_decode_augment(dataset, samples):
     return decode / samples, (total - decode) / samples
 
 
-def main():
+def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=240)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--workers", default="0,2")
     parser.add_argument("--root", default=None, help="existing dataset in the UCF24 layout with fastOF (default: render a toy set)")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = get_args_parser().parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

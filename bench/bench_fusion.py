@@ -42,14 +42,18 @@ def run(cfg, annots, names):
     return time.perf_counter() - t, cpu, results
 
 
-def main():
+def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--videos", type=int, default=910)
     p.add_argument("--boxes", type=int, default=300, help="boxes per frame in each stream")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--fusions", default="boost,union,mean")
     p.add_argument("--work", type=Path, default=None)
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = get_args_parser().parse_args()
     annots = load_pyannot(SHARED / "pyannot.pkl")
     names = read_video_list(SHARED / "testlist01.txt")[:args.videos]
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_fusion_"))

@@ -78,14 +78,18 @@ def demo_fps(args, folder, work, k, link):
     return args.frames / (time.perf_counter() - tick), f"{before} -> {load()}"
 
 
-def main(argv=None):
+def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_root", required=True, type=Path)
     parser.add_argument("--weights", required=True, type=Path)
     parser.add_argument("--frames", type=int, default=1200, help="frames of demo.py's end-to-end run")
     parser.add_argument("--link_score", default="0.1", help="build_tubes.py / demo.py --link_score (the toy recipe's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
     rows = []
     print("| k | linking | v-mAP@0.2 | v-mAP@0.5 | accuracy | frame-mAP | linking CPU s | demo fps | load |")
     with tempfile.TemporaryDirectory() as tmp:

@@ -160,7 +160,7 @@ def _child(job):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main():
+def get_args_parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq_len", type=int, default=2)
@@ -172,7 +172,11 @@ def main():
     ap.add_argument("--parts", nargs="+", default=["heads", "model"], choices=["heads", "model"])
     ap.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
     ap.add_argument("--job", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap
+
+
+def main():
+    args = get_args_parser().parse_args()
     if args.job:
         print(json.dumps(measure(json.loads(args.job))))
         return

@@ -31,13 +31,17 @@ def stream(num_frames, boxes, rng):
     return np.concatenate(locs)[:num_frames], np.concatenate(scores)[:num_frames]
 
 
-def main():
+def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=3000)
     p.add_argument("--at", default="100,1000,3000", help="frame numbers (1-based) to time around")
     p.add_argument("--boxes", type=int, default=40)
     p.add_argument("--repeat", type=int, default=5, help="frames timed around each point")
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = get_args_parser().parse_args()
     at = sorted(int(a) for a in args.at.split(","))
     locs, scores = stream(max(args.frames, at[-1]), args.boxes, np.random.default_rng(0))
     tubes = OnlineTubes(24, (320, 240))

@@ -120,13 +120,17 @@ def network_only(model, path, backend):
     return 2 / seconds, f"{before} -> {load()}"
 
 
-def main(argv=None):
+def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=1200, help="frames of the end-to-end run, toy-size model")
     parser.add_argument("--full_frames", type=int, default=60, help="frames of the end-to-end run, full-size model")
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = get_args_parser().parse_args(argv)
     rows = []
     print(f"torch threads {torch.get_num_threads()}, CPUs {os.cpu_count()}, {cv2.__version__=}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:

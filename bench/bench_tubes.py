@@ -53,7 +53,7 @@ def synth_video(video, num_classes, boxes_per_frame, rng, sharpness=1.0):
     return loc, scores
 
 
-def main():
+def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--videos", type=int, default=910)
     p.add_argument("--workers", type=int, default=2)
@@ -62,7 +62,11 @@ def main():
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--format", default="npz", choices=["npz", "road_mat"],
                    help="detections the whole run reads (road_mat: written for every video)")
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = get_args_parser().parse_args()
     if args.format == "road_mat":
         args.road_mat_videos = args.videos
     annots = load_pyannot(SHARED / "pyannot.pkl")

@@ -68,14 +68,18 @@ def run_ours(work, names, annots, num_classes, alphas):
     return times, maps, fmap
 
 
-def main():
+def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--videos", type=int, default=10)
     p.add_argument("--boxes", type=int, default=40)
     p.add_argument("--sharpness", type=float, default=1.0, help="logit scale: 1 cluttered, 5 clean (bench_tubes.synth_video)")
     p.add_argument("--src", default=str(MIRROR), help="bare git repository of gurkirt/realtime-action-detection")
     p.add_argument("--work", type=Path, default=None, help="kept afterwards (default: a temporary folder)")
-    args = p.parse_args()
+    return p
+
+
+def main():
+    args = get_args_parser().parse_args()
     alphas = (3.0, 5.0)
     annots = load_pyannot(SHARED / "pyannot.pkl")
     names = read_video_list(SHARED / "testlist01.txt")[:args.videos]

@@ -13,7 +13,8 @@ The released UCF101-24 ``pyannot.pkl`` stores boxes as x, y, w, h in 1-based pix
 the original AMTNet (``data/shared.py``, ``make_lists_ucf``: ``box -= 1`` on all
 four numbers, then ``box[2] += box[0]``) gives x1 = x - 1 and x2 = x + w - 2, the
 0-based index of the last pixel inside the box. We do the same so normalised
-targets equal the original's.
+targets equal the original's. J-HMDB-21's ``pyannot.pkl`` is read as the original reads it
+(``make_lists_jhmdb``: ``boxes[:,2] += boxes[:,0]`` with no ``- 1``): x1 = x, x2 = x + w.
 """
 import dataclasses
 import logging
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.errors import InputError
+
 from . import layout
 
 log = logging.getLogger(__name__)
@@ -30,7 +33,7 @@ log = logging.getLogger(__name__)
 UCF_FRAME_SIZE = (320, 240)  # width, height of UCF101-24 and J-HMDB-21 frames
 
 
-class AnnotationError(ValueError):
+class AnnotationError(InputError, ValueError):
     """Malformed annotation: the message names the file, the video and the field."""
 
 
@@ -60,14 +63,33 @@ class ClipStats:
     dropped: int = 0
 
 
+# What annotation and tube pickles may hold besides Python's plain types: numpy arrays and scalars (the released
+# pyannot.pkl, ACT's *-GT.pkl and tube pickles hold nothing else). Python 3 stores an array's bytes through
+# _codecs.encode (protocol 2; an empty array through bytes) or numpy's _frombuffer (protocol 5). Any other global
+# a pickle names (a function to call, say) is refused before it is looked up: an annotation file is data, not code.
+PICKLE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"), ("builtins", "bytes"),
+                  ("__builtin__", "bytes")} | {
+    (f"numpy.{core}.{module}", name) for core in ("core", "_core")
+    for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))}
+
+
+class _DataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which an annotation or tube file never holds; "
+                                         "refused (only numpy arrays and plain Python data are read)")
+        return super().find_class(module, name)
+
+
 def load_pickle(path: Path) -> object:
-    """Pickles written by Python 2 (the released ones) need latin1 decoding."""
+    """A pickle of plain data and numpy arrays (``PICKLE_GLOBALS``; anything else is refused). Pickles written
+    by Python 2 (the released ones) need latin1 decoding."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
+            return _DataUnpickler(f, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as e:
         raise AnnotationError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from e
 
@@ -75,6 +97,12 @@ def load_pickle(path: Path) -> object:
 def xywh1_to_xyxy0(boxes: np.ndarray) -> np.ndarray:
     """x, y, w, h in 1-based pixels -> x1, y1, x2, y2 in 0-based pixels (see module doc)."""
     b = np.asarray(boxes, dtype=np.float32) - 1.0
+    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+
+
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """x, y, w, h -> x, y, x + w, y + h: J-HMDB-21's boxes as the original reads them (see module doc)."""
+    b = np.asarray(boxes, dtype=np.float32)
     return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
 
 
@@ -122,20 +150,22 @@ def _field(entry, key, path, video):
 
 
 def parse_ucf_database(database: dict, path: Path, num_classes: int | None = None,
-                       frame_size: tuple = UCF_FRAME_SIZE, numf_from_first_tube: bool = False) -> dict:
+                       frame_size: tuple = UCF_FRAME_SIZE, jhmdb: bool = False) -> dict:
     """Convert a ``pyannot.pkl`` dictionary to ``{name: VideoAnnotation}``.
 
-    ``numf_from_first_tube``: J-HMDB-21's file; the original
-    (``data/shared.py``, ``make_lists_jhmdb``) takes the number of frames from the
-    first tube's boxes because every tube spans the whole video.
+    ``jhmdb``: J-HMDB-21's file, read as the original (``data/shared.py``, ``make_lists_jhmdb``)
+    reads it: the number of frames from the first tube's boxes (every tube spans the whole video;
+    ``numf = annotations[0]['boxes'].shape[0]``) and boxes x, y, x + w, y + h (``boxes[:,2] +=
+    boxes[:,0]``, without ``make_lists_ucf``'s ``box -= 1``).
     """
+    to_xyxy = xywh_to_xyxy if jhmdb else xywh1_to_xyxy0
     stats = ClipStats()
     videos = {}
     for name in sorted(database):
         entry = database[name]
         label = int(_field(entry, "label", path, name))
         tubes_in = _field(entry, "annotations", path, name)
-        if numf_from_first_tube:
+        if jhmdb:
             if not tubes_in:
                 raise AnnotationError(f"{path}: video {name!r} field 'annotations' is empty")
             num_frames = len(_field(tubes_in[0], "boxes", path, name))
@@ -149,7 +179,7 @@ def parse_ucf_database(database: dict, path: Path, num_classes: int | None = Non
             tube_label = int(_field(raw, "label", path, name))
             where = f"{path}: video {name!r} tube {t}"
             boxes = check_box_values(_field(raw, "boxes", path, name), f"{where} field 'boxes'")
-            if numf_from_first_tube:
+            if jhmdb:
                 sf, ef = 0, len(boxes)
             else:
                 sf, ef = int(_field(raw, "sf", path, name)), int(_field(raw, "ef", path, name))
@@ -159,7 +189,7 @@ def parse_ucf_database(database: dict, path: Path, num_classes: int | None = Non
                 raise AnnotationError(f"{where} field 'boxes' has shape {boxes.shape}, expected ({ef - sf}, 4) for sf={sf}, ef={ef}")
             if sf < 0 or ef > num_frames or ef <= sf:
                 raise AnnotationError(f"{where} fields 'sf'={sf}, 'ef'={ef} do not fit a video of {num_frames} frames")
-            tubes.extend(_clip_tube(Tube(label, sf, xywh1_to_xyxy0(boxes)), frame_size, stats))
+            tubes.extend(_clip_tube(Tube(label, sf, to_xyxy(boxes)), frame_size, stats))
         videos[name] = VideoAnnotation(name, num_frames, label, tubes)
     if stats.clipped or stats.dropped:
         log.warning("%s: clipped %d boxes to the frame, dropped %d boxes with no area", path, stats.clipped, stats.dropped)
@@ -167,8 +197,8 @@ def parse_ucf_database(database: dict, path: Path, num_classes: int | None = Non
 
 
 def load_pyannot(path: Path, num_classes: int | None = None, frame_size: tuple = UCF_FRAME_SIZE,
-                 numf_from_first_tube: bool = False) -> dict:
-    """Read a ``pyannot.pkl`` (UCF101-24 layout; J-HMDB-21 with ``numf_from_first_tube``).
+                 jhmdb: bool = False) -> dict:
+    """Read a ``pyannot.pkl`` (UCF101-24 layout; J-HMDB-21's with ``jhmdb``, see ``parse_ucf_database``).
 
     Accepts both the plain dictionary and ``pyannot_with_class_names.pkl``'s
     ``{'db': ..., 'classes': ..., 'trainvideos': ...}``.
@@ -178,19 +208,23 @@ def load_pyannot(path: Path, num_classes: int | None = None, frame_size: tuple =
         database = database["db"]
     if not isinstance(database, dict):
         raise AnnotationError(f"{path}: expected a dictionary of videos, found {type(database).__name__}")
-    return parse_ucf_database(database, path, num_classes, frame_size, numf_from_first_tube)
+    return parse_ucf_database(database, path, num_classes, frame_size, jhmdb)
 
 
 def read_video_list(path: str | Path) -> list:
-    """One name per line (videos; also class names, ``--classes``); blank lines ignored."""
+    """One name per line (videos; also class names, ``--classes``); blank lines ignored, a file without names
+    is an error."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"list of names not found: {path}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not a text file of names, one per line ({e})") from e
-    return [line.strip() for line in text.splitlines() if line.strip()]
+        raise AnnotationError(f"{path}: not a text file of names, one per line ({e})") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise AnnotationError(f"{path}: no names in this file (one per line)")
+    return names
 
 
 def load_class_names(root: str | Path) -> list:
@@ -297,11 +331,11 @@ def resolve_split(root: str | Path, split: int, videos: dict) -> tuple:
 def load_ucf_layout(root: str | Path, split: int = 1, jhmdb: bool = False, annot_file: str | Path | None = None) -> "DatasetAnnotations":
     """``DatasetAnnotations`` of a dataset in the UCF101-24 layout (``splitfiles/pyannot.pkl``).
 
-    ``jhmdb``: J-HMDB-21's file, whose ``numf`` is taken from the first tube's boxes.
+    ``jhmdb``: J-HMDB-21's file (``parse_ucf_database``).
     """
     classes = load_class_names(root)
     path = Path(annot_file) if annot_file else layout.split_path(root, layout.ANNOT_FILE)
-    videos = load_pyannot(path, num_classes=len(classes), numf_from_first_tube=jhmdb)
+    videos = load_pyannot(path, num_classes=len(classes), jhmdb=jhmdb)
     train, test = resolve_split(root, split, videos)
     return DatasetAnnotations(classes, videos, train, test)
 

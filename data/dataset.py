@@ -29,6 +29,8 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 from tqdm import tqdm
 
+from utils.errors import InputError
+
 from . import layout
 from .act_annots import ACT_FILES, is_act_file, parse_act_gt
 from .annotations import (UCF_FRAME_SIZE, DatasetAnnotations, load_class_names, load_pickle, parse_ucf_database,
@@ -43,7 +45,7 @@ DATASETS = ("ucf24", "jhmdb21", "toy")
 RGB_TYPES = ("rgb",)  # every other <type>-images folder holds flow
 
 
-class FrameError(OSError):
+class FrameError(InputError, OSError):
     """A frame file is missing or cannot be decoded: the message names video, frame and path."""
 
 
@@ -143,7 +145,7 @@ def _load_annotations(cfg: DataConfig) -> DatasetAnnotations:
         content = content["db"]
     classes = load_class_names(root)
     frame_size = probe_frame_size(root, content)
-    videos = parse_ucf_database(content, path, len(classes), frame_size, numf_from_first_tube=cfg.dataset == "jhmdb21")
+    videos = parse_ucf_database(content, path, len(classes), frame_size, jhmdb=cfg.dataset == "jhmdb21")
     train, test = resolve_split(root, cfg.train_split, videos)
     return DatasetAnnotations(classes, videos, train, test)
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from . import layout
 from .flow import flow_images
+from utils.errors import InputError
 from utils.io import atomic_dir, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ JPEG_QUALITY = 90
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".mpg", ".mpeg", ".webm", ".m4v")
 
 
-class VideoError(RuntimeError):
+class VideoError(InputError, RuntimeError):
     """A video that cannot be turned into frames; the message names the file."""
 
 

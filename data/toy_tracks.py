@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import layout
-from .annotations import Tube, VideoAnnotation, load_pyannot
+from .annotations import AnnotationError, Tube, VideoAnnotation, load_pyannot
 from .flow import flow_images
 from .prepare import write_frames
 from .toy import HEIGHT, WIDTH, _background, _pan_offset, write_splits
@@ -53,6 +53,9 @@ class TracksConfig:
     flow: bool = True
     annot: str = None  # a pyannot.pkl with real tubes; None: DEFAULT_ANNOT
     workers: int = 2  # threads writing frames and flow
+
+    def __post_init__(self):
+        _check(self)
 
 
 @dataclass
@@ -368,7 +371,6 @@ def make_tracks_dataset(root, cfg=TracksConfig(), progress=True):
 
     Everything is written into a temporary folder beside ``root`` that replaces it when complete.
     """
-    _check(cfg)
     annot = Path(cfg.annot).expanduser() if cfg.annot else DEFAULT_ANNOT
     if not annot.is_file():
         raise FileNotFoundError(f"real UCF101-24 annotations (the tracks) not found: {annot}; "
@@ -386,7 +388,7 @@ def make_tracks_dataset(root, cfg=TracksConfig(), progress=True):
             is_test[v] = True
     for split, needed in (("train", is_test.count(False)), ("test", is_test.count(True))):
         if len(pools[split]) < needed:
-            raise ValueError(f"{annot}: too few real {split} videos with tubes: {len(pools[split])} for {needed} "
+            raise AnnotationError(f"{annot}: too few real {split} videos with tubes: {len(pools[split])} for {needed} "
                              f"{split} videos")
     videos, test_videos = {}, []
     with atomic_dir(root) as tmp, _Writer(cfg.workers) as writer:
@@ -395,7 +397,7 @@ def make_tracks_dataset(root, cfg=TracksConfig(), progress=True):
             split = "test" if is_test[v] else "train"
             while True:
                 if not pools[split]:
-                    raise ValueError(f"{annot}: too few real {split} videos with visible tubes "
+                    raise AnnotationError(f"{annot}: too few real {split} videos with visible tubes "
                                      f"for {cfg.num_videos} videos")
                 source = pools[split].pop()
                 frames, tubes = render_video(rng, classes[v], real[source], cfg.max_frames, class_names)

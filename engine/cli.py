@@ -217,6 +217,9 @@ def train_args() -> argparse.ArgumentParser:
     group.add_argument("--lr_schedule", default="step", type=str.lower, choices=["step", "cosine"],
                        help="step: drops at --stepvalues (the original); cosine: decay to zero at --max_iter")
     group.add_argument("--warmup_iters", default=0, type=int, help="linear learning-rate warm-up steps")
+    group.add_argument("--ema", default=None, type=optional_probability,
+                       help="decay of an exponential moving average of the weights (e.g. 0.99): the average is what "
+                            "is validated and saved as the checkpoint's model (default: none, the original)")
     group.add_argument("--jaccard_threshold", default=0.5, type=float, help="IoU for matching priors")
     group.add_argument("--val_step", default=10000, type=int, help="checkpoint and validate every N iterations")
     group.add_argument("--val_samples", default=15000, type=int, help="test windows used for validation frame-mAP")

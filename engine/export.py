@@ -26,6 +26,7 @@ import torch.nn as nn
 from layers.postprocess import decode_outputs
 from layers.priors import SSD300_V2, prior_boxes
 from models.config import ModelConfig
+from utils.checkpoint import CheckpointError
 from utils.io import atomic_path
 
 from .online import load_detector
@@ -147,10 +148,14 @@ class OnnxDetector:
         if threads:
             options.intra_op_num_threads = threads
         session = lambda p: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
-        self.session = session(path)
+        try:
+            self.session = session(path)
+        except Exception as error:  # onnxruntime's own exception types: a garbage, truncated or foreign file
+            first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            raise CheckpointError(f"{path}: not an ONNX model ({first})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if "model_config" not in meta:
-            raise ValueError(f"{path}: not an AMTNet exported by export.py (no model_config in its metadata)")
+            raise CheckpointError(f"{path}: not an AMTNet exported by export.py (no model_config in its metadata)")
         self.metadata = {k: json.loads(v) for k, v in meta.items()}
         self.cfg = ModelConfig.from_dict(self.metadata["model_config"])
         self.inputs = [i.name for i in self.session.get_inputs()]
@@ -207,7 +212,9 @@ def load_onnx_detector(path: str | Path, classes: list | None = None, threads: i
     """(OnnxDetector, class names, ``StreamSpec.streams``) from an export.py file; ``classes``
     overrides the file's."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"ONNX model not found: {path}")
+        raise CheckpointError(f"{path}: no such file, expected an ONNX model (export.py writes one)")
+    if Path(path).stat().st_size == 0:
+        raise CheckpointError(f"{path}: an empty file, expected an ONNX model (export.py writes one)")
     detector = OnnxDetector(path, threads)
     classes = classes or detector.metadata.get("classes")
     if len(classes) != detector.cfg.num_classes - 1:

@@ -25,6 +25,7 @@ from layers.postprocess import decode_outputs
 from models import load_model
 from tubes.detections import VideoDetections, frame_detections, write_video_detections
 from tubes.fusion import fusion_streams
+from utils.checkpoint import read_weights
 
 from .frame_cache import FeatureMapCache
 from .inference import check_classes, late_fusion_streams, linking_outputs
@@ -222,9 +223,7 @@ def load_detector(weights: Path, classes: list | None = None, original_cfg: Call
     their config, flags and class names; an original AMTNet checkpoint needs ``original_cfg(num_classes)``
     and ``classes`` (or a num_classes-only config). ``input_types``: the base and extra streams' input
     types where the checkpoint's flags do not name them. ``classes`` overrides the checkpoint's."""
-    if not Path(weights).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {weights}")
-    state = torch.load(weights, map_location="cpu", weights_only=False)
+    state = read_weights(weights)
     if classes:
         check_classes(state, list(classes), weights, "--classes")
     flags = state.get("flags", {})

@@ -81,17 +81,58 @@ def build_optimizer(model: torch.nn.Module, lr: float, momentum: float, weight_d
     return optimizer, scheduler
 
 
+def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """The mixed-precision type of ``--amp`` on ``device``: float16 on CUDA (with a gradient scaler), bfloat16
+    on the CPU (no scaler: bfloat16 has float32's range), None when off."""
+    if not amp:
+        return None
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+class WeightAverage:
+    """An exponential moving average of a model's parameters and batch-norm statistics, updated after each step
+    (``--ema DECAY``): the averaged model is what validation measures and checkpoints hold as their ``model``, the
+    raw weights being kept as ``train_model`` to continue training. The decay warms up as
+    ``min(decay, (1 + n) / (10 + n))`` after n updates (so early averages are not dominated by the random start).
+    Averaging is done by ``torch.optim.swa_utils.AveragedModel``."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, updates: int = 0):
+        self.decay = decay
+        self.averaged = torch.optim.swa_utils.AveragedModel(getattr(model, "module", model), avg_fn=self._average,
+                                                            use_buffers=True)
+        self.averaged.n_averaged.fill_(updates)
+
+    def _average(self, averaged, current, num_averaged):
+        decay = min(self.decay, (1.0 + float(num_averaged)) / (10.0 + float(num_averaged)))
+        return averaged + (current - averaged) * (1.0 - decay)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.averaged.module
+
+    @property
+    def updates(self) -> int:
+        return int(self.averaged.n_averaged)
+
+    def update(self, model: torch.nn.Module) -> None:
+        self.averaged.update_parameters(getattr(model, "module", model))
+
+
 def train_step(model: torch.nn.Module, criterion: torch.nn.Module, batch: dict, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device, iteration: int, world_size: int = 1,
-               scaler: torch.amp.GradScaler | None = None) -> tuple:
+               scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None) -> tuple:
     """One SGD step. Returns (loss_l, loss_c) as floats.
 
     With several processes each loss is normalised by the positives of the whole
     global batch (summed over processes) and scaled by the number of processes, so
     DDP's gradient average equals the one-process gradient of the full batch.
+    The forward pass runs under autocast to ``amp_dtype`` when given (else to float16 when ``scaler`` is
+    enabled); the loss and matching stay float32.
     """
     base, extra, targets = batch_inputs(batch, device)
-    autocast = torch.autocast(device.type, enabled=scaler is not None and scaler.is_enabled())
+    if amp_dtype is None and scaler is not None and scaler.is_enabled():
+        amp_dtype = torch.float16
+    autocast = torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
     with autocast:
         loc, conf = model(base, extra)
     sum_l, sum_c, num_pos = criterion.sums(loc.float(), conf.float(), targets)
@@ -234,16 +275,21 @@ class TrainingMonitor:
                 meter.reset()
 
     def checkpoint(self, iteration: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                   scheduler: torch.optim.lr_scheduler.LRScheduler, flags: dict, validate_fn: Callable | None, iou_thresh: float) -> None:
+                   scheduler: torch.optim.lr_scheduler.LRScheduler, flags: dict, validate_fn: Callable | None,
+                   iou_thresh: float, average: "WeightAverage | None" = None) -> None:
         """Save ``AMTNet_<iteration>.pth``, then log ``validate_fn(plain model)``'s VOC-style frame-mAP and
         record it in ``validation.json`` (pipeline.py tests the best checkpoint); no validation when
-        ``validate_fn`` is None."""
-        path = save_checkpoint(checkpoint_path(self.exp_dir, iteration), model, optimizer=optimizer, scheduler=scheduler,
-                               iteration=iteration, flags=flags, classes=self.classes)
+        ``validate_fn`` is None. With a ``WeightAverage``, the averaged model is saved as ``model`` and
+        validated, the raw one saved as ``train_model``."""
+        extra = {} if average is None else {"train_model": getattr(model, "module", model).state_dict(),
+                                            "ema_updates": average.updates}
+        evaluated = getattr(model, "module", model) if average is None else average.module
+        path = save_checkpoint(checkpoint_path(self.exp_dir, iteration), evaluated, optimizer=optimizer,
+                               scheduler=scheduler, iteration=iteration, flags=flags, classes=self.classes, **extra)
         log.info("saved %s", path)
         if validate_fn is not None:
             started = time.perf_counter()
-            mean_ap, aps = validate_fn(getattr(model, "module", model))
+            mean_ap, aps = validate_fn(evaluated)
             for name, ap in zip(self.classes, aps):
                 log.info("AP %6.2f %s", 100 * ap, name)
             log.info("iteration %d VOC frame-mAP@%.2f %.4f (validation %.1fs)", iteration, iou_thresh, mean_ap,

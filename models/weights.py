@@ -8,12 +8,11 @@ skipping them (the original's load_my_state_dict prints and goes on).
 import logging
 import re
 
-import torch
 
 from models.amtnet import AMTNet, build_model
 from models.backbone import SSDCore
 from models.config import ModelConfig
-from utils.checkpoint import CheckpointError
+from utils.checkpoint import CheckpointError, read_weights
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ def load_model(obj, cfg: ModelConfig = None, map_location="cpu") -> AMTNet:
     be given for them (and must match, e.g. ModelConfig(num_classes=25, fusion_type='CAT')).
     """
     if not isinstance(obj, dict):
-        obj = torch.load(obj, map_location=map_location, weights_only=True)
+        obj = read_weights(obj, map_location)
     if _is_project_checkpoint(obj):
         cfg = ModelConfig.from_dict(obj["model_config"])
     elif cfg is None:

@@ -41,9 +41,34 @@ def test_jhmdb_pyannot_frames_from_first_tube_and_trainlists(tmp_path):
     assert annots.videos["catch/v1"].num_frames == 15 and annots.videos["brush_hair/v2"].num_frames == 12
     assert annots.train_videos == ["brush_hair/v3", "catch/v1"] and annots.test_videos == ["brush_hair/v2"]
     tube = annots.videos["catch/v1"].tubes[0]
-    assert (tube.start, tube.end) == (0, 15) and tube.boxes[0].tolist() == [10, 20, 39, 59]  # x-1, x+w-2
+    assert (tube.start, tube.end) == (0, 15)
     split2 = load_annotations(DataConfig(dataset="jhmdb21", data_root=str(root), train_split=2))
     assert split2.train_videos == ["brush_hair/v2"] and len(split2.test_videos) == 2
+
+
+def _ucf_root(tmp_path):
+    boxes = np.array([[11, 21, 30, 40]] * 15, np.uint16)  # x, y, w, h as the released UCF101-24 file
+    db = {"Run/v1": {"numf": np.uint16(20), "label": 0,
+                     "annotations": [{"label": 0, "sf": 3, "ef": 18, "boxes": boxes}]}}
+    _write(layout.split_path(tmp_path, layout.ANNOT_FILE), db)
+    (layout.images_dir(tmp_path, "rgb") / "Run").mkdir(parents=True)
+    layout.split_path(tmp_path, "trainlist01.txt").write_text("Run/v1\n")
+    return tmp_path
+
+
+def test_box_conversion_follows_the_original_per_dataset(tmp_path):
+    """The same numbers x, y, w, h = 11, 21, 30, 40 in each dataset's pyannot.pkl, read by both loaders
+    (load_ucf_layout and the training set's load_annotations). gurkirt/AMTNet data/shared.py:
+      make_lists_ucf:   box -= 1; box[2] += box[0]; box[3] += box[1]          -> 10, 20, 39, 59
+      make_lists_jhmdb: boxes[:,2] += boxes[:,0]; boxes[:,3] += boxes[:,1]    -> 11, 21, 41, 61"""
+    ucf, jhmdb = _ucf_root(tmp_path / "ucf"), _jhmdb_root(tmp_path / "jhmdb")
+    for name, root, video, expected in (("ucf24", ucf, "Run/v1", [10, 20, 39, 59]),
+                                        ("jhmdb21", jhmdb, "catch/v1", [11, 21, 41, 61])):
+        loaded = (load_ucf_layout(root, split=1, jhmdb=name == "jhmdb21"),
+                  load_annotations(DataConfig(dataset=name, data_root=str(root))))
+        for annots in loaded:
+            boxes = annots.videos[video].tubes[0].boxes
+            assert boxes.tolist() == [expected] * 15, name
 
 
 def _act_content():

@@ -100,12 +100,12 @@ def _classes(tmp_path):
 
 
 def test_bad_inputs_are_named(weights, tmp_path):
-    with pytest.raises(SystemExit, match="missing.avi: no such video file or frame folder"):
+    with pytest.raises(SystemExit, match="demo.py: --video .*missing.avi: no such video file or frame folder"):
         demo.main(["--video", str(tmp_path / "missing.avi"), "--weights", str(weights), "--out", str(tmp_path / "o.avi")])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="empty: no .jpg frames"):
+    with pytest.raises(SystemExit, match="demo.py: --video .*empty: no .jpg frames"):
         demo.main(["--video", str(tmp_path / "empty"), "--weights", str(weights), "--out", str(tmp_path / "o.avi")])
-    with pytest.raises(SystemExit, match="checkpoint not found: .*nope.pth"):
+    with pytest.raises(SystemExit, match="demo.py: --weights .*nope.pth: no such checkpoint file"):
         demo.main(["--video", str(tmp_path), "--weights", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "o.avi")])
     with pytest.raises(ValueError, match="'brox' images, which cannot be computed online"):
         StreamSpec({"base": ("rgb", 1), "extra": ("brox", 5)})

@@ -8,7 +8,8 @@ import pytest
 
 from data.annotations import Tube, VideoAnnotation, to_pyannot_entry
 from tubes import act
-from tubes.errors import ERROR_TYPES, FIXES, PROTOCOLS, analyze, class_aps, summarize
+from tubes.errors import ERROR_TYPES, FIXES, analyze, class_aps, summarize
+from tubes.protocols import PROTOCOLS
 from tubes.trimming import ActionTube
 from tubes.video_map import gt_from_annotation, video_ap
 

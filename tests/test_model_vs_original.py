@@ -85,7 +85,7 @@ def original_run(tmp_path_factory):
     out = tmp / "out.pth"
     subprocess.run([sys.executable, "-c", RUNNER, str(_original_dir(tmp)), str(out)], check=True, capture_output=True,
                    env={**os.environ, "PYTHONPATH": ""})
-    return torch.load(out, weights_only=False)
+    return torch.load(out, weights_only=True)
 
 
 def test_original_state_dict_keys_match_reference(original_run):

@@ -169,9 +169,9 @@ def test_two_stream_rows(tmp_path):
             assert all(np.array_equal(a[k], b[k]) for k in a.files)
     def first_conv(checkpoint, stream):
         return next(v for k, v in checkpoint["model"].items() if k.startswith(f"{stream}.vgg.0.") and v.dim() == 4)
-    flow = torch.load(tmp_path / "train" / "fastOF_w0.0625" / "AMTNet_2.pth", weights_only=False)
+    flow = torch.load(tmp_path / "train" / "fastOF_w0.0625" / "AMTNet_2.pth", weights_only=True)
     assert first_conv(flow, "core_base").shape[1] == 15  # 5 stacked flow frames, as the original's
-    fused = torch.load(tmp_path / "train" / "rgb+fastOF_SUM_w0.0625" / "AMTNet_2.pth", weights_only=False)
+    fused = torch.load(tmp_path / "train" / "rgb+fastOF_SUM_w0.0625" / "AMTNet_2.pth", weights_only=True)
     assert fused["model_config"]["fusion_type"] == "SUM" and first_conv(fused, "core_extra").shape[1] == 15
     log = (tmp_path / "train" / "rgb+fastOF_SUM_w0.0625" / "training.log").read_text()
     assert log.count("backbone: loaded") == 2  # initialised from the two one-stream models

@@ -59,13 +59,13 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     assert torch.equal(state["model"]["weight"], model.weight.detach())
     assert state["optimizer"]["state"][0]["momentum_buffer"].shape == (2, 3)
     assert not list(tmp_path.glob(".*tmp*"))
-    with pytest.raises(CheckpointError, match="not found: .*missing.pth"):
+    with pytest.raises(CheckpointError, match="missing.pth: no such checkpoint file"):
         load_checkpoint(tmp_path / "missing.pth")
     (tmp_path / "bad.pth").write_bytes(b"truncated")
-    with pytest.raises(CheckpointError, match="bad.pth is corrupt"):
+    with pytest.raises(CheckpointError, match="bad.pth: not a PyTorch checkpoint"):
         load_checkpoint(tmp_path / "bad.pth")
     torch.save({"model": {}}, tmp_path / "partial.pth")
-    with pytest.raises(CheckpointError, match="partial.pth lacks model_config"):
+    with pytest.raises(CheckpointError, match="partial.pth: not a training checkpoint of this project, it lacks model_config"):
         load_checkpoint(tmp_path / "partial.pth")
 
 

@@ -256,25 +256,25 @@ def test_build_tubes_inputs_edges_and_errors(tmp_path, ucf24_dir, caplog, capsys
     assert 0 < res_bad["video_map"][0]["mAP"] and res_bad["video_map"][0]["accuracy"] == 0.5
     _write_gt_detections(tmp_path / "b", annots[first], 24, np.random.default_rng(1), jitter=1)
     write_road_mat_frame(tmp_path / "b" / first / "00003.mat", np.zeros((1, 4)), np.full((1, 21), 0.5))
-    with pytest.raises(DetectionError, match=r"00003\.mat: 'scores' has 21 columns, 00001\.mat has 25"):
+    with pytest.raises(SystemExit, match=r"00003\.mat: 'scores' has 21 columns, 00001\.mat has 25"):
         build_tubes.main(pair + ["--out_dir", str(tmp_path / "out_c"), "--strict"])
     # no video readable is an error, not a table of zeros
     (tmp_path / "one.txt").write_text(f"{first}\n")
-    with pytest.raises(ValueError, match=r"no readable detections in any listed video \(first error: .*00003\.mat"):
+    with pytest.raises(SystemExit, match=r"no readable detections in any listed video \(first error: .*00003\.mat"):
         build_tubes.main(pair[:2] + ["--video_list", str(tmp_path / "one.txt"), "--out_dir", str(tmp_path / "y")]
                          + common)
     # detections with fewer classes than the annotations (here the first video's): an error naming its folder
     shutil.rmtree(tmp_path / "b" / first)
     for f in range(annots[first].num_frames):
         write_road_mat_frame(tmp_path / "b" / first / f"{f + 1:05d}.mat", np.zeros((1, 4)), np.full((1, 3), 0.5))
-    with pytest.raises(ValueError, match=rf"{first}: scores have 3 columns .* the annotations have 24 classes"):
+    with pytest.raises(SystemExit, match=rf"{first}: scores have 3 columns .* the annotations have 24 classes"):
         build_tubes.main(pair + ["--out_dir", str(tmp_path / "z")])
     (tmp_path / "twice.txt").write_text(f"{second}\n{first}\n{second}\n")
-    with pytest.raises(ValueError, match=rf"twice\.txt: 1 videos listed more than once \(first: {second}\)"):
+    with pytest.raises(SystemExit, match=rf"twice\.txt: 1 videos listed more than once \(first: {second}\)"):
         build_tubes.main(pair[:2] + ["--video_list", str(tmp_path / "twice.txt"), "--out_dir", str(tmp_path / "x")]
                          + common)
     (tmp_path / "list.txt").write_text(f"{first}\nBasketball/v_Basketball_g99_c99\n")
-    with pytest.raises(ValueError, match=r"list\.txt: 1 videos not in the annotations .*v_Basketball_g99_c99"):
+    with pytest.raises(SystemExit, match=r"list\.txt: 1 videos not in the annotations .*v_Basketball_g99_c99"):
         build_tubes.main(["--det_dir", str(tmp_path / "b"), "--out_dir", str(tmp_path / "out_d"),
                           "--video_list", str(tmp_path / "list.txt")] + common)
     for flag, bad in (("--alphas", "3,x"), ("--alphas", "3,-1"), ("--jumpgap", "0"), ("--jumpgap", "-1"),
@@ -374,6 +374,6 @@ def test_input_files_that_are_not_what_they_claim_name_themselves(tmp_path, ucf2
     video = "Basketball/v_Basketball_g01_c01"
     save_tubes(tmp_path / "t.npz", [video], {video: {3.0: [ActionTube(0, 0.5, 0, np.ones((10, 4)))]}}, 3.0)
     (tmp_path / "list.txt").write_text(f"{video}\nBasketball/v_Basketball_g99_c99\n")
-    with pytest.raises(ValueError, match=r"list\.txt: 1 videos not in the annotations .*g99_c99"):
+    with pytest.raises(SystemExit, match=r"list\.txt: 1 videos not in the annotations .*g99_c99"):
         eval_video_ap.main(["--tubes", str(tmp_path / "t.npz"), "--annot", str(ucf24_dir / "pyannot.pkl"),
                             "--video_list", str(tmp_path / "list.txt"), "--out_dir", str(tmp_path / "out")])

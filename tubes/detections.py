@@ -39,6 +39,7 @@ import numpy as np
 import scipy.io
 
 from data.annotations import UCF_FRAME_SIZE
+from utils.errors import InputError
 from utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def frame_map_path(det_dir: Path) -> Path:
     return det_dir.parent / f"{det_dir.name}-frame_map.json"
 
 
-class DetectionError(ValueError):
+class DetectionError(InputError, ValueError):
     """Malformed detection file: the message names the file and the field."""
 
 

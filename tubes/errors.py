@@ -37,13 +37,12 @@ spatial, temporal or both error targets it. The oracles, each the mAP with one t
 Ranking ties keep the evaluator's order (a relabelled tube keeps its place among the video's tubes).
 """
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from .act import class_tubes, pr_to_ap, st_iou_parts, tube_rows
-from .ap import descending_order, save_figure
-from .video_map import gt_from_annotation, greedy_match, ranked_ap, video_iou_parts
+from .ap import save_figure
+from .protocols import PROTOCOLS
+from .video_map import greedy_match
 
 ERROR_TYPES = ("duplicate", "classification", "spatial", "temporal", "both", "background")
 RETARGETED = ERROR_TYPES[1:5]  # fixed by becoming the true positive of their target
@@ -52,50 +51,6 @@ FIX_LABELS = {"false_positives": "all FPs", "false_negatives": "all misses"}
 BACKGROUND_IOU = 0.1  # TIDE's background threshold
 CHARACTERISTICS = ("length", "actors", "box_size")  # DETAD's sensitivity, per GT tube (and tube)
 ACTOR_EDGES = (1, 2)  # videos with <= 1, 2, >= 3 GT tubes
-
-
-def _road_tubes(annotation, tubes):
-    """get_PR_curve.m's tubes of a video: all, by descending score (stable); their ST-IoU factors with every GT tube."""
-    order = np.argsort(-np.array([t.score for t in tubes], np.float64), kind="stable")
-    t_iou, s_iou = video_iou_parts(gt_from_annotation(annotation), [tubes[i] for i in order], same_class=False)
-    return order, t_iou, s_iou
-
-
-def _act_tubes(annotation, tubes):
-    """ACT.py's tubes of a video: each class's after tube NMS, in its order; their ST-IoU factors with every GT tube."""
-    kept, rows = [np.zeros(0, np.int64)], []
-    for c in sorted({t.class_id for t in tubes}):
-        k, r = class_tubes(tubes, c)
-        kept.append(k)
-        rows += r
-    t_iou, s_iou = st_iou_parts(rows, [tube_rows(g.start, g.boxes) for g in annotation.tubes])
-    return np.concatenate(kept), t_iou, s_iou
-
-
-def _act_ap(hits, num_gt):
-    return pr_to_ap(hits, int(num_gt))[0] if num_gt > 0 else 0.0  # ACT.py: 0 / 0 (here 0, as act.video_ap)
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How an evaluator ranks, matches and averages: ``tubes(annotation, tubes)`` gives the tubes it evaluates
-    (indices, its order) and their ``[K, N]`` temporal and spatial IoU with the video's GT tubes; ``rank(scores)``
-    a class's rank order; ``ap(hits in rank order, num_gt)`` a class's AP."""
-    name: str
-    inclusive: bool  # a match needs ST-IoU >= iou (else > iou)
-    tubes: Callable
-    rank: Callable
-    ap: Callable
-
-    def passes(self, x, iou):
-        return x >= iou if self.inclusive else x > iou
-
-
-PROTOCOLS = {
-    "road": Protocol("road", False, _road_tubes, lambda s: descending_order(np.asarray(s, np.float32)),
-                     lambda hits, n: ranked_ap(hits, n)[0]),
-    "act": Protocol("act", True, _act_tubes, lambda s: np.argsort(-np.asarray(s, np.float64), kind="stable"), _act_ap),
-}
 
 
 def _mean_area(boxes):
@@ -171,12 +126,14 @@ def analyze(annotations: list, detections: dict, num_classes: int, protocol: str
     missing video has no tubes). Tubes of a class >= ``num_classes`` are left out (no AP counts them).
     """
     rules = PROTOCOLS[protocol]
+    if rules.error_tubes is None:
+        raise ValueError(f"protocol {protocol!r} has no error analysis (its record gives no error_tubes)")
     tubes_out, gts_out = [], []
     first_gt = 0
     for v, annotation in enumerate(annotations):
         source = [i for i, t in enumerate(detections.get(annotation.name, [])) if 0 <= t.class_id < num_classes]
         tubes = [detections[annotation.name][i] for i in source]
-        idx, t_iou, s_iou = rules.tubes(annotation, tubes)
+        idx, t_iou, s_iou = rules.error_tubes(annotation, tubes)
         tubes = [tubes[i] for i in idx]
         gcls = np.array([g.class_id for g in annotation.tubes], np.int64)
         tcls = np.array([t.class_id for t in tubes], np.int64)
@@ -251,7 +208,7 @@ def class_aps(a: Analysis, fix: str | None = None, tubes: np.ndarray | None = No
     ap = np.zeros(a.num_classes)
     for c in range(a.num_classes):
         idx = np.flatnonzero(keep & (cls == c))
-        ap[c] = rules.ap(tp[idx[rules.rank(a.score[idx])]], num_gt[c])
+        ap[c] = rules.class_ap(tp[idx[rules.rank(a.score[idx])]], num_gt[c])
     return ap
 
 
@@ -296,7 +253,7 @@ def summarize(a: Analysis, class_names: list) -> dict:
         per_class[name] = {"ap": float(base[c]), **counts, "fixed_ap": {f: float(ap[c]) for f, ap in fixed.items()}}
     videos = {name: a.counts(a.video == v, a.gt_video == v) for v, name in enumerate(a.videos)}
     present = np.bincount(a.gt_class, minlength=a.num_classes) > 0
-    return {"protocol": a.protocol, "iou": a.iou, "match": ">=" if PROTOCOLS[a.protocol].inclusive else ">",
+    return {"protocol": a.protocol, "iou": a.iou, "match": PROTOCOLS[a.protocol].match,
             "background_iou": a.background_iou, "mAP": float(base.mean()),
             "mAP_gt_classes": float(base[present].mean()) if present.any() else None, "counts": a.counts(),
             "fixed_mAP": {f: float(ap.mean()) for f, ap in fixed.items()},

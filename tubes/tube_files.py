@@ -40,7 +40,9 @@ def load_tubes(path: Path) -> tuple:
     try:
         return _load_tubes(path)
     except Exception as e:  # numpy raises several types (zipfile.BadZipFile, OSError, KeyError, ...)
-        raise ValueError(f"{path}: not a tube file written by build_tubes.py ({type(e).__name__}: {e})") from e
+        # numpy's first sentence only: the next suggests loading pickled objects, which could run code
+        raise ValueError(f"{path}: not a tube file written by build_tubes.py ({type(e).__name__}: "
+                         f"{str(e).split('. ')[0]})") from e
 
 
 def _load_tubes(path):

@@ -154,11 +154,15 @@ def write_case(name, content, tubes, alldets):
     return out
 
 
-def main():
+def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--act_python", required=True, help="a Python with numpy<2 to run ACT.py in")
     parser.add_argument("--moc_git", default=MOC_GIT, type=Path)
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = get_args_parser().parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(f"git --git-dir={args.moc_git} archive HEAD src/ACT.py src/ACT_utils src/opts.py | tar -x -C {tmp}", shell=True, check=True)
         for name, (labels, seed, specs, extra) in CASES.items():

@@ -231,11 +231,15 @@ def run_reference(src_git, tmp, work, call=None, patch=None):
         raise SystemExit(f"{work}: octave failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
 
 
-def main():
+def get_args_parser():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--src", default=str(MIRROR), help="bare git repository of gurkirt/realtime-action-detection")
     ap.add_argument("--cases", default=",".join(CASES), help="cases to (re)make")
-    args = ap.parse_args()
+    return ap
+
+
+def main():
+    args = get_args_parser().parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     for case in args.cases.split(","):
         classes, seed, specs, iou_thresh, alphas = CASES[case]

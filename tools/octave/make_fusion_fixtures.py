@@ -119,10 +119,14 @@ def make_fixture(src, fixture, case):
     np.savez_compressed(OUT / f"{fixture}.npz", **det)
 
 
-def main():
+def get_args_parser():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--src", default=str(MIRROR), help="bare git repository of gurkirt/realtime-action-detection")
-    args = ap.parse_args()
+    return ap
+
+
+def main():
+    args = get_args_parser().parse_args()
     for fixture, case in FIXTURE_CASES.items():
         make_fixture(args.src, fixture, case)
 
