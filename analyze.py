@@ -6,12 +6,14 @@ python analyze.py --tubes OUT/tubes_alpha3.npz|xmldata.mat|ACT_TUBE_DIR --annot 
     [--num_classes C] --out_dir DIR
 Tube files as eval_video_ap.py reads them. Writes DIR/errors.json (an entry per protocol) and per protocol
 DIR/errors_[act_]summary.png (the mAP each fix gains), errors_[act_]per_class.png and errors_[act_]sensitivity.png;
-prints the error table.
+prints the error table. With --report WORK (a pipeline.py work dir), also WORK/report.html: one page on the run,
+with this analysis and the frames of the worst videos (docs/report.md).
 """
 import argparse
 import logging
 from pathlib import Path
 
+from engine.report import write_report
 from tubes import errors
 from tubes import runner as tr
 from tubes.protocols import PROTOCOLS
@@ -29,6 +31,8 @@ def get_args_parser():
     p.add_argument("--tubes", required=True, type=Path,
                    help="a tube file: build_tubes.py's .npz, a .mat with xmldata, or a folder of ACT/MOC tube pickles")
     p.add_argument("--out_dir", required=True, type=Path)
+    p.add_argument("--report", type=Path, default=None, metavar="WORK",
+                   help="also write WORK/report.html, the page on the pipeline.py run in WORK (docs/report.md)")
     return add_version_flag(p)
 
 
@@ -44,15 +48,17 @@ def main(argv=None):
     annotations, loaded, videos, num_classes, names, _ = tr.evaluation_inputs(
         args.annot, [args.tubes], args.video_list, args.num_classes, args.classes, args.strict)
     tubes = next(iter(loaded.values()))
-    summaries = {p: errors.summarize(errors.analyze([annotations[v] for v in videos], tubes, num_classes, p,
-                                                    args.iou, args.background_iou), names)
-                 for p in args.protocol}
+    analyses = {p: errors.analyze([annotations[v] for v in videos], tubes, num_classes, p, args.iou, args.background_iou)
+                for p in args.protocol}
+    summaries = {p: errors.summarize(a, names) for p, a in analyses.items()}
     out = {"tubes": str(args.tubes), "protocol": "+".join(args.protocol), **summaries}
     tr.write_json(args.out_dir / ERRORS_FILE, out)
+    plots = {p: [plot_path(args.out_dir, p, plot) for plot in PLOTS] for p in summaries}
     for protocol, summary in summaries.items():
-        title = f"{args.tubes.name}, {protocol} protocol"
-        for plot, draw in PLOTS.items():
-            draw(plot_path(args.out_dir, protocol, plot), summary, title)
+        for draw, path in zip(PLOTS.values(), plots[protocol]):
+            draw(path, summary, f"{args.tubes.name}, {protocol} protocol")
+    if args.report:
+        write_report(args.report, analyses, summaries, plots, annotations, tubes, names, args.annot)
     print("\n\n".join(errors.table(s) for s in summaries.values()))
     return out
 

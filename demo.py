@@ -15,7 +15,8 @@ build_tubes.py's format, and ``.json``) and, with ``--det_out``, the detections 
 format. ``--realtime`` processes the newest frame and drops the others (a file is played at its
 frame rate); Ctrl-C stops the run and still finishes and writes everything for the frames seen.
 ``--eval_gaps g`` runs the network on every (g + 1)-th frame (micro-tubes (t, t + g + 1)); ``--link
-micro`` links whole micro-tubes, once per window (tubes/micro.py), instead of per-frame boxes.
+micro`` links whole micro-tubes, once per window (tubes/micro.py), instead of per-frame boxes. ``--annot``
+draws the ground truth of a dataset video (named by the path's last two parts, Class/video) beside the paths.
 
 Late fusion: ``--fuse_weights`` (or ``--fuse_onnx``, beside ``--weights`` or ``--onnx``) runs a second
 one-stream model of the same seq_len over the same windows, reading ``--fuse_input_type`` (default: its
@@ -42,11 +43,12 @@ from tqdm import tqdm
 
 from data.annotations import read_video_list
 from engine.cli import device_args, fuse_model_args, inference_args, model_args, original_config, stream_args
+from engine.drawing import video_ground_truth
 from engine.export import BACKENDS, OnnxDetector, cached_export, load_onnx_detector, use_onnxruntime
 from engine.inference import check_late_fusion
 from engine.live import Display, FrameSource, parse_source, run_online, write_outputs
 from engine.online import OnlineDetector, StreamSpec, check_online, load_detector
-from tubes.cli import class_args, fusion_args, tube_args
+from tubes.cli import annotation_args, class_args, fusion_args, tube_args
 from tubes.fusion import OnlineFusedTubes, check_link, late_fusion
 from tubes.linking import OnlineTubes
 from tubes.micro import OnlineMicroTubes
@@ -61,7 +63,8 @@ def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      parents=[model_args(), stream_args("fastOF"), device_args(), inference_args(),
                                               tube_args("3"), class_args(num_classes=True), fuse_model_args(onnx=True),
-                                              fusion_args("late fusion: how the two streams' detections are fused")])
+                                              fusion_args("late fusion: how the two streams' detections are fused"),
+                                              annotation_args(False, False, ", to draw the --video's ground truth")])
     parser.add_argument("--video", required=True, type=parse_source,
                         help="video file, folder of frames, camera index (0) or stream URL")
     weights = parser.add_mutually_exclusive_group(required=True)
@@ -140,6 +143,7 @@ def run(args):
         args.late_fusion = late_fusion(args.late_fusion).name
         check_link(args.late_fusion, args.link)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    ground_truth = video_ground_truth(args.annot, args.video, args.realtime) if args.annot else None
     device = resolve_device("cpu" if args.onnx or args.fuse_onnx else args.device)
     model, fuse, classes, spec = load(args, device)
     log.info("network: %s", "onnxruntime on the CPU" if isinstance(model, OnnxDetector) else f"PyTorch on {device}")
@@ -151,7 +155,7 @@ def run(args):
     try:
         tubes, detections, interrupted = run_online(
             source, detector, tubes_factory(args, len(classes)), args.out,
-            classes, args.fps or source.fps, args.show_thresh, display, bar)
+            classes, args.fps or source.fps, args.show_thresh, display, bar, ground_truth)
     finally:
         source.close()
         if display:

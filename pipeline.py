@@ -13,7 +13,8 @@ Stages, each skipped when its output is there, newer than its inputs and made wi
   5. plots: eval_video_ap.py -> precision-recall curves, video-mAP against ST-IoU (WORK/eval/*.png);
   6. online: eval_online.py -> early label accuracy and video-mAP against the fraction of each video
      observed, as the ROAD paper's figures (WORK/online);
-  7. video: demo.py on the first test video -> WORK/demo/<video>.mp4 with the online action paths drawn.
+  7. video: demo.py on the first test video -> WORK/demo/<video>.mp4, the online action paths and ground truth drawn;
+  8. report: analyze.py -> the error analysis (WORK/errors) and WORK/report.html, one page on the run (docs/report.md).
 Two streams (the original's results table): --late_fusion boost,union,mean and/or --fusion_type SUM|CAT|MEAN
 also train a one-stream model of --input_type_extra (fastOF on the toy set) and run its rows: that stream alone,
 the late fusions of the two streams' detections, and the two-stream network initialised from the two models,
@@ -24,11 +25,11 @@ fusion) is printed at the end and saved in WORK/summary.json.
 """
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
 
+import analyze
 import build_tubes
 import demo as demo_script
 import eval_online
@@ -40,21 +41,20 @@ from data.annotations import check_dataset, read_video_list
 from data.toy import ToyConfig, make_toy_dataset
 from engine.cli import (changed_flags, data_args, data_config, detection_args, device_args, model_args, one_stream_args,
                         train_args)
-from engine.stages import detect_stage, name_list, run_stage, train_stage, training_iterations, tube_argv, tubes_stage
+from engine.stages import detect_stage, eval_argv, name_list, run_stage, train_stage, training_iterations, tube_argv, tubes_stage
 from models.config import two_stream
 from tubes.cli import late_fusion_list, tube_args
 from tubes.fusion import late_fusion
 from tubes.results_table import ResultsTable, report, row_name
-from tubes.runner import results_path
+from tubes.runner import results_path, write_json
 from tubes.tube_files import tube_file
 from utils.checkpoint import read_weights
 from utils.errors import exits_on_input_errors
-from utils.io import atomic_path
 from utils.logging_utils import setup_logging
 from utils.version import add_version_flag
 
 log = logging.getLogger("pipeline")
-STAGES = ("data", "train", "detect", "tubes", "plots", "online", "video")
+STAGES = ("data", "train", "detect", "tubes", "plots", "online", "video", "report")
 TEST_LIST = layout.split_list_name("test", 1)
 # The default recipe (BENCHMARKS.md, "Training recipe", says what each part buys): a narrow backbone with batch norm
 # trained from scratch by Adam with a warm-up and a cosine decay, background scores started at 0.99, the original's
@@ -150,8 +150,7 @@ def main(argv=None):
     summary = table.summary_of(row_name(base), data_root=str(root), weights=str(weights))
     tubes_file = tube_file(work / "tubes", args.alphas[0])
     if "plots" in args.stages:  # precision-recall curves, video-mAP against ST-IoU
-        run_stage("plots", eval_video_ap, ["--tubes", str(tubes_file), "--annot", str(annot), "--out_dir", str(work / "eval"),
-                                           "--classes", str(work / "tubes" / "classes.txt")], results_path(work / "eval"), tubes_file)
+        run_stage("plots", eval_video_ap, eval_argv(tubes_file, annot, work / "eval"), results_path(work / "eval"), tubes_file)
         summary["plots"] = sorted(str(p) for p in (work / "eval").glob("*.png"))
     if "online" in args.stages:  # early label accuracy and video-mAP against the fraction of each video observed
         argv = tube_argv(annot, work / "detections", work / "tubes", work / "online", args.alphas, args.link_score, args.link)
@@ -159,11 +158,12 @@ def main(argv=None):
         summary["online"] = sorted(str(p) for p in (work / "online").glob("online_*.png"))
     if "video" in args.stages:  # demo.py on the first test video (PyTorch: exporting for one short clip takes longer)
         summary["video"] = str(out := work / "demo" / f"{videos[0].split('/')[-1]}.mp4")
-        run_stage("video", demo_script, ["--video", str(layout.video_dir(root, "rgb", videos[0])), "--weights", str(weights),
-                                         "--out", str(out), "--device", args.device, "--link_score", f"{args.link_score:g}",
-                                         "--link", args.link, "--backend", "torch"], out, weights)
-    with atomic_path(work / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1))
+        run_stage("video", demo_script, ["--video", str(layout.video_dir(root, "rgb", videos[0])), "--annot", str(annot),
+                                         "--weights", str(weights), "--out", str(out), "--device", args.device, "--link", args.link,
+                                         "--link_score", f"{args.link_score:g}", "--backend", "torch"], out, weights)
+    write_json(work / "summary.json", summary)
+    if "report" in args.stages:  # after summary.json, which it reads
+        run_stage("report", analyze, eval_argv(tubes_file, annot, work / "errors", work), work / "report.html", work / "summary.json")
     print(report(summary, args.alphas[0]))
     log.info("results in %s", work / "summary.json")
     return 0

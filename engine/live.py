@@ -21,7 +21,8 @@ from tubes.trimming import trim_paths
 from tubes.tube_files import save_tubes
 from utils.io import atomic_path
 
-from .online import OnlineDetector, draw, write_detections
+from .drawing import draw
+from .online import OnlineDetector, write_detections
 
 log = logging.getLogger(__name__)
 
@@ -249,9 +250,11 @@ def stop_on_signals(stop: Callable, signals: tuple = (signal.SIGINT, signal.SIGT
 
 
 def run_online(source: FrameSource, detector: OnlineDetector, tubes_factory: Callable, out: Path, classes: list, fps: float,
-               show_thresh: float = 0.2, display: Display | None = None, progress: Callable | None = None) -> tuple:
+               show_thresh: float = 0.2, display: Display | None = None, progress: Callable | None = None,
+               ground_truth: dict | None = None) -> tuple:
     """Detect, link and draw ``source``'s frames into the video ``out`` and the per-frame log beside it,
-    until the end of the stream or Ctrl-C (then the frames seen are finished and written). Returns
+    until the end of the stream or Ctrl-C (then the frames seen are finished and written); ``ground_truth``
+    (``engine.drawing.ground_truth_boxes``), the ground truth drawn beside the paths. Returns
     ``(tubes, detections, interrupted)``: the ``OnlineTubes``, the per-frame detections (what the detector
     gives after the frame index: ``loc, scores``, then each further output's; ``tubes.update`` takes them
     as they come) and whether Ctrl-C stopped it. Every file appears whole or not at all."""
@@ -265,7 +268,7 @@ def run_online(source: FrameSource, detector: OnlineDetector, tubes_factory: Cal
             detections.append(dets)
             paths = state["tubes"].current(show_thresh)
             live.add(index, paths)
-            image = draw(frames.pop(index), index, paths, classes)
+            image = draw(frames.pop(index), index, paths, classes, ground_truth)
             state["writer"].write(image)
             if display and display.open and not display.show(image):
                 log.warning("window closed: stopping after this frame")

@@ -1,6 +1,6 @@
 """Online detection on a stream of frames: reading the frames, micro-tube windows as soon as
 their frames are in, per-frame detections in frame order (linked online by
-``tubes.linking.OnlineTubes``), and drawing the live paths (demo.py).
+``tubes.linking.OnlineTubes``); ``engine.drawing`` draws the live paths (demo.py).
 
 The windows, the frame stacking and the per-frame detections are those of test.py on a video
 of the dataset (``data/windows.py`` with ``full_test``, ``data/dataset.py`` ``stack_indices``,
@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 import torch
 
@@ -32,7 +31,6 @@ from .frame_cache import FeatureMapCache
 from .inference import check_classes, late_fusion_streams, linking_outputs
 
 ONLINE_FLOW_TYPES = ("fastOF",)
-COLOURS = [(0, 200, 255), (255, 120, 0), (60, 220, 60), (220, 60, 220), (0, 80, 255), (255, 255, 0)]
 
 
 def check_online(input_type: str, reader: str) -> None:
@@ -242,22 +240,6 @@ def load_detector(weights: Path, classes: list | None = None, original_cfg: Call
     if cfg.two_stream:
         streams["extra"] = (flags.get("input_type_extra", input_types[1]), cfg.input_frames_extra)
     return model, list(classes), streams
-
-
-def draw(frame: np.ndarray, index: int, paths: list, classes: list) -> np.ndarray:
-    """``frame`` with the live ``paths`` (class, box, score, mean score) drawn and labelled, and its 1-based index."""
-    out = frame.copy()
-    for class_id, box, score, mean in paths:
-        colour = COLOURS[class_id % len(COLOURS)]
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
-        label = f"{classes[class_id]} {mean:.2f}"
-        (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
-        top = max(y1 - h - 6, 0)
-        cv2.rectangle(out, (x1, top), (x1 + w + 4, top + h + 6), colour, -1)
-        cv2.putText(out, label, (x1 + 2, top + h + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(out, f"{index + 1}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
 
 
 def write_detections(path: Path, detections: list, frame_size: tuple) -> None:

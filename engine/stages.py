@@ -106,6 +106,13 @@ def tube_argv(annot: Path, det_dir: Path, lists_dir: Path, out_dir: Path, alphas
             "--link", link]
 
 
+def eval_argv(tubes_file: Path, annot: Path, out_dir: Path, report: Path | None = None) -> list:
+    """eval_video_ap.py's (and analyze.py's) flags for a tube file of build_tubes.py, its ``classes.txt`` beside it;
+    with ``report``, analyze.py's ``--report`` (the page on the run in that work dir)."""
+    return (["--tubes", str(tubes_file), "--annot", str(annot), "--out_dir", str(out_dir), "--classes",
+             str(Path(tubes_file).parent / "classes.txt")] + (["--report", str(report)] if report else []))
+
+
 def tubes_stage(script: ModuleType, annot: Path, videos: list, classes: list, det_dir: Path, tube_dir: Path,
                 alphas: tuple, link_score: float, link: str, fusion: str | None = None,
                 fuse_det_dir: Path | None = None) -> dict:

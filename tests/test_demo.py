@@ -175,3 +175,33 @@ def test_backend_choice(monkeypatch):
         assert export.use_onnxruntime("onnxruntime", cpu) is True
     with pytest.raises(ValueError, match="--backend onnxruntime runs on the CPU"):
         export.use_onnxruntime("onnxruntime", cuda)
+
+
+def test_annot_draws_the_ground_truth_beside_the_paths(toy_root, weights, tmp_path):
+    """--annot: the GT boxes of the dataset video the path names (Class/video) in white, read back from the
+    written video along a GT box's left edge, where the input frame is not white; the video's own name checked."""
+    from engine.drawing import GT_COLOUR
+    from tubes.runner import load_annotations
+    annot = layout.split_path(toy_root, "pyannot.pkl")
+    video = read_video_list(layout.split_path(toy_root, "testlist01.txt"))[0]
+    frames_dir = layout.video_dir(toy_root, "rgb", video)
+    out = tmp_path / "annotated.avi"
+    assert demo.main(["--video", str(frames_dir), "--weights", str(weights), "--out", str(out), "--device", "cpu",
+                      "--annot", str(annot)]) == 0
+    annotated = read_video(out)
+    tube = load_annotations(annot)[video].tubes[0]
+    index = tube.start + len(tube.boxes) // 2
+    x1, y1, x2, y2 = (int(round(v)) for v in tube.boxes[len(tube.boxes) // 2])
+    rows = np.arange(y1 + 4, y2 - 3)  # the left edge below the label tab
+    assert len(rows) > 10
+
+    def white(image):  # pixels within 60 of the GT colour in every channel (the video is compressed)
+        return (np.abs(image[rows, x1].astype(int) - GT_COLOUR).max(axis=1) < 60).mean()
+    source = cv2.imread(str(frames_dir / f"{index + 1:05d}.jpg"))
+    assert white(annotated[index]) > 0.9 and white(source) < 0.2
+    with pytest.raises(SystemExit, match=r"pyannot.pkl: no video Waving/nope \(named by the last two parts"):
+        demo.main(["--video", str(tmp_path / "Waving" / "nope"), "--weights", str(weights), "--out",
+                   str(tmp_path / "o.avi"), "--annot", str(annot)])
+    with pytest.raises(SystemExit, match="--annot draws each frame's ground truth: not with --realtime"):
+        demo.main(["--video", str(frames_dir), "--weights", str(weights), "--out", str(tmp_path / "o.avi"),
+                   "--annot", str(annot), "--realtime"])

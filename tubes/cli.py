@@ -66,12 +66,14 @@ def class_args(num_classes: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
-def annotation_args() -> argparse.ArgumentParser:
+def annotation_args(required: bool = True, video_list: bool = True, what: str = "") -> argparse.ArgumentParser:
+    """``--annot`` (``required`` or not, ``what`` said after its help) and, with ``video_list``, ``--video_list``."""
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("annotations")
-    group.add_argument("--annot", required=True, type=annotation_path,
-                       help="finalAnnots.mat or pyannot.pkl, or ucf24: the shipped UCF101-24 annotations")
-    group.add_argument("--video_list", type=Path, default=None, help="videos to evaluate, one Class/video per line")
+    group.add_argument("--annot", required=required, type=annotation_path, default=None,
+                       help=f"finalAnnots.mat or pyannot.pkl, or ucf24: the shipped UCF101-24 annotations{what}")
+    if video_list:
+        group.add_argument("--video_list", type=Path, default=None, help="videos to evaluate, one Class/video per line")
     return parser
 
 

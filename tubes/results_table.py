@@ -28,23 +28,38 @@ def fusion_line(fusion: dict) -> str:
     return f"late fusion: {fusion['type']} ({fusion['matlab_name']}{options}) of {streams}"
 
 
+PROTOCOL_COLUMNS = ("alpha", "mAP@0.2", "mAP@0.5", "mAP@0.75", "mAP@0.5:0.95", "accuracy")
+
+
+def protocol_tables(results: dict) -> list:
+    """The seed's tables of a results.json, one per protocol: ``(name, label, rows, frame)``, rows as
+    ``PROTOCOL_COLUMNS`` (percent, accuracy None where the protocol has none) in alpha order, ``frame`` the
+    protocol's frame-mAP line ``(whose, percent)`` or None."""
+    out = []
+    for name in results.get("protocol", DEFAULT_PROTOCOL).split("+"):
+        protocol = PROTOCOLS[name]
+        entries = results.get(protocol.video_key, [])
+        alphas = list(dict.fromkeys(r["alpha"] for r in entries))
+        alphas = alphas if any(isinstance(a, str) for a in alphas) else sorted(alphas)
+        frame = results.get(protocol.frame_key)
+        out.append((name, protocol.label, [[a, *_alpha_row(entries, a)] for a in alphas],
+                    (protocol.frame_label, 100 * frame["mAP"]) if frame else None))
+    return out
+
+
 def table(results: dict) -> str:
     """The seed's layout: mAP at 0.2, 0.5, 0.75, mean over 0.5:0.95, accuracy, per alpha (percent),
     under a line naming the protocol, for each protocol in ``results`` (after a line naming the late fusion)."""
     fusion = results.get("fusion")
     lines = [fusion_line(fusion)] if fusion else []
-    for name in results.get("protocol", DEFAULT_PROTOCOL).split("+"):
-        protocol = PROTOCOLS[name]
-        entries = results.get(protocol.video_key, [])
-        lines += [f"protocol {name}: {protocol.label}", "alpha  mAP@0.2  mAP@0.5  mAP@0.75  mAP@0.5:0.95  accuracy"]
-        alphas = list(dict.fromkeys(r["alpha"] for r in entries))
-        for a in alphas if any(isinstance(a, str) for a in alphas) else sorted(alphas):
-            m02, m05, m075, avg, acc = _alpha_row(entries, a)
+    for name, label, rows, frame in protocol_tables(results):
+        lines += [f"protocol {name}: {label}", "  ".join(PROTOCOL_COLUMNS)]
+        for a, m02, m05, m075, avg, acc in rows:
             acc = f"{'-':>8}" if acc is None else f"{acc:8.2f}"
             lines.append(f"{a!s:<6} {m02:7.2f}  {m05:7.2f}  {m075:8.2f}  {avg:12.2f}  {acc}")
-        if protocol.frame_key in results:
+        if frame:
             what = " of the fused detections" if fusion else ""
-            lines.append(f"{protocol.frame_label} frame-mAP@0.5{what}: {100 * results[protocol.frame_key]['mAP']:.2f}")
+            lines.append(f"{frame[0]} frame-mAP@0.5{what}: {frame[1]:.2f}")
     return "\n".join(lines)
 
 
