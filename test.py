@@ -29,7 +29,8 @@ from data.annotations import load_class_names
 from data.dataset import ActionDetection, collate
 from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, fuse_model_args, \
     inference_args, int_list, model_args, model_config, path
-from engine.inference import check_classes, check_late_fusion, detect_videos, detect_videos_late_fusion
+from engine.inference import (check_classes, check_late_fusion, detect_videos, detect_videos_late_fusion,
+                              process_share)
 from models import load_model
 from tubes.detections import frame_map_path
 from tubes.frame_map import FrameAP
@@ -114,7 +115,7 @@ def run_one(args, info, weights, gap):
     data_cfg = replace(data_config(args), eval_gap=gap, seq_len=model.cfg.seq_len,
                        input_frames_base=model.cfg.input_frames_base, **streams)
     dataset = ActionDetection(data_cfg, "test", full_test=True)
-    mine = [i for i, w in enumerate(dataset.windows) if w.video_index % info.world_size == info.rank]
+    mine = process_share(dataset.windows, info.rank, info.world_size)
     loader = DataLoader(Subset(dataset, mine), args.batch_size, shuffle=False, num_workers=args.num_workers,
                         collate_fn=collate)
     det_dir = Path(args.det_dir) if args.det_dir else weights.parent / f"detections-{weights.stem}-eg{gap:02d}"

@@ -3,7 +3,7 @@
 that the validation during training shares."""
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -38,6 +38,19 @@ def batch_inputs(batch: dict, device: torch.device) -> tuple:
     extra = images["extra"].to(device, non_blocking=True) if "extra" in images else None
     targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in batch["targets"]]
     return base, extra, targets
+
+
+def process_share(windows: list, rank: int, world_size: int) -> list:
+    """The indices of the windows process ``rank`` of ``world_size`` runs in test.py: whole videos, dealt out
+    longest first (most windows) to the process with the fewest windows so far (ties: the lower rank), so that
+    every process gets a share of about the same size whatever the videos' order in the dataset."""
+    counts = Counter(w.video_index for w in windows)
+    loads, owner = [0] * world_size, {}
+    for video, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        target = min(range(world_size), key=lambda r: (loads[r], r))
+        owner[video] = target
+        loads[target] += count
+    return [i for i, w in enumerate(windows) if owner[w.video_index] == rank]
 
 
 def voc_frame_ap(num_classes: int, iou_thresh: float = 0.5) -> FrameAP:

@@ -11,6 +11,7 @@ import torch
 from tests.conftest import REPO_ROOT
 from tests.test_train import TINY, _free_port, run_script, train
 from tubes.detections import read_video_detections
+from engine.inference import process_share
 from utils.checkpoint import load_checkpoint
 
 
@@ -70,3 +71,18 @@ def test_two_nodes_share_the_test_videos(toy_root, tmp_path):
     assert results[0]["videos"] == results[1]["videos"] == len(files)
     assert results[0]["frame_map_voc"] == pytest.approx(results[1]["frame_map_voc"], abs=1e-6)
     assert results[0]["ap"] == pytest.approx(results[1]["ap"], abs=1e-6)
+
+
+def test_process_share_deals_whole_videos_evenly():
+    from types import SimpleNamespace
+    # videos 1, 3, 5, 7 (the test videos of a list that alternates train and test), with 5, 3, 3, 1 windows
+    windows = [SimpleNamespace(video_index=v) for v, n in ((1, 5), (3, 3), (5, 3), (7, 1)) for _ in range(n)]
+    shares = [process_share(windows, r, 2) for r in range(2)]
+    videos = [sorted({windows[i].video_index for i in share}) for share in shares]
+    # longest first to the least loaded: 1 (5) -> rank 0; 3 (3) -> rank 1; 5 (3) -> rank 1 (3 < 5); 7 (1) -> rank 0
+    assert videos == [[1, 7], [3, 5]] and [len(s) for s in shares] == [6, 6]
+    assert sorted(shares[0] + shares[1]) == list(range(len(windows)))
+    assert process_share(windows, 0, 1) == list(range(len(windows)))
+    # more processes than videos: the extra ones get nothing, and nothing is lost
+    shares = [process_share(windows, r, 6) for r in range(6)]
+    assert sorted(sum(shares, [])) == list(range(len(windows))) and shares[4] == shares[5] == []
