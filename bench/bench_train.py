@@ -7,7 +7,8 @@ The model is the default recipe's (width 0.125, batch norm, Adam, batch 8, rgb) 
   step   forward + loss + backward + optimizer on batches decoded beforehand (the network alone);
   loop   the same steps fed by train.py's DataLoader with --workers processes (what a training run sees: the
          loader's processes and the torch threads share the cores).
-Setups run in turns (round-robin, after a warm-up step each), so a busy machine slows them alike.
+Setups run in turns (round-robin, after a warm-up step each), so a busy machine slows them alike; the CPU
+seconds of a step (all of this process's threads) are less sensitive to other jobs than its wall time.
 """
 import argparse
 import logging
@@ -44,10 +45,11 @@ def setup(num_classes, channels_last, amp, seed=0):
 
 
 def step_seconds(state, batch, iteration):
+    """Wall and CPU seconds (all threads of this process) of one training step."""
     model, criterion, optimizer, scheduler, amp_dtype = state
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     train_step(model, criterion, batch, optimizer, scheduler, torch.device("cpu"), iteration, amp_dtype=amp_dtype)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def get_args_parser():
@@ -73,12 +75,14 @@ def main():
         sampler = lambda: IterationBatchSampler(len(dataset), args.batch_size, 0, 0, args.steps + 1)
         batches = [collate([SeededDataset(dataset)[item] for item in items]) for items in sampler()]
         states = {name: setup(dataset.num_classes, **cfg) for name, cfg in SETUPS.items()}
-        times = {name: [] for name in SETUPS}
+        times, cpu_times = {name: [] for name in SETUPS}, {name: [] for name in SETUPS}
         for name, state in states.items():
             step_seconds(state, batches[0], 1)  # warm-up
         for i, batch in enumerate(batches[1:], start=2):
             for name, state in states.items():
-                times[name].append(step_seconds(state, batch, i))
+                wall, cpu = step_seconds(state, batch, i)
+                times[name].append(wall)
+                cpu_times[name].append(cpu)
         loop = {}
         for name, state in states.items():
             loader = DataLoader(SeededDataset(dataset), batch_sampler=sampler(), num_workers=args.workers,
@@ -90,12 +94,12 @@ def main():
                 step_seconds(state, batch, i)
             loop[name] = (time.perf_counter() - start) / args.steps
     print(f"torch threads {args.threads}, loader workers {args.workers}, batch {args.batch_size}, {args.steps} steps")
-    print("| setup | step s (median) | step windows/s | loop s/it | loop it/s | loop windows/s |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| setup | step s (median) | step CPU s (median) | step windows/s | loop s/it | loop it/s | loop windows/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in SETUPS:
-        step = statistics.median(times[name])
-        print(f"| {name} | {step:.3f} | {args.batch_size / step:.1f} | {loop[name]:.3f} | {1 / loop[name]:.2f} | "
-              f"{args.batch_size / loop[name]:.1f} |")
+        step, cpu = statistics.median(times[name]), statistics.median(cpu_times[name])
+        print(f"| {name} | {step:.3f} | {cpu:.3f} | {args.batch_size / step:.1f} | {loop[name]:.3f} | "
+              f"{1 / loop[name]:.2f} | {args.batch_size / loop[name]:.1f} |")
 
 
 if __name__ == "__main__":
