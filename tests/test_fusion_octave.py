@@ -140,5 +140,5 @@ def test_streams_with_other_classes_are_an_error(tmp_path, det):
     names = write_streams(det, tmp_path)
     for f in (tmp_path / "flow" / names[0]).iterdir():
         write_road_mat_frame(f, np.zeros((1, 4)), np.full((1, 3), 1 / 3))
-    with pytest.raises(ValueError, match=f"flow/{names[0]}: scores have 3 columns, .*rgb/{names[0]} 4"):
+    with pytest.raises(SystemExit, match=f"flow/{names[0]}: scores have 3 columns, .*rgb/{names[0]} 4"):
         build(tmp_path, "--fusion", "union")
