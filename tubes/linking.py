@@ -63,96 +63,123 @@ def linking_filter(score_thresh: float = LINKING_FILTER.score_thresh) -> FilterC
 FRAME_AP_FILTER = FilterConfig(score_thresh=0.01, post_nms_topk=20)  # frameAp.m dofilter
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _dofilter(boxes, class_scores, score_threshs, pre_topk, nms_thresh, post_topks):
-    """``dofilter`` + ``nms.m`` of one frame, class by class, for G configs sharing ``pre_topk`` and ``nms_thresh``.
+# The pre-pass of ``_dofilter``: per frame and class, a histogram of the class scores over buckets of
+# 1/16 octave (the float's exponent and 4 mantissa bits) from the threshold's, the top one taking
+# everything above; only boxes in the bucket of the pre_topk-th best score or above are sorted.
+NUM_BUCKETS = 256
+MANTISSA_SHIFT = {np.dtype(np.float32): (np.uint32, 19), np.dtype(np.float64): (np.uint64, 48)}
+MIN_BUCKET_SCORE = 1e-5  # the lowest bucket's edge for a threshold of 0
 
-    Returns ``[G, C, max(post_topks)]`` box indices, -1 padded. One NMS at the lowest
-    threshold serves all: a higher threshold's sorted list is a prefix of it (whole score
-    groups, or the same ``pre_topk``), and greedy NMS of a prefix keeps that prefix's kept boxes.
+
+@numba.njit(cache=True, error_model="numpy")
+def _dofilter(boxes, class_scores, score_bits, shift, base, offsets, score_threshs, pre_topk, nms_thresh, post_topks):
+    """``dofilter`` + ``nms.m`` of each frame (rows ``offsets[f]:offsets[f + 1]``), class by class, for G
+    configs sharing ``pre_topk`` and ``nms_thresh``.
+
+    Returns ``[F, G, C, max(post_topks)]`` box indices within the frame, -1 padded. One NMS at
+    the lowest threshold serves all: a higher threshold's sorted list is a prefix of it (whole
+    score groups, or the same ``pre_topk``), and greedy NMS of a prefix keeps that prefix's kept boxes.
+    ``score_bits``: the scores' bits as unsigned integers; ``base``: the first bucket's
+    ``bits >> shift`` (-1: no pre-pass, for a negative threshold).
     """
+    num_frames = len(offsets) - 1
     num_classes = class_scores.shape[1]
     post = post_topks.max()
-    out = np.full((len(post_topks), num_classes, post), -1, np.int64)
-    # Each class's candidates in nms.m's processing order: nms.m sorts ascending (stable) and
-    # takes the last, i.e. score descending, the later of the sorted list first on ties.
-    order = np.empty((num_classes, pre_topk), np.int64)
-    count = np.zeros(num_classes, np.int64)
-    local = np.full(len(boxes), -1, np.int64)  # candidate boxes numbered 0..U-1
-    num_used = 0
+    out = np.full((num_frames, len(post_topks), num_classes, post), -1, np.int64)
     thresh = score_threshs.min()
-    for c in range(num_classes):
-        s = class_scores[:, c]
-        # Insertion into the top pre_topk, score descending, after its equals (a stable sort).
-        m = 0
-        for i in range(len(s)):
-            if not s[i] > thresh:
-                continue
-            q = m
-            while q > 0 and s[order[c, q - 1]] < s[i]:
-                q -= 1
-            if q == pre_topk:
-                continue
-            for r in range(min(m, pre_topk - 1), q, -1):
-                order[c, r] = order[c, r - 1]
-            order[c, q] = i
-            m = min(m + 1, pre_topk)
-        # Then each group of equal scores reversed.
-        q = 0
-        while q < m:
-            e = q
-            while e + 1 < m and s[order[c, e + 1]] == s[order[c, q]]:
-                e += 1
-            for r in range((e - q + 1) // 2):
-                order[c, q + r], order[c, e - r] = order[c, e - r], order[c, q + r]
-            q = e + 1
-        count[c] = m
-        for i in order[c, :m]:
-            if local[i] < 0:
-                local[i] = num_used
-                num_used += 1
-    # The classes share the boxes: each pair's suppression test is computed once (0: not yet).
-    suppress = np.zeros((num_used, num_used), np.int8)
+    max_boxes = 0
+    for f in range(num_frames):
+        max_boxes = max(max_boxes, offsets[f + 1] - offsets[f])
+    hist = np.zeros((num_classes, NUM_BUCKETS), np.int32)
+    low = np.empty(num_classes, np.int64)
+    count = np.empty(num_classes, np.int64)
+    candidates = np.empty((num_classes, max_boxes), np.int64)
+    keys = np.empty(pre_topk, class_scores.dtype)
+    order = np.empty(pre_topk, np.int64)
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     area = (x2 - x1) * (y2 - y1)
     kept_idx = np.empty(post, np.int64)
-    for c in range(num_classes):
-        kept = 0
-        for q in range(count[c]):
-            if kept == post:  # later picks cannot change the earlier ones
-                break
-            i = order[c, q]
-            suppressed = False
-            for r in range(kept):
-                j = kept_idx[r]
-                test = suppress[local[i], local[j]]
-                if test == 0:
-                    w = min(x2[i], x2[j]) - max(x1[i], x1[j])
-                    h = min(y2[i], y2[j]) - max(y1[i], y1[j])
-                    test = 2 if w > 0 and h > 0 and w * h / (area[j] + area[i] - w * h) > nms_thresh else 1
-                    suppress[local[i], local[j]] = suppress[local[j], local[i]] = test  # symmetric
-                if test == 2:
-                    suppressed = True
+    kept_box = np.empty((5, post), boxes.dtype)  # x1, y1, x2, y2, area of the kept boxes
+    for f in range(num_frames):
+        start, stop = offsets[f], offsets[f + 1]
+        low[:] = -1
+        if base >= 0 and stop - start > pre_topk:
+            hist[:] = 0
+            for i in range(start, stop):
+                for c in range(num_classes):  # branch-free: a box at or below the threshold adds 0
+                    b = min(max(np.int64(score_bits[i, c] >> shift) - base, 0), NUM_BUCKETS - 1)
+                    hist[c, b] += class_scores[i, c] > thresh
+            for c in range(num_classes):
+                total = 0
+                for b in range(NUM_BUCKETS - 1, 0, -1):
+                    total += hist[c, b]
+                    if total >= pre_topk:
+                        low[c] = b + base  # bucket 0 holds everything below: then no bound
+                        break
+        # Each class's candidates in box order (branch-free), then a stable insertion sort, score
+        # descending, of the first pre_topk: a box goes after its equals.
+        count[:] = 0
+        for i in range(start, stop):
+            for c in range(num_classes):
+                candidates[c, count[c]] = i
+                count[c] += (class_scores[i, c] > thresh) & (np.int64(score_bits[i, c] >> shift) >= low[c])
+        for c in range(num_classes):
+            m = 0
+            for p in range(count[c]):
+                i = candidates[c, p]
+                v = class_scores[i, c]
+                if m < pre_topk:
+                    q = m
+                    m += 1
+                elif m > 0 and v > keys[m - 1]:
+                    q = m - 1
+                else:
+                    continue
+                while q > 0 and keys[q - 1] < v:
+                    keys[q], order[q] = keys[q - 1], order[q - 1]
+                    q -= 1
+                keys[q], order[q] = v, i
+            # nms.m sorts ascending (stable) and takes the last: each group of equal scores reversed.
+            q = 0
+            while q < m:
+                e = q
+                while e + 1 < m and keys[e + 1] == keys[q]:
+                    e += 1
+                for r in range((e - q + 1) // 2):
+                    order[q + r], order[e - r] = order[e - r], order[q + r]
+                q = e + 1
+            kept = 0
+            for q in range(m):
+                if kept == post:  # later picks cannot change the earlier ones
                     break
-            if not suppressed:
-                kept_idx[kept] = i
-                kept += 1
-        s = class_scores[:, c]
-        for g in range(len(post_topks)):
-            n = 0
-            for r in range(kept):
-                if n < post_topks[g] and s[kept_idx[r]] > score_threshs[g]:
-                    out[g, c, n] = kept_idx[r]
-                    n += 1
+                i = order[q]
+                suppressed = False
+                for r in range(kept):  # every kept box's test (branch-free), nms.m's arithmetic
+                    w = min(x2[i], kept_box[2, r]) - max(x1[i], kept_box[0, r])
+                    h = min(y2[i], kept_box[3, r]) - max(y1[i], kept_box[1, r])
+                    suppressed |= (w > 0) & (h > 0) & (w * h / (kept_box[4, r] + area[i] - w * h) > nms_thresh)
+                if not suppressed:
+                    kept_idx[kept] = i
+                    kept_box[0, kept], kept_box[1, kept], kept_box[2, kept] = x1[i], y1[i], x2[i]
+                    kept_box[3, kept], kept_box[4, kept] = y2[i], area[i]
+                    kept += 1
+            for g in range(len(post_topks)):
+                n = 0
+                for r in range(kept):
+                    if n < post_topks[g] and class_scores[kept_idx[r], c] > score_threshs[g]:
+                        out[f, g, c, n] = kept_idx[r] - start
+                        n += 1
     return out
 
 
-def filter_frame_padded(boxes: np.ndarray, class_scores: np.ndarray, cfgs: tuple = (LINKING_FILTER,)) -> list:
-    """Per-class ``dofilter`` of one frame for one or more configs (compiled: a frame is tiny).
+def filter_frames_padded(boxes: np.ndarray, class_scores: np.ndarray, offsets: np.ndarray,
+                         cfgs: tuple = (LINKING_FILTER,)) -> list:
+    """Per-class ``dofilter`` of every frame of a video (frame f: rows ``offsets[f]:offsets[f + 1]``), for one
+    or more configs, in one compiled pass.
 
-    boxes: ``[N, 4]``; class_scores: ``[N, C]``. Returns, per config, ``[C, post_nms_topk]``
-    indices into the frame's boxes, padded with -1, in the order the Matlab keeps them:
-    score > thresh, stable descending sort, top ``pre_nms_topk``, ``nms.m`` (which, among
+    boxes: ``[M, 4]``; class_scores: ``[M, C]``; offsets ``[F + 1]``. Returns, per config, ``[F, C,
+    post_nms_topk]`` indices into each frame's boxes, padded with -1, in the order the Matlab keeps
+    them: score > thresh, stable descending sort, top ``pre_nms_topk``, ``nms.m`` (which, among
     equal scores, picks the later one of the sorted list first), top ``post_nms_topk``.
     The comparisons and the NMS arithmetic run in the inputs' precision (``work_dtype``).
     """
@@ -160,6 +187,9 @@ def filter_frame_padded(boxes: np.ndarray, class_scores: np.ndarray, cfgs: tuple
     nms_dtype = work_dtype(boxes, class_scores)  # nms.m gets [boxes scores]
     boxes = np.ascontiguousarray(boxes, nms_dtype).reshape(-1, 4)
     class_scores = np.ascontiguousarray(class_scores, score_dtype)
+    offsets = np.ascontiguousarray(offsets, np.int64)
+    bits_type, shift = MANTISSA_SHIFT[score_dtype]
+    score_bits = class_scores.view(bits_type)
     cfgs = list(cfgs)
     groups = {}
     for i, cfg in enumerate(cfgs):
@@ -167,12 +197,22 @@ def filter_frame_padded(boxes: np.ndarray, class_scores: np.ndarray, cfgs: tuple
     out = [None] * len(cfgs)
     for (pre_topk, nms_thresh), members in groups.items():
         posts = np.array([cfgs[i].post_nms_topk for i in members], np.int64)
-        picks = _dofilter(boxes, class_scores, np.array([cfgs[i].score_thresh for i in members], score_dtype),
-                          pre_topk, nms_dtype.type(nms_thresh), posts)
+        threshs = np.array([cfgs[i].score_thresh for i in members], score_dtype)
+        lowest = threshs.min()
+        base = (int(np.asarray(max(lowest, score_dtype.type(MIN_BUCKET_SCORE)), score_dtype).view(bits_type) >> shift)
+                if lowest >= 0 else -1)
+        picks = _dofilter(boxes, class_scores, score_bits, bits_type(shift), base, offsets, threshs, pre_topk,
+                          nms_dtype.type(nms_thresh), posts)
         for g, i in enumerate(members):
-            out[i] = picks[g, :, :posts[g]]
+            out[i] = picks[:, g, :, :posts[g]]
     return out
 
+
+def filter_frame_padded(boxes: np.ndarray, class_scores: np.ndarray, cfgs: tuple = (LINKING_FILTER,)) -> list:
+    """``filter_frames_padded`` of one frame (boxes ``[N, 4]``, class_scores ``[N, C]``): per config ``[C,
+    post_nms_topk]`` (a frame is tiny: a whole video at once is faster)."""
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    return [p[0] for p in filter_frames_padded(boxes, class_scores, np.array([0, len(boxes)]), cfgs)]
 
 
 def segment_starts(lengths: np.ndarray) -> np.ndarray:
@@ -562,20 +602,18 @@ def link_frames(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SI
     if scores.shape[1] != num_classes + 1:
         raise ValueError(f"scores have {scores.shape[1]} columns, expected {num_classes + 1} (background first)")
     class_scores = scores[:, 1:]
-    extra = []
+    picks = filter_frames_padded(boxes, class_scores, offsets, cfgs)
     for f in range(len(frames)):
-        b, s = boxes[offsets[f]:offsets[f + 1]], class_scores[offsets[f]:offsets[f + 1]]
-        picks = filter_frame_padded(b, s, cfgs)
-        linker.link(b, s, picks[0])
-        extra.append(picks[-1])
-    return linker.finish(), None if extra_filter is None else _pick_rows(extra, offsets, boxes, class_scores)
+        rows = slice(offsets[f], offsets[f + 1])
+        linker.link(boxes[rows], class_scores[rows], picks[0][f])
+    return linker.finish(), None if extra_filter is None else _pick_rows(picks[-1], offsets, boxes, class_scores)
 
 
 def _pick_rows(picks, offsets, boxes, class_scores):
-    """Rows ``[frame, class, score, x1, y1, x2, y2]`` of each frame's picks ``[C, k]`` (-1 padded), in
-    the boxes' precision."""
-    f, c, rows = (np.concatenate(a) for a in zip(*[
-        (np.full(len(c), f), c, offsets[f] + p[c, j]) for f, p in enumerate(picks) for c, j in [np.nonzero(p >= 0)]]))
+    """Rows ``[frame, class, score, x1, y1, x2, y2]`` of the frames' picks ``[F, C, k]`` (-1 padded), per frame
+    in class then pick order, in the boxes' precision."""
+    f, c, j = np.nonzero(picks >= 0)
+    rows = offsets[f] + picks[f, c, j]
     return np.column_stack([f, c, class_scores[rows, c], boxes[rows]]).astype(boxes.dtype)
 
 
@@ -589,9 +627,7 @@ def filter_rows(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SI
     if scores.shape[1] != num_classes + 1:
         raise ValueError(f"scores have {scores.shape[1]} columns, expected {num_classes + 1} (background first)")
     class_scores = scores[:, 1:]
-    picks = [filter_frame_padded(boxes[offsets[f]:offsets[f + 1]], class_scores[offsets[f]:offsets[f + 1]], (cfg,))[0]
-             for f in range(len(frames))]
-    return _pick_rows(picks, offsets, boxes, class_scores)
+    return _pick_rows(filter_frames_padded(boxes, class_scores, offsets, (cfg,))[0], offsets, boxes, class_scores)
 
 
 class OnlineTubes:
