@@ -273,6 +273,67 @@ class ActionPath:
         return self.start + len(self.boxes)
 
 
+@dataclass
+class PathArrays:
+    """A video's paths as flat arrays (``OnlineLinker.finish_arrays``; ``ActionPath`` lists, ``per_class``, cost a
+    Python object per path). Path ``i`` is of class ``classes[i]`` and starts at frame ``starts[i]``; its
+    ``lengths[i]`` frames are rows ``rows[i]:rows[i] + lengths[i]`` of ``boxes`` ``[R, 4]`` (link boxes),
+    ``scores`` ``[R]`` (its class's) and ``all_scores`` ``[R, C]``; the frames where it found a detection are
+    ``found[found_rows[i]:found_rows[i] + found_counts[i]]``.
+    """
+    num_classes: int
+    classes: np.ndarray
+    starts: np.ndarray
+    rows: np.ndarray
+    lengths: np.ndarray
+    found_rows: np.ndarray
+    found_counts: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    all_scores: np.ndarray
+    found: np.ndarray
+
+    PER_PATH = ("classes", "starts", "rows", "lengths", "found_rows", "found_counts")
+
+    @classmethod
+    def empty(cls, num_classes: int, box_dtype=np.float64, score_dtype=np.float64) -> "PathArrays":
+        none = np.zeros(0, np.int64)
+        return cls(num_classes, *[none] * len(cls.PER_PATH), np.zeros((0, 4), box_dtype), np.zeros(0, score_dtype),
+                   np.zeros((0, num_classes), score_dtype), none)
+
+    @classmethod
+    def from_paths(cls, paths_per_class: list) -> "PathArrays":
+        """The ``ActionPath`` lists of each class (``finish``'s result), in class then list order (a path's
+        ``found`` may be None: the trimming does not read it)."""
+        flat = [(c, p) for c, paths in enumerate(paths_per_class) for p in paths]
+        if not flat:
+            return cls.empty(len(paths_per_class))
+        found = [np.zeros(0, np.int64) if p.found is None else np.asarray(p.found) for _, p in flat]
+        lengths = np.array([len(p.boxes) for _, p in flat], np.int64)
+        counts = np.array([len(f) for f in found], np.int64)
+        return cls(len(paths_per_class), np.array([c for c, _ in flat], np.int64),
+                   np.array([p.start for _, p in flat], np.int64), segment_starts(lengths), lengths,
+                   segment_starts(counts), counts, *(np.concatenate([getattr(p, k) for _, p in flat])
+                                                     for k in ("boxes", "scores", "all_scores")), np.concatenate(found))
+
+    def take(self, order: np.ndarray) -> "PathArrays":
+        """The paths ``order`` (indices), sharing the row arrays."""
+        return replace(self, **{k: getattr(self, k)[order] for k in self.PER_PATH})
+
+    def paths(self) -> list:
+        """``ActionPath`` of each path, in order (views of the row arrays)."""
+        return [ActionPath(s, self.boxes[r:r + n], self.scores[r:r + n], self.all_scores[r:r + n],
+                           self.found[fr:fr + fc])
+                for s, r, n, fr, fc in zip(*(getattr(self, k).tolist() for k in self.PER_PATH[1:]))]
+
+    def per_class(self) -> list:
+        """``ActionPath`` lists per class, each in order."""
+        out = [[] for _ in range(self.num_classes)]
+        for c, path in zip(self.classes.tolist(), self.paths()):
+            out[c].append(path)
+        return out
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _link_step(sbox, stop, sint, n_live, boxes, last_boxes, class_scores, picks, bconst, jumpgap, next_pid):
     """One frame of ``incremental_linking.m`` for every class (``OnlineLinker``'s state layout).
@@ -470,12 +531,18 @@ class OnlineLinker:
 
     def _gather(self, pids, min_found):
         """Gap-filled ``ActionPath`` of the given path ids with more than ``min_found`` records (linked
-        detections), and their classes, per-frame scores and lengths; ``_path_frames`` lays out the frames."""
+        detections), and their classes, per-frame scores and lengths (``_gather_arrays``)."""
+        gathered = self._gather_arrays(pids, min_found)
+        return gathered.paths(), gathered.classes, gathered.scores, gathered.lengths
+
+    def _gather_arrays(self, pids, min_found):
+        """``PathArrays`` of the given path ids with more than ``min_found`` records, in that order, rows
+        consecutive; ``_path_frames`` lays out the frames."""
         rec_pid = np.concatenate(self._rec_pid) if self._rec_pid else np.zeros(0, np.int64)
         counts = np.bincount(rec_pid, minlength=self._num_paths)
         pids = pids[counts[pids] > min_found]
         if len(pids) == 0:
-            return [], np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)
+            return PathArrays.empty(self.num_classes, self.box_dtype or np.float64, self.score_dtype or np.float64)
         by_path = np.argsort(rec_pid, kind="stable")  # records are in step order within a path
         n = counts[pids]
         recs = by_path[np.repeat(segment_starts(counts)[pids] - segment_starts(n), n) + np.arange(n.sum())]
@@ -484,11 +551,9 @@ class OnlineLinker:
         classes = np.concatenate(self._path_class)[pids]
         all_scores = np.concatenate(self._class_scores)[rows]
         scores = all_scores[np.arange(len(rows)), np.repeat(classes, lengths)]
-        ends, found_ends = np.cumsum(lengths), np.cumsum(n)
-        paths = [ActionPath(int(found[fe - m]), boxes[e - ln:e], scores[e - ln:e], all_scores[e - ln:e],
-                            found[fe - m:fe])
-                 for e, ln, fe, m in zip(ends.tolist(), lengths.tolist(), found_ends.tolist(), n.tolist())]
-        return paths, classes, scores, lengths
+        found_rows = segment_starts(n)
+        return PathArrays(self.num_classes, classes, found[found_rows], segment_starts(lengths), lengths, found_rows,
+                          n, boxes, scores, all_scores, found)
 
     def _path_frames(self, n, t, rows):
         """Paths of ``n`` records each (frames ``t``, box rows ``rows``, in path then frame order) -> each
@@ -548,19 +613,19 @@ class OnlineLinker:
 
         sort_paths: stable descending sort by the mean of each path's 20 highest scores.
         """
+        return self.finish_arrays().per_class()
+
+    def finish_arrays(self) -> PathArrays:
+        """``finish``'s paths as ``PathArrays``, in class then sorted order."""
         dead = np.concatenate(self._dead) if self._dead else np.zeros(0, np.int64)
         path_class = np.concatenate(self._path_class) if self._path_class else np.zeros(0, np.int64)
         dead_class = path_class[dead]
         pids = np.concatenate([np.concatenate([self._live_pids(c), dead[dead_class == c]]) for c in range(self.num_classes)])
-        out = [[] for _ in range(self.num_classes)]
-        gathered = self._gather(pids, self.jumpgap)
-        if not gathered[0]:
-            return out
-        paths, classes, scores, lengths = gathered
-        key = topk_means(scores, lengths, 20)
-        for i in np.lexsort((-key, classes)):  # stable: class, then key, then live-then-dead order
-            out[classes[i]].append(paths[i])
-        return out
+        gathered = self._gather_arrays(pids, self.jumpgap)
+        if not len(gathered.classes):
+            return gathered
+        key = topk_means(gathered.scores, gathered.lengths, 20)
+        return gathered.take(np.lexsort((-key, gathered.classes)))  # stable: class, then key, then live-then-dead
 
 
 def _link_boxes_and_scores(frames, frame_size):
@@ -586,7 +651,16 @@ def _link_boxes_and_scores(frames, frame_size):
 def link_frames(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SIZE, iou_thresh: float = 0.1,
                 jumpgap: int = 3, extra_filter: FilterConfig | None = None,
                 link_score: float = LINKING_FILTER.score_thresh) -> tuple:
-    """One video's per-frame ``(loc, scores)`` -> ``(paths per class, extra rows)``.
+    """One video's per-frame ``(loc, scores)`` -> ``(paths per class, extra rows)``: ``link_video``'s paths as
+    ``ActionPath`` lists."""
+    paths, rows = link_video(frames, num_classes, frame_size, iou_thresh, jumpgap, extra_filter, link_score)
+    return paths.per_class(), rows
+
+
+def link_video(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SIZE, iou_thresh: float = 0.1,
+               jumpgap: int = 3, extra_filter: FilterConfig | None = None,
+               link_score: float = LINKING_FILTER.score_thresh) -> tuple:
+    """One video's per-frame ``(loc, scores)`` -> ``(PathArrays, extra rows)``.
 
     ``loc`` normalised ``[N, 4]``, ``scores`` ``[N, C+1]`` background first (both formats'
     reader output). With ``extra_filter`` (e.g. frameAp.m's ``dofilter``), the same pass also
@@ -597,7 +671,7 @@ def link_frames(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SI
     linker = OnlineLinker(num_classes, iou_thresh, jumpgap, linking_filter(link_score))
     cfgs = (linker.filter_cfg,) if extra_filter is None else (linker.filter_cfg, extra_filter)
     if not any(len(loc) for loc, _ in frames):  # no video, or no detection in any frame: no paths
-        return linker.finish(), (None if extra_filter is None else np.zeros((0, 7)))
+        return linker.finish_arrays(), (None if extra_filter is None else np.zeros((0, 7)))
     boxes, scores, offsets = _link_boxes_and_scores(frames, frame_size)
     if scores.shape[1] != num_classes + 1:
         raise ValueError(f"scores have {scores.shape[1]} columns, expected {num_classes + 1} (background first)")
@@ -606,7 +680,7 @@ def link_frames(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SI
     for f in range(len(frames)):
         rows = slice(offsets[f], offsets[f + 1])
         linker.link(boxes[rows], class_scores[rows], picks[0][f])
-    return linker.finish(), None if extra_filter is None else _pick_rows(picks[-1], offsets, boxes, class_scores)
+    return linker.finish_arrays(), None if extra_filter is None else _pick_rows(picks[-1], offsets, boxes, class_scores)
 
 
 def _pick_rows(picks, offsets, boxes, class_scores):
