@@ -30,6 +30,7 @@ import numpy as np
 from data.annotations import UCF_FRAME_SIZE
 
 from .boxes import EPS, loc_to_link_boxes
+from .detections import FrameList
 from .compiling import announce_compilation
 
 announce_compilation()  # this module's, trimming.py's and fusion.py's loops (they import this module)
@@ -633,8 +634,12 @@ def _link_boxes_and_scores(frames, frame_size):
 
     Boxes keep the precision of ``loc`` and scores that of ``scores`` (float32 when every frame's
     is single, else float64), as the Matlab computes in the precision its files hold. A frame
-    of another precision is converted first (one precision per video).
+    of another precision is converted first (one precision per video). A ``FrameList`` gives its flat
+    arrays as they are.
     """
+    if isinstance(frames, FrameList):
+        loc, scores, offsets = frames.flat
+        return loc_to_link_boxes(loc, frame_size), scores, offsets
     offsets = np.cumsum([0] + [len(loc) for loc, _ in frames])
     locs = [np.asarray(loc) for loc, _ in frames]
     loc_dtype = np.float32 if all(loc.dtype == np.float32 for loc in locs) else np.float64
