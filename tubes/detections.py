@@ -126,6 +126,11 @@ def _numeric(path, **fields):
             raise DetectionError(f"{path}: field '{name}' holds {np.asarray(value).dtype}, expected numbers")
 
 
+def _all_finite(values: np.ndarray) -> bool:
+    """No NaN or infinity in ``values`` (a NaN makes the minimum NaN; no array of flags is made)."""
+    return values.size == 0 or bool(np.isfinite(values.min()) and np.isfinite(values.max()))
+
+
 def _check(det, path):
     _numeric(path, frames=det.frames, boxes=det.boxes, scores=det.scores, window=det.window)
     if det.frames.ndim != 2:
@@ -134,9 +139,9 @@ def _check(det, path):
     k = len(det.window)
     if det.boxes.shape != (k, t, 4):
         raise DetectionError(f"{path}: field 'boxes' has shape {det.boxes.shape}, expected ({k}, {t}, 4)")
-    if not np.isfinite(det.boxes).all():
+    if not _all_finite(det.boxes):
         raise DetectionError(f"{path}: field 'boxes' has non-finite values")
-    if not np.isfinite(det.scores).all():
+    if not _all_finite(det.scores):
         raise DetectionError(f"{path}: field 'scores' has non-finite values")
     if det.scores.ndim != 2 or len(det.scores) != k or det.scores.shape[1] < 2:
         raise DetectionError(f"{path}: field 'scores' has shape {det.scores.shape}, expected ({k}, C+1)")
@@ -170,11 +175,13 @@ def frame_detections(det: VideoDetections, first: int = 0) -> FrameList:
     offsets = np.concatenate([[0], np.cumsum(counts)])
     # each frame's detections: its window's, in the window's (stable) order
     rows = by_window[np.repeat(bounds[owner[covered]] - offsets[:-1][covered], counts[covered]) + np.arange(offsets[-1])]
+    identity = len(rows) == len(det.scores) and np.array_equal(rows, np.arange(len(rows)))
+    boxes, scores = (det.boxes, det.scores) if identity else (det.boxes[rows], det.scores[rows])
+    if det.frames.shape[1] == 1:  # one frame per window: its box
+        return FrameList(boxes[:, 0], scores, offsets)
     frame = np.repeat(np.arange(first, det.num_frames), counts)
     window = np.repeat(np.where(covered, owner, 0), counts)
-    loc = boxes_at(det.frames[window], det.boxes[rows], frame)
-    identity = len(rows) == len(det.scores) and np.array_equal(rows, np.arange(len(rows)))
-    return FrameList(loc, det.scores if identity else det.scores[rows], offsets)
+    return FrameList(boxes_at(det.frames[window], boxes, frame), scores, offsets)
 
 
 def boxes_at(frames: np.ndarray, boxes: np.ndarray, at: np.ndarray) -> np.ndarray:

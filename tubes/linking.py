@@ -438,6 +438,46 @@ def _link_step(sbox, stop, sint, n_live, boxes, last_boxes, class_scores, picks,
             rec_pid[:n_rec], rec_row[:n_rec], dead[:n_dead], new_class[:n_new])
 
 
+@numba.njit(cache=True)
+def _grown(a, need):
+    """``a`` (1-D) with room for ``need`` entries (doubled when short), its content kept."""
+    if need <= len(a):
+        return a
+    out = np.empty(max(need, 2 * len(a)), a.dtype)
+    out[:len(a)] = a
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _link_video(sbox, stop, sint, n_live, boxes, class_scores, offsets, picks, bconst, jumpgap, next_pid):
+    """``_link_step`` of every frame (frame f: rows ``offsets[f]:offsets[f + 1]``, its ``picks[f]``) in one loop.
+
+    Returns the final state and live counts, the records (path id, frame, row of ``boxes``) in frame
+    order, the dead path ids and the new paths' classes (ids ``next_pid`` on)."""
+    rec_pid, rec_t, rec_row = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+    dead_all, class_all = np.empty(0, np.int64), np.empty(0, np.int64)
+    n_rec = n_dead = n_new = 0
+    for f in range(len(offsets) - 1):
+        a, b = offsets[f], offsets[f + 1]
+        sbox, stop, sint, n_live, pid, row, dead, new_class = _link_step(
+            sbox, stop, sint, n_live, boxes[a:b], boxes[a:b], class_scores[a:b], picks[f], bconst, jumpgap, next_pid)
+        rec_pid, rec_t, rec_row = (_grown(rec_pid, n_rec + len(pid)), _grown(rec_t, n_rec + len(pid)),
+                                   _grown(rec_row, n_rec + len(pid)))
+        rec_pid[n_rec:n_rec + len(pid)] = pid
+        rec_t[n_rec:n_rec + len(pid)] = f
+        rec_row[n_rec:n_rec + len(pid)] = row + a
+        n_rec += len(pid)
+        dead_all = _grown(dead_all, n_dead + len(dead))
+        dead_all[n_dead:n_dead + len(dead)] = dead
+        n_dead += len(dead)
+        class_all = _grown(class_all, n_new + len(new_class))
+        class_all[n_new:n_new + len(new_class)] = new_class
+        n_new += len(new_class)
+        next_pid += len(new_class)
+    return (sbox, stop, sint, n_live, rec_pid[:n_rec], rec_t[:n_rec], rec_row[:n_rec], dead_all[:n_dead],
+            class_all[:n_new])
+
+
 class OnlineLinker:
     """Incremental linking of one video, all classes (``incremental_linking.m``, cost 'score').
 
@@ -472,6 +512,7 @@ class OnlineLinker:
         self._path_class, self._dead = [], []
         self._rec_pid, self._rec_t, self._rec_row = [], [], []
         self._boxes, self._class_scores = [], []
+        self._whole = None  # link_all's arrays (see _joined)
         self._offset = 0
         # current()'s per-path running state, brought up to date lazily (offline linking never pays for it)
         self._run_frames = self._run_chunks = 0
@@ -515,6 +556,45 @@ class OnlineLinker:
         self._offset += len(boxes)
         self.t += 1
 
+    def link_all(self, boxes: np.ndarray, class_scores: np.ndarray, offsets: np.ndarray, picks: np.ndarray) -> None:
+        """``link`` of a video's frames at once (frame f: rows ``offsets[f]:offsets[f + 1]`` of boxes ``[M, 4]`` and
+        class_scores ``[M, C]``, its picks ``picks[f]`` ``[C, k]``), in one compiled loop; the same state after."""
+        if self.box_dtype is None:
+            self.box_dtype, self.score_dtype = work_dtype(boxes), work_dtype(class_scores)
+            self._sbox, self._stop = self._sbox.astype(self.box_dtype), self._stop.astype(self.score_dtype)
+        boxes = np.ascontiguousarray(boxes, self.box_dtype).reshape(-1, 4)
+        class_scores = np.ascontiguousarray(class_scores, self.score_dtype)
+        offsets = np.asarray(offsets, np.int64)
+        bconst = np.array([1, EPS, self.iou_thresh], self.box_dtype)
+        whole = self.t == 0
+        self._sbox, self._stop, self._sint, self.n_live, rec_pid, rec_t, rec_row, dead, new_class = _link_video(
+            self._sbox, self._stop, self._sint, self.n_live, boxes, class_scores, offsets,
+            np.ascontiguousarray(picks, np.int64), bconst, int(self.jumpgap), self._num_paths)
+        # the per-frame layout that link() keeps (current() and _gather read it): a chunk per frame
+        frames = len(offsets) - 1
+        ends = np.searchsorted(rec_t, np.arange(1, frames)).tolist()
+        self._rec_pid += np.split(rec_pid, ends)
+        self._rec_t += np.split(rec_t + self.t, ends)
+        self._rec_row += np.split(rec_row + self._offset, ends)
+        if len(dead):
+            self._dead.append(dead)
+        if len(new_class):
+            self._path_class.append(new_class)
+            self._num_paths += len(new_class)
+        bounds = offsets.tolist()
+        self._boxes += [boxes[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        self._class_scores += [class_scores[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        self._frame_start += (self._offset + offsets[:-1]).tolist()
+        self._offset += len(boxes)
+        self.t += frames
+        self._whole = (boxes, class_scores, self.t) if whole else None
+
+    def _joined(self, k):
+        """Every frame's boxes (``k`` 0) or class scores (1), concatenated: ``link_all``'s array when it linked them all."""
+        if self._whole is not None and self._whole[2] == self.t:
+            return self._whole[k]
+        return np.concatenate((self._boxes, self._class_scores)[k])
+
     def _record(self, pids, box_idx):
         self._rec_pid.append(pids)
         self._rec_t.append(np.full(len(pids), self.t))
@@ -550,7 +630,7 @@ class OnlineLinker:
         found, rows, boxes, lengths = self._path_frames(n, np.concatenate(self._rec_t)[recs],
                                                         np.concatenate(self._rec_row)[recs])
         classes = np.concatenate(self._path_class)[pids]
-        all_scores = np.concatenate(self._class_scores)[rows]
+        all_scores = self._joined(1)[rows]
         scores = all_scores[np.arange(len(rows)), np.repeat(classes, lengths)]
         found_rows = segment_starts(n)
         return PathArrays(self.num_classes, classes, found[found_rows], segment_starts(lengths), lengths, found_rows,
@@ -563,7 +643,7 @@ class OnlineLinker:
         repeat = np.diff(t, prepend=t[0] - 1)
         repeat[segment_starts(n)] = 1
         rows = np.repeat(rows, repeat)
-        return t, rows, np.concatenate(self._boxes)[rows], np.add.reduceat(repeat, segment_starts(n))
+        return t, rows, self._joined(0)[rows], np.add.reduceat(repeat, segment_starts(n))
 
     def paths(self, class_id: int) -> list:
         """Live paths of one class, gaps filled (short paths included); gathers from the whole video."""
@@ -680,20 +760,23 @@ def link_video(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SIZ
     boxes, scores, offsets = _link_boxes_and_scores(frames, frame_size)
     if scores.shape[1] != num_classes + 1:
         raise ValueError(f"scores have {scores.shape[1]} columns, expected {num_classes + 1} (background first)")
-    class_scores = scores[:, 1:]
+    class_scores = np.ascontiguousarray(scores[:, 1:])
     picks = filter_frames_padded(boxes, class_scores, offsets, cfgs)
-    for f in range(len(frames)):
-        rows = slice(offsets[f], offsets[f + 1])
-        linker.link(boxes[rows], class_scores[rows], picks[0][f])
+    linker.link_all(boxes, class_scores, offsets, picks[0])
     return linker.finish_arrays(), None if extra_filter is None else _pick_rows(picks[-1], offsets, boxes, class_scores)
 
 
 def _pick_rows(picks, offsets, boxes, class_scores):
     """Rows ``[frame, class, score, x1, y1, x2, y2]`` of the frames' picks ``[F, C, k]`` (-1 padded), per frame
     in class then pick order, in the boxes' precision."""
-    f, c, j = np.nonzero(picks >= 0)
-    rows = offsets[f] + picks[f, c, j]
-    return np.column_stack([f, c, class_scores[rows, c], boxes[rows]]).astype(boxes.dtype)
+    frames, num_classes, k = picks.shape
+    picks = picks.reshape(-1)
+    at = np.flatnonzero(picks >= 0)
+    f, c = at // (num_classes * k), at // k % num_classes
+    rows = offsets[f] + picks[at]
+    out = np.empty((len(at), 7), boxes.dtype)
+    out[:, 0], out[:, 1], out[:, 2], out[:, 3:] = f, c, class_scores[rows, c], boxes[rows]
+    return out
 
 
 def filter_rows(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SIZE,
