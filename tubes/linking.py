@@ -225,12 +225,16 @@ def segment_starts(lengths: np.ndarray) -> np.ndarray:
 def _topk_means(values, starts, lengths, k):
     out = np.empty(len(lengths), values.dtype)
     count = np.empty(1, values.dtype)  # the divisor in the values' precision
+    scratch = np.empty(lengths.max() if len(lengths) else 0, values.dtype)
     for i in range(len(lengths)):
-        desc = np.sort(values[starts[i]:starts[i] + lengths[i]])[::-1]
-        total = desc[0]
-        for v in desc[1:k]:
-            total += v
-        count[0] = min(lengths[i], k)
+        n = lengths[i]
+        ascending = scratch[:n]
+        ascending[:] = values[starts[i]:starts[i] + n]
+        ascending.sort()
+        total = ascending[n - 1]  # then the next k - 1 highest, in descending order
+        for j in range(n - 2, max(n - k, 0) - 1, -1):
+            total += ascending[j]
+        count[0] = min(n, k)
         out[i] = total / count[0]
     return out
 
@@ -769,13 +773,21 @@ def link_video(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SIZ
 def _pick_rows(picks, offsets, boxes, class_scores):
     """Rows ``[frame, class, score, x1, y1, x2, y2]`` of the frames' picks ``[F, C, k]`` (-1 padded), per frame
     in class then pick order, in the boxes' precision."""
-    frames, num_classes, k = picks.shape
-    picks = picks.reshape(-1)
-    at = np.flatnonzero(picks >= 0)
-    f, c = at // (num_classes * k), at // k % num_classes
-    rows = offsets[f] + picks[at]
-    out = np.empty((len(at), 7), boxes.dtype)
-    out[:, 0], out[:, 1], out[:, 2], out[:, 3:] = f, c, class_scores[rows, c], boxes[rows]
+    return _pick_rows_compiled(np.ascontiguousarray(picks, np.int64), np.asarray(offsets, np.int64), boxes, class_scores)
+
+
+@numba.njit(cache=True)
+def _pick_rows_compiled(picks, offsets, boxes, class_scores):
+    out = np.empty(((picks >= 0).sum(), 7), boxes.dtype)
+    n = 0
+    for f in range(picks.shape[0]):
+        for c in range(picks.shape[1]):
+            for j in range(picks.shape[2]):
+                if picks[f, c, j] >= 0:
+                    row = offsets[f] + picks[f, c, j]
+                    out[n, 0], out[n, 1], out[n, 2] = f, c, class_scores[row, c]
+                    out[n, 3:] = boxes[row]
+                    n += 1
     return out
 
 

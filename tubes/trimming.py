@@ -51,7 +51,15 @@ class TubeArrays:
 @numba.njit(cache=True)
 def _viterbi(u, starts, lengths, alpha):
     """``dpEM_max.m`` for the paths stacked in ``u`` ``[sum L, C]`` (the Matlab's ``M'``, path ``i`` at
-    rows ``starts[i]:starts[i] + lengths[i]``); labels ``[sum L]``.
+    rows ``starts[i]:starts[i] + lengths[i]``); labels ``[sum L]`` (``_viterbi_rows``)."""
+    return _viterbi_rows(u, 0.0, starts, lengths, starts, len(u), alpha)
+
+
+@numba.njit(cache=True)
+def _viterbi_rows(scores, offset, starts, lengths, out_starts, out_len, alpha):
+    """``dpEM_max.m`` for the paths at rows ``starts[i]:starts[i] + lengths[i]`` of ``scores`` ``[R, C]``, with
+    the unaries ``M = scores + offset`` (in the scores' precision, then double); labels ``[out_len]``, path
+    ``i``'s at ``out_starts[i]`` on.
 
     Each frame's label score is ``M + max_k(D_k - alpha * (k != i))`` with the first ``k`` on ties;
     the traceback starts from the first best label of the last frame. With ``a = D - alpha``
@@ -60,15 +68,16 @@ def _viterbi(u, starts, lengths, alpha):
     since ``a_k <= D_j`` for every k), else comes from j. These are exactly the numbers and
     choices of the full ``C x C`` comparison.
     """
-    num_classes = u.shape[1]
-    labels = np.empty(len(u), np.int64)
+    num_classes = scores.shape[1]
+    labels = np.empty(out_len, np.int64)
     d = np.empty(num_classes)
-    for s, length in zip(starts, lengths):
+    longest = lengths.max() if len(lengths) else 0
+    before = np.empty((longest, num_classes))  # D entering each frame
+    best = np.empty(longest)
+    best_idx = np.empty(longest, np.int64)
+    for s, length, o in zip(starts, lengths, out_starts):
         if length == 0:
             continue
-        before = np.empty((length, num_classes))  # D entering each frame
-        best = np.empty(length)
-        best_idx = np.empty(length, np.int64)
         d[:] = 0
         for t in range(length):
             before[t] = d
@@ -79,16 +88,15 @@ def _viterbi(u, starts, lengths, alpha):
             a = d[j] - alpha
             best[t], best_idx[t] = a, j
             for i in range(num_classes):
-                d[i] = u[s + t, i] + max(d[i], a)
+                d[i] = np.float64(scores[s + t, i] + offset) + max(d[i], a)
         i = np.argmax(d)
-        labels[s + length - 1] = i
+        labels[o + length - 1] = i
         for t in range(length - 1, 0, -1):
             di = before[t, i]
             if not (di > best[t] or (di == best[t] and i <= best_idx[t])):
                 i = best_idx[t]
-            labels[s + t - 1] = i
+            labels[o + t - 1] = i
     return labels
-
 
 
 def trim_paths(paths_per_class: list, alpha: float, min_num_frames: int = MIN_NUM_FRAMES, topk: int = TOPK,
@@ -125,9 +133,6 @@ def trim_arrays(paths, alphas: tuple, min_num_frames: int = MIN_NUM_FRAMES, topk
     path_start = segment_starts(lengths)
     # each kept path's rows, consecutive, in the paths' order
     rows = np.repeat(paths.rows[keep] - path_start, lengths) + np.arange(lengths.sum())
-    # PARactionPathSmoother.m: M = M + 20 in the scores' precision; dpEM_max.m's D is double.
-    all_scores = paths.all_scores[rows]
-    unaries = (all_scores + all_scores.dtype.type(SCORE_OFFSET)).astype(np.float64)
     scores = paths.scores[rows]
     path_of = np.repeat(np.arange(len(keep)), lengths)
     path_class = paths.classes[keep][path_of]
@@ -136,7 +141,10 @@ def trim_arrays(paths, alphas: tuple, min_num_frames: int = MIN_NUM_FRAMES, topk
     last = np.roll(first, -1)
     out = {}
     for alpha in alphas:
-        own = _viterbi(unaries, path_start, lengths, float(alpha)) == path_class
+        # PARactionPathSmoother.m: M = M + 20 in the scores' precision; dpEM_max.m's D is double.
+        labels = _viterbi_rows(paths.all_scores, paths.all_scores.dtype.type(SCORE_OFFSET), paths.rows[keep], lengths,
+                               path_start, len(rows), float(alpha))
+        own = labels == path_class
         starts = np.flatnonzero(own & (first | ~np.roll(own, 1)))
         ends = np.flatnonzero(own & (last | ~np.roll(own, -1)))
         long = ends - starts > min_num_frames
