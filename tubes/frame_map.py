@@ -5,7 +5,7 @@ validation during training). One accumulator, ``FrameAP``, serves both (``inclus
 """
 import numpy as np
 
-from .ap import pr_curve, voc_ap
+from .ap import hits_ap, pr_curve, voc_ap
 from .boxes import box_iou_np, spatial_iou_inclusive
 from .linking import segment_starts
 from .video_map import VideoGT
@@ -141,15 +141,19 @@ class FrameAP:
             merged.num_gt += part.num_gt
         return merged
 
-    def compute(self) -> tuple:
-        """Returns ``(mAP, ap [C], curves)``; a class without GT has AP 0 (NaN -> 0)."""
-        ap, curves = np.zeros(self.num_classes), []
+    def compute(self, curves: bool = True) -> tuple:
+        """Returns ``(mAP, ap [C], curves)``; a class without GT has AP 0 (NaN -> 0). Without ``curves`` (None
+        then), the same APs from the ranks of the hits alone (``hits_ap``), without the curves' arrays."""
+        ap, out = np.zeros(self.num_classes), []
         for c in range(self.num_classes):
-            recall, precision = pr_curve(*self.class_arrays(c), self.num_gt[c])
-            a = voc_ap(recall, precision)
+            if curves:
+                recall, precision = pr_curve(*self.class_arrays(c), self.num_gt[c])
+                a = voc_ap(recall, precision)
+                out.append((recall, precision))
+            else:
+                a = hits_ap(*self.class_arrays(c), self.num_gt[c])
             ap[c] = 0.0 if np.isnan(a) else a
-            curves.append((recall, precision))
-        return float(ap.mean()), ap, curves
+        return float(ap.mean()), ap, out if curves else None
 
 
 def video_frame_ap(gt: VideoGT, rows: np.ndarray | None, num_classes: int, iou_thresh: float = 0.5,
