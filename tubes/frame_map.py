@@ -130,6 +130,25 @@ class FrameAP:
             return np.zeros(0, np.float32), np.zeros(0, bool)
         return np.concatenate(self.scores[c]), np.concatenate(self.tp[c])
 
+    def arrays(self) -> dict:
+        """The matches so far as plain arrays (``from_arrays`` rebuilds the accumulator): ``scores`` float32,
+        ``hits`` bool and ``labels`` of every detection, class by class in the order added, and ``num_gt [C]``."""
+        parts = [self.class_arrays(c) for c in range(self.num_classes)]
+        return {"scores": np.concatenate([s for s, _ in parts]), "hits": np.concatenate([h for _, h in parts]),
+                "labels": np.repeat(np.arange(self.num_classes), [len(s) for s, _ in parts]), "num_gt": self.num_gt}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, num_classes: int, iou_thresh: float = 0.5, inclusive: bool = True,
+                    any_class: bool = False) -> "FrameAP":
+        """The accumulator whose ``arrays()`` these are (the same ``compute`` and ``merge``)."""
+        acc = cls(num_classes, iou_thresh, inclusive, any_class)
+        labels = np.asarray(arrays["labels"])
+        for c in range(num_classes):
+            acc.scores[c].append(np.asarray(arrays["scores"], np.float32)[labels == c])
+            acc.tp[c].append(np.asarray(arrays["hits"], bool)[labels == c])
+        acc.num_gt = np.array(arrays["num_gt"], np.float64)
+        return acc
+
     @classmethod
     def merge(cls, parts: list) -> "FrameAP":
         """One accumulator from several (e.g. one per process, each over its share of videos)."""
