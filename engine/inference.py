@@ -150,7 +150,8 @@ class VideoRecords:
     """
 
     def __init__(self, det_dir: Path, key: str, streams: tuple = (None,)):
-        self.dir = Path(det_dir).parent / f"{Path(det_dir).name}-videos"
+        self.det_dir = Path(det_dir)
+        self.dir = self.det_dir.parent / f"{self.det_dir.name}-videos"
         self.key, self.streams = key, tuple(streams)
         self.videos, self.done = [], {}  # the share's videos in order; those finished, with their records
 
@@ -158,10 +159,13 @@ class VideoRecords:
         return self.dir / f"{video}.npz"
 
     def pending(self, dataset: ActionDetection, window_indices: list) -> list:
-        """The windows of ``window_indices`` (in order) of the videos without a record of this run; the others'
-        records are read (``done``). ``videos``: every video of the windows, in order."""
+        """The windows of ``window_indices`` (in order) of the videos without a record of this run (or without
+        their detection files); the others' records are read (``done``). ``videos``: every video of the
+        windows, in order."""
         self.videos = list(dict.fromkeys(dataset.videos[dataset.windows[i].video_index] for i in window_indices))
-        self.done = {v: r for v in self.videos if (r := self.load(v, dataset.num_classes)) is not None}
+        self.done = {v: r for v in self.videos
+                     if all((self.det_dir / (s or "") / f"{v}.npz").is_file() for s in self.streams)
+                     and (r := self.load(v, dataset.num_classes)) is not None}
         if self.done:
             log.info("%s: %d of %d videos already done (their records in %s), %d to run", self.dir.name,
                      len(self.done), len(self.videos), self.dir, len(self.videos) - len(self.done))

@@ -126,7 +126,8 @@ def test_killed_and_resumed_runs_end_as_an_uninterrupted_run(toy, checkpoint, tm
 
 
 def test_records_of_another_run_are_not_taken(toy, checkpoint, tmp_path):
-    """Other flags (a detection threshold) make another run: every video runs again, its files overwritten."""
+    """Other flags (a detection threshold) make another run: every video runs again, its files overwritten; a
+    video whose record is there but not its detection file runs again too."""
     common = ["--data_root", str(toy), "--weights", str(checkpoint), *RUN, "--det_dir", str(tmp_path / "d")]
     assert test_script.main([*common, "--conf_thresh", "0.5"]) == 0
     first = json.loads((tmp_path / "d-frame_map.json").read_text())
@@ -138,6 +139,12 @@ def test_records_of_another_run_are_not_taken(toy, checkpoint, tmp_path):
     assert test_script.main(common) == 0  # the same run: everything from the records, no file written again
     assert json.loads((tmp_path / "d-frame_map.json").read_text())["frame_map_voc"] == again["frame_map_voc"]
     assert len(written) == 4 and {p: p.stat().st_mtime_ns for p in (tmp_path / "d").rglob("*.npz")} == written
+    lost = next(iter(written))
+    os.remove(lost)
+    assert test_script.main(common) == 0
+    assert lost.is_file() and {p: t for p, t in written.items() if p != lost} == {
+        p: p.stat().st_mtime_ns for p in (tmp_path / "d").rglob("*.npz") if p != lost}
+    assert json.loads((tmp_path / "d-frame_map.json").read_text())["frame_map_voc"] == again["frame_map_voc"]
 
 
 def test_two_processes_each_resume_their_share(toy, checkpoint, tmp_path):

@@ -135,7 +135,8 @@ class FrameAP:
         ``hits`` bool and ``labels`` of every detection, class by class in the order added, and ``num_gt [C]``."""
         parts = [self.class_arrays(c) for c in range(self.num_classes)]
         return {"scores": np.concatenate([s for s, _ in parts]), "hits": np.concatenate([h for _, h in parts]),
-                "labels": np.repeat(np.arange(self.num_classes), [len(s) for s, _ in parts]), "num_gt": self.num_gt}
+                "labels": np.repeat(np.arange(self.num_classes, dtype=np.int32), [len(s) for s, _ in parts]),
+                "num_gt": self.num_gt}
 
     @classmethod
     def from_arrays(cls, arrays: dict, num_classes: int, iou_thresh: float = 0.5, inclusive: bool = True,
