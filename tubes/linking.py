@@ -563,12 +563,14 @@ class OnlineLinker:
     def link_all(self, boxes: np.ndarray, class_scores: np.ndarray, offsets: np.ndarray, picks: np.ndarray) -> None:
         """``link`` of a video's frames at once (frame f: rows ``offsets[f]:offsets[f + 1]`` of boxes ``[M, 4]`` and
         class_scores ``[M, C]``, its picks ``picks[f]`` ``[C, k]``), in one compiled loop; the same state after."""
+        offsets = np.asarray(offsets, np.int64)
+        if len(offsets) < 2:  # no frame
+            return
         if self.box_dtype is None:
             self.box_dtype, self.score_dtype = work_dtype(boxes), work_dtype(class_scores)
             self._sbox, self._stop = self._sbox.astype(self.box_dtype), self._stop.astype(self.score_dtype)
         boxes = np.ascontiguousarray(boxes, self.box_dtype).reshape(-1, 4)
         class_scores = np.ascontiguousarray(class_scores, self.score_dtype)
-        offsets = np.asarray(offsets, np.int64)
         bconst = np.array([1, EPS, self.iou_thresh], self.box_dtype)
         whole = self.t == 0
         self._sbox, self._stop, self._sint, self.n_live, rec_pid, rec_t, rec_row, dead, new_class = _link_video(
