@@ -22,15 +22,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data.annotations import load_class_names
 from data.dataset import ActionDetection, collate
 from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, fuse_model_args, \
     inference_args, int_list, model_args, model_config, path
-from engine.inference import (check_classes, check_late_fusion, detect_videos, detect_videos_late_fusion,
-                              process_share)
+from engine.inference import (VideoRecords, check_classes, check_late_fusion, detect_videos, detect_videos_late_fusion,
+                              process_share, run_key, video_batches)
 from models import load_model
 from tubes.detections import frame_map_path
 from tubes.frame_map import FrameAP
@@ -116,19 +116,23 @@ def run_one(args, info, weights, gap):
                        input_frames_base=model.cfg.input_frames_base, **streams)
     dataset = ActionDetection(data_cfg, "test", full_test=True)
     mine = process_share(dataset.windows, info.rank, info.world_size)
-    loader = DataLoader(Subset(dataset, mine), args.batch_size, shuffle=False, num_workers=args.num_workers,
-                        collate_fn=collate)
     det_dir = Path(args.det_dir) if args.det_dir else weights.parent / f"detections-{weights.stem}-eg{gap:02d}"
+    # resumed: the videos finished by an earlier run of the same checkpoints and flags are not run again
+    records = VideoRecords(det_dir, run_key({**vars(args), "eval_gap": gap}, [weights, args.fuse_weights]),
+                           fusion_streams() if args.fuse_weights else (None,))
+    todo = records.pending(dataset, mine)
+    loader = DataLoader(dataset, batch_sampler=video_batches(dataset, todo, args.batch_size),
+                        num_workers=args.num_workers, collate_fn=collate)
     bar = lambda it: tqdm(it, desc=f"{weights.name} eg{gap}", disable=not (info.is_main and sys.stderr.isatty()))
     detect_args = (loader, dataset, info.device, det_dir, args.conf_thresh, args.nms_thresh, args.topk, args.iou_thresh,
-                   args.save_mat, mine, bar)
+                   args.save_mat, todo, bar)
     if args.fuse_weights:
-        accumulators, stats = detect_videos_late_fusion((model, fuse), *detect_args, args.frame_cache)
+        accumulators, stats = detect_videos_late_fusion((model, fuse), *detect_args, args.frame_cache, records)
         for stream in fusion_streams():
             extra = {"fusion": prefused(stream), "fuse_weights": str(args.fuse_weights), "stream": stream}
             report(args, info, weights, gap, accumulators[stream], dict(stats), det_dir / stream, dataset.classes, extra)
         return
-    accumulator, stats = detect_videos(model, *detect_args, args.frame_cache)
+    accumulator, stats = detect_videos(model, *detect_args, args.frame_cache, records)
     report(args, info, weights, gap, accumulator, stats, det_dir, dataset.classes)
 
 

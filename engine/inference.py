@@ -1,6 +1,8 @@
 """Run a model over test videos: per-video detection files and the VOC-style frame-mAP
 (gurkirt/AMTNet ``evaluate.py``); the model inputs of a batch and the frame-AP accumulation
 that the validation during training shares."""
+import hashlib
+import json
 import logging
 import time
 from collections import Counter, defaultdict
@@ -18,6 +20,7 @@ from tubes.frame_map import FrameAP
 from tubes.fusion import LATE_FUSIONS, ONE_STREAM_OUTPUTS, fusion_streams
 from models.amtnet import ANCHORS_PER_CELL
 from utils.checkpoint import CheckpointError
+from utils.io import atomic_path, remove_stale_temporary_files
 
 from .frame_cache import FeatureMapCache
 
@@ -94,11 +97,14 @@ class VideoWriter:
         self.parts = defaultdict(list)
         self.written = []
 
-    def add(self, video: str, frames: np.ndarray, boxes: np.ndarray, scores: np.ndarray, size: tuple) -> None:
+    def add(self, video: str, frames: np.ndarray, boxes: np.ndarray, scores: np.ndarray, size: tuple) -> bool:
+        """One window; True when it was the video's last, and its files are written."""
         parts = self.parts[video]
         parts.append((frames, boxes, scores, size))
         if len(parts) == self.expected[video]:
             self._write(video, self.parts.pop(video))
+            return True
+        return False
 
     def _write(self, video, parts):
         parts.sort(key=lambda p: tuple(p[0]))
@@ -108,13 +114,159 @@ class VideoWriter:
         boxes = np.concatenate([p[1] for p in parts])
         scores = np.concatenate([p[2] for p in parts])
         path = self.out_dir / f"{video}.npz"
+        remove_stale_temporary_files(path)  # a killed run's (test.py resumes)
         write_video_detections(path, frames, boxes, scores, window, self.num_frames[video], (width, height))
         if self.save_mat:
             det = VideoDetections(frames, boxes, scores, window, self.num_frames[video], (width, height))
             for f, (loc, score) in enumerate(frame_detections(det)):
-                write_road_mat_frame(self.out_dir.parent / f"{self.out_dir.name}-mat" / video / f"{f + 1:05d}.mat",
-                                     loc, score)
+                frame_path = self.out_dir.parent / f"{self.out_dir.name}-mat" / video / f"{f + 1:05d}.mat"
+                remove_stale_temporary_files(frame_path)
+                write_road_mat_frame(frame_path, loc, score)
         self.written.append(path)
+
+
+# Flags that do not change a video's outputs (or are replaced by the checkpoint and gap of one run): not in
+# ``run_key``, so that a resumed run may give them otherwise.
+OUTPUT_NEUTRAL_FLAGS = ("num_workers", "eval_iters", "eval_gaps", "det_dir")
+
+
+def run_key(flags: dict, checkpoints: list) -> str:
+    """A short fingerprint of what a test run's outputs depend on: its flags (``OUTPUT_NEUTRAL_FLAGS`` left out)
+    and each checkpoint's path, size and modification time (None: no such checkpoint)."""
+    identity = {"flags": {k: v for k, v in flags.items() if k not in OUTPUT_NEUTRAL_FLAGS},
+                "checkpoints": [(str(Path(c).resolve()), Path(c).stat().st_size, Path(c).stat().st_mtime_ns)
+                                for c in checkpoints if c is not None]}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def video_batches(dataset: ActionDetection, window_indices: list, batch_size: int) -> list:
+    """Batches (lists of dataset indices) of at most ``batch_size`` of ``window_indices``, in order, none spanning
+    two videos: a video's detections then do not depend on the videos run with it (a resumed run's, or another
+    process's share's, equal an uninterrupted one-process run's)."""
+    batches, video = [], None
+    for i in window_indices:
+        v = dataset.windows[i].video_index
+        if not batches or v != video or len(batches[-1]) == batch_size:
+            batches.append([])
+        batches[-1].append(i)
+        video = v
+    return batches
+
+
+class VideoRecords:
+    """A finished video's share of a test run's results, ``DET_DIR-videos/<video>.npz``, written (atomically)
+    after all of its detection files: the run's key (``run_key``), each output's VOC frame-AP matches, its
+    windows and seconds. A resumed run (the same key) skips the videos that have one and takes their matches
+    from it; a video without one, or with another run's, is run (again) and its files overwritten.
+
+    ``streams``: the outputs' names (test.py --fuse_weights: ``fusion_streams()``; one model: ``(None,)``).
+    """
+
+    def __init__(self, det_dir: Path, key: str, streams: tuple = (None,)):
+        self.det_dir = Path(det_dir)
+        self.dir = self.det_dir.parent / f"{self.det_dir.name}-videos"
+        self.key, self.streams = key, tuple(streams)
+        self.videos, self.done = [], {}  # the share's videos in order; those finished, with their records
+
+    def path(self, video: str) -> Path:
+        return self.dir / f"{video}.npz"
+
+    def pending(self, dataset: ActionDetection, window_indices: list) -> list:
+        """The windows of ``window_indices`` (in order) of the videos without a record of this run (or without
+        their detection files); the others' records are read (``done``). ``videos``: every video of the
+        windows, in order."""
+        self.videos = list(dict.fromkeys(dataset.videos[dataset.windows[i].video_index] for i in window_indices))
+        self.done = {v: r for v in self.videos
+                     if all((self.det_dir / (s or "") / f"{v}.npz").is_file() for s in self.streams)
+                     and (r := self.load(v, dataset.num_classes)) is not None}
+        if self.done:
+            log.info("%s: %d of %d videos already done (their records in %s), %d to run", self.dir.name,
+                     len(self.done), len(self.videos), self.dir, len(self.videos) - len(self.done))
+        return [i for i in window_indices if dataset.videos[dataset.windows[i].video_index] not in self.done]
+
+    def _field(self, stream, name):
+        return name if stream is None else f"{stream}.{name}"
+
+    def save(self, video: str, entry: dict) -> None:
+        """``entry``: ``{"frame_ap": {stream: FrameAP}, "windows", "network_seconds", "total_seconds"}``."""
+        fields = {"key": np.array(self.key), **{k: np.array(entry[k]) for k in RECORD_COUNTS}}
+        for stream in self.streams:
+            fields.update({self._field(stream, k): v for k, v in entry["frame_ap"][stream].arrays().items()})
+        path = self.path(video)
+        remove_stale_temporary_files(path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, **fields)
+        self.done[video] = entry
+
+    def load(self, video: str, num_classes: int) -> dict | None:
+        """A video's record of this run as ``save`` took it; None if it has none, another run's, or an unreadable one."""
+        path = self.path(video)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path) as z:
+                if str(z["key"]) != self.key:
+                    return None
+                frame_aps = {s: FrameAP.from_arrays({k: z[self._field(s, k)] for k in ("scores", "hits", "labels",
+                                                                                      "num_gt")},
+                                                    num_classes, inclusive=False) for s in self.streams}
+                return {"frame_ap": frame_aps, **{k: z[k].item() for k in RECORD_COUNTS}}
+        except (OSError, ValueError, KeyError) as e:  # a damaged record: its video runs again
+            log.warning("%s: cannot read (%s); video %s runs again", path, e, video)
+            return None
+
+
+RECORD_COUNTS = ("windows", "network_seconds", "total_seconds")
+
+
+class VideoResults:
+    """Per video of a run: each output's VOC frame-AP matches, its windows and seconds; ``finish`` a video once its
+    files are written (``records`` then keeps it, ``VideoRecords.save``). ``totals`` merges the videos in order:
+    a video's matches then those of the next, as one accumulator over the windows in order would have them."""
+
+    def __init__(self, num_classes: int, iou_thresh: float, streams: tuple = (None,),
+                 records: VideoRecords | None = None):
+        self.num_classes, self.iou_thresh, self.streams, self.records = num_classes, iou_thresh, streams, records
+        self.running, self.finished, self.order = {}, {}, []
+        self.last = time.perf_counter()
+
+    def add(self, videos: list, network_seconds: float, detections: dict, targets: list, sizes: list) -> None:
+        """One batch: its windows' videos, the network time, ``{stream: detect()'s detections}``, targets, sizes."""
+        for i, video in enumerate(videos):
+            if video not in self.running:
+                self.order.append(video)
+                self.running[video] = {"frame_ap": {s: voc_frame_ap(self.num_classes, self.iou_thresh)
+                                                    for s in self.streams},
+                                       "windows": 0, "network_seconds": 0.0, "total_seconds": 0.0}
+            entry = self.running[video]
+            entry["windows"] += 1
+            entry["network_seconds"] += network_seconds / len(videos)
+            for stream, found in detections.items():
+                add_first_frames(entry["frame_ap"][stream], [found[i]], [targets[i]], [sizes[i]])
+
+    def finish(self, video: str) -> None:
+        entry = self.running.pop(video)
+        now = time.perf_counter()
+        entry["total_seconds"], self.last = now - self.last, now
+        if self.records is not None:
+            self.records.save(video, entry)
+        self.finished[video] = entry
+
+    def totals(self, seq_len: int) -> tuple:
+        """``({stream: FrameAP}, stats)`` over every video (a resumed run's share: those run earlier too)."""
+        if self.running:
+            raise RuntimeError(f"videos with missing windows: {sorted(self.running)[:5]}")
+        videos = self.records.videos if self.records is not None else self.order
+        entries = [self.finished[v] if v in self.finished else self.records.done[v] for v in videos]
+        if not entries:
+            return {s: voc_frame_ap(self.num_classes, self.iou_thresh) for s in self.streams}, \
+                {"windows": 0, "frames": 0, "network_seconds": 0.0, "total_seconds": 0.0, "videos": 0}
+        accumulators = {s: FrameAP.merge([e["frame_ap"][s] for e in entries]) for s in self.streams}
+        stats = {k: sum(e[k] for e in entries) for k in RECORD_COUNTS}
+        stats = {"windows": int(stats["windows"]), "frames": int(stats["windows"]) * seq_len,
+                 "network_seconds": stats["network_seconds"], "total_seconds": stats["total_seconds"],
+                 "videos": len(entries)}
+        return accumulators, stats
 
 
 def run_windows(model: torch.nn.Module, cache: FeatureMapCache | None, base: torch.Tensor, extra: torch.Tensor | None,
@@ -154,39 +306,34 @@ def _timed(device, run):
 def detect_videos(model: torch.nn.Module, loader: Iterable, dataset: ActionDetection, device: torch.device,
                   out_dir: Path, conf_thresh: float = 0.01, nms_thresh: float = 0.45, top_k: int = 20,
                   iou_thresh: float = 0.5, save_mat: bool = False, window_indices: list | None = None,
-                  progress: Callable | None = None, frame_cache: bool = True) -> tuple:
+                  progress: Callable | None = None, frame_cache: bool = True,
+                  records: VideoRecords | None = None) -> tuple:
     """Detections of every window of ``loader`` written per video; frame-mAP accumulated.
 
     Returns ``(FrameAP accumulator, stats)`` where stats has frame counts and timings.
     ``window_indices``: the dataset windows this loader covers (all by default).
     ``frame_cache``: run the backbone once per frame (``FeatureMapCache``; the loader must give each
     video's windows in order, as test.py's does), not once per window and frame.
+    ``records``: each finished video's record is saved there, and the totals include the videos it
+    already had (``VideoRecords.pending``: a resumed run).
     """
     model.eval()
     writer = VideoWriter(out_dir, *_video_windows(dataset, window_indices), save_mat)
-    accumulator = voc_frame_ap(dataset.num_classes, iou_thresh)
+    results = VideoResults(dataset.num_classes, iou_thresh, records=records)
     priors = model.priors
     cache = FeatureMapCache(model) if frame_cache else None
-    net_time, windows = 0.0, 0
-    started = time.perf_counter()
     for batch in (progress(loader) if progress else loader):
         base, extra, targets = batch_inputs(batch, device)
         (loc, conf), seconds = _timed(device, lambda: run_windows(model, cache, base, extra, batch))
-        net_time += seconds
         loc, conf = loc.float(), conf.float()
         boxes_all, scores_all = decode_outputs(loc, conf, priors)
-        candidates = linking_outputs(boxes_all, scores_all)
-        add_first_frames(accumulator, detect_decoded(boxes_all, scores_all, conf_thresh, nms_thresh, top_k), targets,
-                         batch["sizes"])
-        for i, (boxes, scores) in enumerate(candidates):
-            writer.add(batch["videos"][i], batch["frames"][i].numpy(), boxes, scores, batch["sizes"][i])
-        windows += len(candidates)
-    total = time.perf_counter() - started
-    if writer.parts:
-        raise RuntimeError(f"videos with missing windows: {sorted(writer.parts)[:5]}")
-    stats = {"windows": windows, "frames": windows * dataset.cfg.seq_len, "network_seconds": net_time,
-             "total_seconds": total, "videos": len(writer.written)}
-    return accumulator, stats
+        results.add(batch["videos"], seconds, {None: detect_decoded(boxes_all, scores_all, conf_thresh, nms_thresh,
+                                                                     top_k)}, targets, batch["sizes"])
+        for i, (boxes, scores) in enumerate(linking_outputs(boxes_all, scores_all)):
+            if writer.add(batch["videos"][i], batch["frames"][i].numpy(), boxes, scores, batch["sizes"][i]):
+                results.finish(batch["videos"][i])
+    accumulators, stats = results.totals(dataset.cfg.seq_len)
+    return accumulators[None], stats
 
 
 def late_fusion_streams(decoded_base: tuple, decoded_fuse: tuple) -> dict:
@@ -244,12 +391,14 @@ def check_classes(state, classes: list, path, what: str = "the dataset") -> None
 def detect_videos_late_fusion(models: tuple, loader: Iterable, dataset: ActionDetection, device: torch.device,
                               out_dir: Path, conf_thresh: float = 0.01, nms_thresh: float = 0.45, top_k: int = 20,
                               iou_thresh: float = 0.5, save_mat: bool = False, window_indices: list | None = None,
-                              progress: Callable | None = None, frame_cache: bool = True) -> tuple:
+                              progress: Callable | None = None, frame_cache: bool = True,
+                              records: VideoRecords | None = None) -> tuple:
     """Two one-stream models over the same windows: ``models[0]`` on the loader's ``base`` images,
     ``models[1]`` on its ``extra`` images (a two-stream ``DataConfig``). Writes, as ``detect_videos``,
     ``OUT/base`` and ``OUT/fuse`` (each model's own detections) and ``OUT/mean`` (the base model's
     boxes with the mean of the two softmax outputs, prior by prior: mean fusion, whose linking
-    candidates are chosen by the mean scores). ``frame_cache``: as ``detect_videos``, one cache per model.
+    candidates are chosen by the mean scores). ``frame_cache``: as ``detect_videos``, one cache per model;
+    ``records``: as ``detect_videos``, with each stream's matches (``streams`` ``fusion_streams()``).
 
     Returns ``({stream: FrameAP accumulator}, stats)``.
     """
@@ -259,23 +408,23 @@ def detect_videos_late_fusion(models: tuple, loader: Iterable, dataset: ActionDe
     streams = fusion_streams()
     writers = {s: VideoWriter(Path(out_dir) / s, *counts, save_mat) for s in streams}
     caches = [FeatureMapCache(model) if frame_cache else None for model in models]
-    accumulators = {s: voc_frame_ap(dataset.num_classes, iou_thresh) for s in streams}
-    net_time, windows = 0.0, 0
-    started = time.perf_counter()
+    results = VideoResults(dataset.num_classes, iou_thresh, streams, records)
     for batch in (progress(loader) if progress else loader):
         base, extra, targets = batch_inputs(batch, device)
         outputs, seconds = _timed(device, lambda: [run_windows(model, cache, x, None, batch)
                                                    for model, cache, x in zip(models, caches, (base, extra))])
-        net_time += seconds
         decoded = [decode_outputs(loc.float(), conf.float(), model.priors) for (loc, conf), model in zip(outputs, models)]
-        for stream, (boxes_all, scores_all) in late_fusion_streams(*decoded).items():
-            add_first_frames(accumulators[stream], detect_decoded(boxes_all, scores_all, conf_thresh, nms_thresh, top_k),
-                             targets, batch["sizes"])
+        fused = late_fusion_streams(*decoded)
+        results.add(batch["videos"], seconds, {stream: detect_decoded(boxes_all, scores_all, conf_thresh, nms_thresh,
+                                                                      top_k)
+                                               for stream, (boxes_all, scores_all) in fused.items()},
+                    targets, batch["sizes"])
+        written = set()
+        for stream, (boxes_all, scores_all) in fused.items():
             for i, (boxes, scores) in enumerate(linking_outputs(boxes_all, scores_all)):
-                writers[stream].add(batch["videos"][i], batch["frames"][i].numpy(), boxes, scores, batch["sizes"][i])
-        windows += len(base)
-    if any(w.parts for w in writers.values()):
-        raise RuntimeError(f"videos with missing windows: {sorted(writers['base'].parts)[:5]}")
-    stats = {"windows": windows, "frames": windows * dataset.cfg.seq_len, "network_seconds": net_time,
-             "total_seconds": time.perf_counter() - started, "videos": len(writers["base"].written)}
-    return accumulators, stats
+                if writers[stream].add(batch["videos"][i], batch["frames"][i].numpy(), boxes, scores,
+                                       batch["sizes"][i]):
+                    written.add(batch["videos"][i])
+        for video in sorted(written, key=batch["videos"].index):  # every stream's files are written
+            results.finish(video)
+    return results.totals(dataset.cfg.seq_len)

@@ -127,6 +127,11 @@ def _numeric(path, **fields):
             raise DetectionError(f"{path}: field '{name}' holds {np.asarray(value).dtype}, expected numbers")
 
 
+def _all_finite(values: np.ndarray) -> bool:
+    """No NaN or infinity in ``values`` (a NaN makes the minimum NaN; no array of flags is made)."""
+    return values.size == 0 or bool(np.isfinite(values.min()) and np.isfinite(values.max()))
+
+
 def _check(det, path):
     _numeric(path, frames=det.frames, boxes=det.boxes, scores=det.scores, window=det.window)
     if det.frames.ndim != 2:
@@ -135,9 +140,9 @@ def _check(det, path):
     k = len(det.window)
     if det.boxes.shape != (k, t, 4):
         raise DetectionError(f"{path}: field 'boxes' has shape {det.boxes.shape}, expected ({k}, {t}, 4)")
-    if not np.isfinite(det.boxes).all():
+    if not _all_finite(det.boxes):
         raise DetectionError(f"{path}: field 'boxes' has non-finite values")
-    if not np.isfinite(det.scores).all():
+    if not _all_finite(det.scores):
         raise DetectionError(f"{path}: field 'scores' has non-finite values")
     if det.scores.ndim != 2 or len(det.scores) != k or det.scores.shape[1] < 2:
         raise DetectionError(f"{path}: field 'scores' has shape {det.scores.shape}, expected ({k}, C+1)")
@@ -147,27 +152,37 @@ def _check(det, path):
         raise DetectionError(f"{path}: field 'frames' must increase along T and lie in 0..{det.num_frames - 1}")
 
 
-def frame_detections(det: VideoDetections, first: int = 0) -> list:
+class FrameList(list):
+    """Per-frame ``(loc, scores)`` pairs (a list to every reader) that are consecutive views of flat arrays,
+    ``flat = (loc [M, 4], scores [M, C+1], offsets [F + 1])``: the linking takes those as they are."""
+
+    def __init__(self, loc: np.ndarray, scores: np.ndarray, offsets: np.ndarray):
+        bounds = offsets.tolist()
+        super().__init__((loc[a:b], scores[a:b]) for a, b in zip(bounds[:-1], bounds[1:]))
+        self.flat = (loc, scores, offsets)
+
+
+def frame_detections(det: VideoDetections, first: int = 0) -> FrameList:
     """Per-frame ``(loc [N, 4] normalised, scores [N, C+1])`` for frames ``first``..num_frames-1
-    (see module doc)."""
-    num_classes1 = det.scores.shape[1]
-    owner = np.full(det.num_frames, -1)
+    (see module doc), views of one array each (``FrameList``)."""
+    owner = np.full(max(det.num_frames - first, 0), -1)
     # Later-starting windows overwrite earlier ones: each frame keeps the latest covering window.
     for w in np.argsort(det.frames[:, 0], kind="stable"):
-        owner[det.frames[w, 0]:det.frames[w, -1] + 1] = w
+        owner[max(det.frames[w, 0] - first, 0):max(det.frames[w, -1] + 1 - first, 0)] = w
     by_window = np.argsort(det.window, kind="stable")
     bounds = np.searchsorted(det.window[by_window], np.arange(len(det.frames) + 1))
-    out = []
-    empty = (np.zeros((0, 4), det.boxes.dtype), np.zeros((0, num_classes1), det.scores.dtype))
-    for f in range(first, det.num_frames):
-        w = owner[f]
-        if w < 0:
-            out.append(empty)
-            continue
-        idx = by_window[bounds[w]:bounds[w + 1]]
-        loc = boxes_at(np.broadcast_to(det.frames[w], (len(idx), det.frames.shape[1])), det.boxes[idx], np.full(len(idx), f))
-        out.append((loc, det.scores[idx]))
-    return out
+    covered = owner >= 0
+    counts = np.where(covered, bounds[owner + 1] - bounds[owner], 0)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    # each frame's detections: its window's, in the window's (stable) order
+    rows = by_window[np.repeat(bounds[owner[covered]] - offsets[:-1][covered], counts[covered]) + np.arange(offsets[-1])]
+    identity = len(rows) == len(det.scores) and np.array_equal(rows, np.arange(len(rows)))
+    boxes, scores = (det.boxes, det.scores) if identity else (det.boxes[rows], det.scores[rows])
+    if det.frames.shape[1] == 1:  # one frame per window: its box
+        return FrameList(boxes[:, 0], scores, offsets)
+    frame = np.repeat(np.arange(first, det.num_frames), counts)
+    window = np.repeat(np.where(covered, owner, 0), counts)
+    return FrameList(boxes_at(det.frames[window], boxes, frame), scores, offsets)
 
 
 def boxes_at(frames: np.ndarray, boxes: np.ndarray, at: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ validation during training). One accumulator, ``FrameAP``, serves both (``inclus
 """
 import numpy as np
 
-from .ap import pr_curve, voc_ap
+from .ap import hits_ap, pr_curve, voc_ap
 from .boxes import box_iou_np, spatial_iou_inclusive
 from .linking import segment_starts
 from .video_map import VideoGT
@@ -130,6 +130,26 @@ class FrameAP:
             return np.zeros(0, np.float32), np.zeros(0, bool)
         return np.concatenate(self.scores[c]), np.concatenate(self.tp[c])
 
+    def arrays(self) -> dict:
+        """The matches so far as plain arrays (``from_arrays`` rebuilds the accumulator): ``scores`` float32,
+        ``hits`` bool and ``labels`` of every detection, class by class in the order added, and ``num_gt [C]``."""
+        parts = [self.class_arrays(c) for c in range(self.num_classes)]
+        return {"scores": np.concatenate([s for s, _ in parts]), "hits": np.concatenate([h for _, h in parts]),
+                "labels": np.repeat(np.arange(self.num_classes, dtype=np.int32), [len(s) for s, _ in parts]),
+                "num_gt": self.num_gt}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, num_classes: int, iou_thresh: float = 0.5, inclusive: bool = True,
+                    any_class: bool = False) -> "FrameAP":
+        """The accumulator whose ``arrays()`` these are (the same ``compute`` and ``merge``)."""
+        acc = cls(num_classes, iou_thresh, inclusive, any_class)
+        labels = np.asarray(arrays["labels"])
+        for c in range(num_classes):
+            acc.scores[c].append(np.asarray(arrays["scores"], np.float32)[labels == c])
+            acc.tp[c].append(np.asarray(arrays["hits"], bool)[labels == c])
+        acc.num_gt = np.array(arrays["num_gt"], np.float64)
+        return acc
+
     @classmethod
     def merge(cls, parts: list) -> "FrameAP":
         """One accumulator from several (e.g. one per process, each over its share of videos)."""
@@ -141,15 +161,19 @@ class FrameAP:
             merged.num_gt += part.num_gt
         return merged
 
-    def compute(self) -> tuple:
-        """Returns ``(mAP, ap [C], curves)``; a class without GT has AP 0 (NaN -> 0)."""
-        ap, curves = np.zeros(self.num_classes), []
+    def compute(self, curves: bool = True) -> tuple:
+        """Returns ``(mAP, ap [C], curves)``; a class without GT has AP 0 (NaN -> 0). Without ``curves`` (None
+        then), the same APs from the ranks of the hits alone (``hits_ap``), without the curves' arrays."""
+        ap, out = np.zeros(self.num_classes), []
         for c in range(self.num_classes):
-            recall, precision = pr_curve(*self.class_arrays(c), self.num_gt[c])
-            a = voc_ap(recall, precision)
+            if curves:
+                recall, precision = pr_curve(*self.class_arrays(c), self.num_gt[c])
+                a = voc_ap(recall, precision)
+                out.append((recall, precision))
+            else:
+                a = hits_ap(*self.class_arrays(c), self.num_gt[c])
             ap[c] = 0.0 if np.isnan(a) else a
-            curves.append((recall, precision))
-        return float(ap.mean()), ap, curves
+        return float(ap.mean()), ap, out if curves else None
 
 
 def video_frame_ap(gt: VideoGT, rows: np.ndarray | None, num_classes: int, iou_thresh: float = 0.5,

@@ -46,8 +46,8 @@ import numpy as np
 from data.annotations import UCF_FRAME_SIZE
 
 from .boxes import loc_to_link_boxes
-from .linking import (LINKING_FILTER, FilterConfig, OnlineLinker, OnlineTubes, _link_boxes_and_scores,
-                      filter_frame_padded, linking_filter, work_dtype)
+from .linking import (LINKING_FILTER, FilterConfig, OnlineLinker, OnlineTubes, _link_boxes_and_scores, _pick_rows,
+                      filter_frame_padded, filter_frames_padded, linking_filter, work_dtype)
 
 FUSE_IOU = 0.25  # I02genFusedTubes.m: fuseiouth for nwsum-plus
 BOOST, UNION = 0, 1
@@ -66,6 +66,8 @@ class LateFusion:
     stream as ``DET_DIR/<name>``, linked as one stream, and build_tubes.py also fuses two streams whose
     files align row by row. ``link_modes``: the ``--link`` modes it allows (the first where the user's
     is not). ``options``: the ``TubeConfig`` fields it reads beyond the streams (kept in results.json).
+    ``filtered``: its per-frame ``fuse`` starts from each stream's linking filter (``dofilter``) and also takes
+    them made, ``picks=(base [C, k], top [C, k])``: a whole video's filtering at once (``fuse_video``).
     """
     name: str                   # ours: --late_fusion NAME
     alias: str                  # the original's name (I02genFusedTubes.m), also accepted
@@ -74,6 +76,7 @@ class LateFusion:
     link_modes: tuple = ("frame",)
     options: tuple = ()
     help: str = ""
+    filtered: bool = False
 
     @property
     def streams(self) -> tuple:
@@ -256,10 +259,13 @@ def fuse_frame(base_boxes: np.ndarray, base_scores: np.ndarray, top_boxes: np.nd
 
 
 def _fuse_kept(mode: int, bb: np.ndarray, bs: np.ndarray, tb: np.ndarray, ts: np.ndarray, fuse_iou: float,
-               filter_cfg: FilterConfig, fixed: bool) -> tuple:
-    """Boost or union (``mode``) of each stream's ``dofilter`` picks; ``fuse_frame``'s arguments and result."""
+               filter_cfg: FilterConfig, fixed: bool, picks: tuple | None = None) -> tuple:
+    """Boost or union (``mode``) of each stream's ``dofilter`` picks (``picks``, or made here); ``fuse_frame``'s
+    arguments and result."""
     num_classes = bs.shape[1] - 1
-    bp, tp = (filter_frame_padded(b, s[:, 1:], (filter_cfg,))[0].reshape(num_classes, -1) for b, s in ((bb, bs), (tb, ts)))
+    if picks is None:
+        picks = (filter_frame_padded(b, s[:, 1:], (filter_cfg,))[0] for b, s in ((bb, bs), (tb, ts)))
+    bp, tp = (np.ascontiguousarray(p, np.int64).reshape(num_classes, -1) for p in picks)
     # the Matlab's column order (classes, then background) for the renormalising sum's order
     consts = np.array([1, 0.001, fuse_iou, filter_cfg.nms_thresh], bb.dtype)
     boxes, scores, picks = _fuse(bb, np.ascontiguousarray(np.roll(bs, -1, 1)), bp, tb,
@@ -268,14 +274,14 @@ def _fuse_kept(mode: int, bb: np.ndarray, bs: np.ndarray, tb: np.ndarray, ts: np
     return boxes, scores[:, :-1], picks
 
 
-def boost(bb, bs, tb, ts, fuse_iou, filter_cfg, fixed):
+def boost(bb, bs, tb, ts, fuse_iou, filter_cfg, fixed, picks=None):
     """``nwsum-plus``: base boxes boosted by the flow boxes they overlap, the others appended (module doc)."""
-    return _fuse_kept(BOOST, bb, bs, tb, ts, fuse_iou, filter_cfg, fixed)
+    return _fuse_kept(BOOST, bb, bs, tb, ts, fuse_iou, filter_cfg, fixed, picks)
 
 
-def union(bb, bs, tb, ts, fuse_iou, filter_cfg, fixed):
+def union(bb, bs, tb, ts, fuse_iou, filter_cfg, fixed, picks=None):
     """``cat``: both streams' kept boxes together (module doc)."""
-    return _fuse_kept(UNION, bb, bs, tb, ts, fuse_iou, filter_cfg, fixed)
+    return _fuse_kept(UNION, bb, bs, tb, ts, fuse_iou, filter_cfg, fixed, picks)
 
 
 def mean_scores(base_scores, top_scores):
@@ -286,8 +292,8 @@ def mean_scores(base_scores, top_scores):
 # The fusion types (LateFusion), by our name; the original's names are their aliases.
 LATE_FUSIONS = {f.name: f for f in (
     LateFusion("boost", "nwsum-plus", True, boost, options=("fuse_iou", "fuse_fixed"),
-               help="each base box boosted by the flow box it overlaps most"),
-    LateFusion("union", "cat", True, union, help="both streams' boxes together"),
+               help="each base box boosted by the flow box it overlaps most", filtered=True),
+    LateFusion("union", "cat", True, union, help="both streams' boxes together", filtered=True),
     LateFusion("mean", "mean", False, mean_scores, link_modes=("frame", "micro"),
                help="the streams' scores averaged prior by prior"),
 )}
@@ -339,18 +345,43 @@ def link_fused(base_frames: list, top_frames: list, num_classes: int, fusion: st
         raise ValueError(f"frame {f + 1}: {len(base_frames[f][0])} and {len(top_frames[f][0])} detections; "
                          f"{record.name} fusion needs the same priors in both streams")
     linker = OnlineLinker(num_classes, iou_thresh, jumpgap, linking_filter(link_score))
-    bb, bs, bo = _stream(base_frames, num_classes, frame_size)
-    tb, ts, to = _stream(top_frames, num_classes, frame_size)
-    rows = []
-    for f in range(len(base_frames)):
-        boxes, class_scores, picks = link_fused_frame(linker, bb[bo[f]:bo[f + 1]], bs[bo[f]:bo[f + 1]],
-                                                      tb[to[f]:to[f + 1]], ts[to[f]:to[f + 1]], fusion, fuse_iou, fixed)
-        c, j = np.nonzero(picks >= 0)
-        r = picks[c, j]
-        rows.append(np.column_stack([np.full(len(r), f), c, class_scores[r, c], boxes[r]]))
+    boxes, class_scores, offsets, picks = fuse_video(*_stream(base_frames, num_classes, frame_size),
+                                                     *_stream(top_frames, num_classes, frame_size), fusion, fuse_iou,
+                                                     linker.filter_cfg, fixed)
+    linker.link_all(boxes, class_scores, offsets, picks)
+    return linker.finish(), _pick_rows(picks, offsets, boxes, class_scores)
+
+
+def fuse_video(bb: np.ndarray, bs: np.ndarray, bo: np.ndarray, tb: np.ndarray, ts: np.ndarray, to: np.ndarray,
+               fusion: str, fuse_iou: float = FUSE_IOU, filter_cfg: FilterConfig = LINKING_FILTER,
+               fixed: bool = False) -> tuple:
+    """``fuse_frame`` of every frame of a video: frame f is rows ``bo[f]:bo[f + 1]`` of the base stream's link
+    boxes ``bb`` and scores ``bs`` and rows ``to[f]:to[f + 1]`` of the other's. A prior-by-prior fusion (mean)
+    fuses and filters the whole video at once, the others go frame by frame (``LateFusion.fuse``; a
+    ``filtered`` one with each stream's whole video filtered at once). Returns ``(boxes [M, 4], class_scores
+    [M, C], offsets [F + 1], picks [F, C, k])``: what ``OnlineLinker.link_all`` takes."""
+    record = late_fusion(fusion)
     dtype = work_dtype(bb, bs, tb, ts)
-    rows = np.concatenate(rows).astype(dtype) if rows else np.zeros((0, 7), dtype)
-    return linker.finish(), rows
+    bb, tb = (np.ascontiguousarray(np.reshape(b, (-1, 4)), dtype) for b in (bb, tb))
+    bs, ts = (np.asarray(s, dtype) for s in (bs, ts))
+    if bs.shape[1:] != ts.shape[1:] or bs.ndim != 2 or bs.shape[1] < 2:
+        raise ValueError(f"the streams' scores have shapes {bs.shape} and {ts.shape}, expected [N, C+1] of the same C")
+    if not record.per_frame:
+        if bs.shape != ts.shape or not np.array_equal(bo, to):
+            raise ValueError(f"{record.name} fusion needs the same priors in both streams: scores {bs.shape} and {ts.shape}")
+        fused = np.ascontiguousarray(np.asarray(record.fuse(bs, ts), dtype)[:, 1:])
+        return bb, fused, bo, filter_frames_padded(bb, fused, bo, (filter_cfg,))[0]
+    frames = [(bb[bo[f]:bo[f + 1]], bs[bo[f]:bo[f + 1]], tb[to[f]:to[f + 1]], ts[to[f]:to[f + 1]])
+              for f in range(len(bo) - 1)]
+    if record.filtered:  # each stream's whole video filtered at once
+        picks = zip(*(filter_frames_padded(b, s[:, 1:], o, (filter_cfg,))[0] for b, s, o in ((bb, bs, bo), (tb, ts, to))))
+        frames = [record.fuse(*frame, fuse_iou, filter_cfg, fixed, p) for frame, p in zip(frames, picks)]
+    else:
+        frames = [record.fuse(*frame, fuse_iou, filter_cfg, fixed) for frame in frames]
+    if not frames:
+        return bb, bs[:, 1:], bo, np.zeros((0, bs.shape[1] - 1, filter_cfg.post_nms_topk), np.int64)
+    return (np.concatenate([b for b, _, _ in frames]), np.concatenate([s for _, s, _ in frames]),
+            np.cumsum([0] + [len(b) for b, _, _ in frames]), np.stack([p for _, _, p in frames]))
 
 
 class OnlineFusedTubes(OnlineTubes):

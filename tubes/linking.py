@@ -30,6 +30,7 @@ import numpy as np
 from data.annotations import UCF_FRAME_SIZE
 
 from .boxes import EPS, loc_to_link_boxes
+from .detections import FrameList
 from .compiling import announce_compilation
 
 announce_compilation()  # this module's, trimming.py's and fusion.py's loops (they import this module)
@@ -63,96 +64,123 @@ def linking_filter(score_thresh: float = LINKING_FILTER.score_thresh) -> FilterC
 FRAME_AP_FILTER = FilterConfig(score_thresh=0.01, post_nms_topk=20)  # frameAp.m dofilter
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _dofilter(boxes, class_scores, score_threshs, pre_topk, nms_thresh, post_topks):
-    """``dofilter`` + ``nms.m`` of one frame, class by class, for G configs sharing ``pre_topk`` and ``nms_thresh``.
+# The pre-pass of ``_dofilter``: per frame and class, a histogram of the class scores over buckets of
+# 1/16 octave (the float's exponent and 4 mantissa bits) from the threshold's, the top one taking
+# everything above; only boxes in the bucket of the pre_topk-th best score or above are sorted.
+NUM_BUCKETS = 256
+MANTISSA_SHIFT = {np.dtype(np.float32): (np.uint32, 19), np.dtype(np.float64): (np.uint64, 48)}
+MIN_BUCKET_SCORE = 1e-5  # the lowest bucket's edge for a threshold of 0
 
-    Returns ``[G, C, max(post_topks)]`` box indices, -1 padded. One NMS at the lowest
-    threshold serves all: a higher threshold's sorted list is a prefix of it (whole score
-    groups, or the same ``pre_topk``), and greedy NMS of a prefix keeps that prefix's kept boxes.
+
+@numba.njit(cache=True, error_model="numpy")
+def _dofilter(boxes, class_scores, score_bits, shift, base, offsets, score_threshs, pre_topk, nms_thresh, post_topks):
+    """``dofilter`` + ``nms.m`` of each frame (rows ``offsets[f]:offsets[f + 1]``), class by class, for G
+    configs sharing ``pre_topk`` and ``nms_thresh``.
+
+    Returns ``[F, G, C, max(post_topks)]`` box indices within the frame, -1 padded. One NMS at
+    the lowest threshold serves all: a higher threshold's sorted list is a prefix of it (whole
+    score groups, or the same ``pre_topk``), and greedy NMS of a prefix keeps that prefix's kept boxes.
+    ``score_bits``: the scores' bits as unsigned integers; ``base``: the first bucket's
+    ``bits >> shift`` (-1: no pre-pass, for a negative threshold).
     """
+    num_frames = len(offsets) - 1
     num_classes = class_scores.shape[1]
     post = post_topks.max()
-    out = np.full((len(post_topks), num_classes, post), -1, np.int64)
-    # Each class's candidates in nms.m's processing order: nms.m sorts ascending (stable) and
-    # takes the last, i.e. score descending, the later of the sorted list first on ties.
-    order = np.empty((num_classes, pre_topk), np.int64)
-    count = np.zeros(num_classes, np.int64)
-    local = np.full(len(boxes), -1, np.int64)  # candidate boxes numbered 0..U-1
-    num_used = 0
+    out = np.full((num_frames, len(post_topks), num_classes, post), -1, np.int64)
     thresh = score_threshs.min()
-    for c in range(num_classes):
-        s = class_scores[:, c]
-        # Insertion into the top pre_topk, score descending, after its equals (a stable sort).
-        m = 0
-        for i in range(len(s)):
-            if not s[i] > thresh:
-                continue
-            q = m
-            while q > 0 and s[order[c, q - 1]] < s[i]:
-                q -= 1
-            if q == pre_topk:
-                continue
-            for r in range(min(m, pre_topk - 1), q, -1):
-                order[c, r] = order[c, r - 1]
-            order[c, q] = i
-            m = min(m + 1, pre_topk)
-        # Then each group of equal scores reversed.
-        q = 0
-        while q < m:
-            e = q
-            while e + 1 < m and s[order[c, e + 1]] == s[order[c, q]]:
-                e += 1
-            for r in range((e - q + 1) // 2):
-                order[c, q + r], order[c, e - r] = order[c, e - r], order[c, q + r]
-            q = e + 1
-        count[c] = m
-        for i in order[c, :m]:
-            if local[i] < 0:
-                local[i] = num_used
-                num_used += 1
-    # The classes share the boxes: each pair's suppression test is computed once (0: not yet).
-    suppress = np.zeros((num_used, num_used), np.int8)
+    max_boxes = 0
+    for f in range(num_frames):
+        max_boxes = max(max_boxes, offsets[f + 1] - offsets[f])
+    hist = np.zeros((num_classes, NUM_BUCKETS), np.int32)
+    low = np.empty(num_classes, np.int64)
+    count = np.empty(num_classes, np.int64)
+    candidates = np.empty((num_classes, max_boxes), np.int64)
+    keys = np.empty(pre_topk, class_scores.dtype)
+    order = np.empty(pre_topk, np.int64)
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     area = (x2 - x1) * (y2 - y1)
     kept_idx = np.empty(post, np.int64)
-    for c in range(num_classes):
-        kept = 0
-        for q in range(count[c]):
-            if kept == post:  # later picks cannot change the earlier ones
-                break
-            i = order[c, q]
-            suppressed = False
-            for r in range(kept):
-                j = kept_idx[r]
-                test = suppress[local[i], local[j]]
-                if test == 0:
-                    w = min(x2[i], x2[j]) - max(x1[i], x1[j])
-                    h = min(y2[i], y2[j]) - max(y1[i], y1[j])
-                    test = 2 if w > 0 and h > 0 and w * h / (area[j] + area[i] - w * h) > nms_thresh else 1
-                    suppress[local[i], local[j]] = suppress[local[j], local[i]] = test  # symmetric
-                if test == 2:
-                    suppressed = True
+    kept_box = np.empty((5, post), boxes.dtype)  # x1, y1, x2, y2, area of the kept boxes
+    for f in range(num_frames):
+        start, stop = offsets[f], offsets[f + 1]
+        low[:] = -1
+        if base >= 0 and stop - start > pre_topk:
+            hist[:] = 0
+            for i in range(start, stop):
+                for c in range(num_classes):  # branch-free: a box at or below the threshold adds 0
+                    b = min(max(np.int64(score_bits[i, c] >> shift) - base, 0), NUM_BUCKETS - 1)
+                    hist[c, b] += class_scores[i, c] > thresh
+            for c in range(num_classes):
+                total = 0
+                for b in range(NUM_BUCKETS - 1, 0, -1):
+                    total += hist[c, b]
+                    if total >= pre_topk:
+                        low[c] = b + base  # bucket 0 holds everything below: then no bound
+                        break
+        # Each class's candidates in box order (branch-free), then a stable insertion sort, score
+        # descending, of the first pre_topk: a box goes after its equals.
+        count[:] = 0
+        for i in range(start, stop):
+            for c in range(num_classes):
+                candidates[c, count[c]] = i
+                count[c] += (class_scores[i, c] > thresh) & (np.int64(score_bits[i, c] >> shift) >= low[c])
+        for c in range(num_classes):
+            m = 0
+            for p in range(count[c]):
+                i = candidates[c, p]
+                v = class_scores[i, c]
+                if m < pre_topk:
+                    q = m
+                    m += 1
+                elif m > 0 and v > keys[m - 1]:
+                    q = m - 1
+                else:
+                    continue
+                while q > 0 and keys[q - 1] < v:
+                    keys[q], order[q] = keys[q - 1], order[q - 1]
+                    q -= 1
+                keys[q], order[q] = v, i
+            # nms.m sorts ascending (stable) and takes the last: each group of equal scores reversed.
+            q = 0
+            while q < m:
+                e = q
+                while e + 1 < m and keys[e + 1] == keys[q]:
+                    e += 1
+                for r in range((e - q + 1) // 2):
+                    order[q + r], order[e - r] = order[e - r], order[q + r]
+                q = e + 1
+            kept = 0
+            for q in range(m):
+                if kept == post:  # later picks cannot change the earlier ones
                     break
-            if not suppressed:
-                kept_idx[kept] = i
-                kept += 1
-        s = class_scores[:, c]
-        for g in range(len(post_topks)):
-            n = 0
-            for r in range(kept):
-                if n < post_topks[g] and s[kept_idx[r]] > score_threshs[g]:
-                    out[g, c, n] = kept_idx[r]
-                    n += 1
+                i = order[q]
+                suppressed = False
+                for r in range(kept):  # every kept box's test (branch-free), nms.m's arithmetic
+                    w = min(x2[i], kept_box[2, r]) - max(x1[i], kept_box[0, r])
+                    h = min(y2[i], kept_box[3, r]) - max(y1[i], kept_box[1, r])
+                    suppressed |= (w > 0) & (h > 0) & (w * h / (kept_box[4, r] + area[i] - w * h) > nms_thresh)
+                if not suppressed:
+                    kept_idx[kept] = i
+                    kept_box[0, kept], kept_box[1, kept], kept_box[2, kept] = x1[i], y1[i], x2[i]
+                    kept_box[3, kept], kept_box[4, kept] = y2[i], area[i]
+                    kept += 1
+            for g in range(len(post_topks)):
+                n = 0
+                for r in range(kept):
+                    if n < post_topks[g] and class_scores[kept_idx[r], c] > score_threshs[g]:
+                        out[f, g, c, n] = kept_idx[r] - start
+                        n += 1
     return out
 
 
-def filter_frame_padded(boxes: np.ndarray, class_scores: np.ndarray, cfgs: tuple = (LINKING_FILTER,)) -> list:
-    """Per-class ``dofilter`` of one frame for one or more configs (compiled: a frame is tiny).
+def filter_frames_padded(boxes: np.ndarray, class_scores: np.ndarray, offsets: np.ndarray,
+                         cfgs: tuple = (LINKING_FILTER,)) -> list:
+    """Per-class ``dofilter`` of every frame of a video (frame f: rows ``offsets[f]:offsets[f + 1]``), for one
+    or more configs, in one compiled pass.
 
-    boxes: ``[N, 4]``; class_scores: ``[N, C]``. Returns, per config, ``[C, post_nms_topk]``
-    indices into the frame's boxes, padded with -1, in the order the Matlab keeps them:
-    score > thresh, stable descending sort, top ``pre_nms_topk``, ``nms.m`` (which, among
+    boxes: ``[M, 4]``; class_scores: ``[M, C]``; offsets ``[F + 1]``. Returns, per config, ``[F, C,
+    post_nms_topk]`` indices into each frame's boxes, padded with -1, in the order the Matlab keeps
+    them: score > thresh, stable descending sort, top ``pre_nms_topk``, ``nms.m`` (which, among
     equal scores, picks the later one of the sorted list first), top ``post_nms_topk``.
     The comparisons and the NMS arithmetic run in the inputs' precision (``work_dtype``).
     """
@@ -160,6 +188,9 @@ def filter_frame_padded(boxes: np.ndarray, class_scores: np.ndarray, cfgs: tuple
     nms_dtype = work_dtype(boxes, class_scores)  # nms.m gets [boxes scores]
     boxes = np.ascontiguousarray(boxes, nms_dtype).reshape(-1, 4)
     class_scores = np.ascontiguousarray(class_scores, score_dtype)
+    offsets = np.ascontiguousarray(offsets, np.int64)
+    bits_type, shift = MANTISSA_SHIFT[score_dtype]
+    score_bits = class_scores.view(bits_type)
     cfgs = list(cfgs)
     groups = {}
     for i, cfg in enumerate(cfgs):
@@ -167,12 +198,22 @@ def filter_frame_padded(boxes: np.ndarray, class_scores: np.ndarray, cfgs: tuple
     out = [None] * len(cfgs)
     for (pre_topk, nms_thresh), members in groups.items():
         posts = np.array([cfgs[i].post_nms_topk for i in members], np.int64)
-        picks = _dofilter(boxes, class_scores, np.array([cfgs[i].score_thresh for i in members], score_dtype),
-                          pre_topk, nms_dtype.type(nms_thresh), posts)
+        threshs = np.array([cfgs[i].score_thresh for i in members], score_dtype)
+        lowest = threshs.min()
+        base = (int(np.asarray(max(lowest, score_dtype.type(MIN_BUCKET_SCORE)), score_dtype).view(bits_type) >> shift)
+                if lowest >= 0 else -1)
+        picks = _dofilter(boxes, class_scores, score_bits, bits_type(shift), base, offsets, threshs, pre_topk,
+                          nms_dtype.type(nms_thresh), posts)
         for g, i in enumerate(members):
-            out[i] = picks[g, :, :posts[g]]
+            out[i] = picks[:, g, :, :posts[g]]
     return out
 
+
+def filter_frame_padded(boxes: np.ndarray, class_scores: np.ndarray, cfgs: tuple = (LINKING_FILTER,)) -> list:
+    """``filter_frames_padded`` of one frame (boxes ``[N, 4]``, class_scores ``[N, C]``): per config ``[C,
+    post_nms_topk]`` (a frame is tiny: a whole video at once is faster)."""
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    return [p[0] for p in filter_frames_padded(boxes, class_scores, np.array([0, len(boxes)]), cfgs)]
 
 
 def segment_starts(lengths: np.ndarray) -> np.ndarray:
@@ -184,12 +225,16 @@ def segment_starts(lengths: np.ndarray) -> np.ndarray:
 def _topk_means(values, starts, lengths, k):
     out = np.empty(len(lengths), values.dtype)
     count = np.empty(1, values.dtype)  # the divisor in the values' precision
+    scratch = np.empty(lengths.max() if len(lengths) else 0, values.dtype)
     for i in range(len(lengths)):
-        desc = np.sort(values[starts[i]:starts[i] + lengths[i]])[::-1]
-        total = desc[0]
-        for v in desc[1:k]:
-            total += v
-        count[0] = min(lengths[i], k)
+        n = lengths[i]
+        ascending = scratch[:n]
+        ascending[:] = values[starts[i]:starts[i] + n]
+        ascending.sort()
+        total = ascending[n - 1]  # then the next k - 1 highest, in descending order
+        for j in range(n - 2, max(n - k, 0) - 1, -1):
+            total += ascending[j]
+        count[0] = min(n, k)
         out[i] = total / count[0]
     return out
 
@@ -231,6 +276,67 @@ class ActionPath:
     @property
     def end(self) -> int:
         return self.start + len(self.boxes)
+
+
+@dataclass
+class PathArrays:
+    """A video's paths as flat arrays (``OnlineLinker.finish_arrays``; ``ActionPath`` lists, ``per_class``, cost a
+    Python object per path). Path ``i`` is of class ``classes[i]`` and starts at frame ``starts[i]``; its
+    ``lengths[i]`` frames are rows ``rows[i]:rows[i] + lengths[i]`` of ``boxes`` ``[R, 4]`` (link boxes),
+    ``scores`` ``[R]`` (its class's) and ``all_scores`` ``[R, C]``; the frames where it found a detection are
+    ``found[found_rows[i]:found_rows[i] + found_counts[i]]``.
+    """
+    num_classes: int
+    classes: np.ndarray
+    starts: np.ndarray
+    rows: np.ndarray
+    lengths: np.ndarray
+    found_rows: np.ndarray
+    found_counts: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    all_scores: np.ndarray
+    found: np.ndarray
+
+    PER_PATH = ("classes", "starts", "rows", "lengths", "found_rows", "found_counts")
+
+    @classmethod
+    def empty(cls, num_classes: int, box_dtype=np.float64, score_dtype=np.float64) -> "PathArrays":
+        none = np.zeros(0, np.int64)
+        return cls(num_classes, *[none] * len(cls.PER_PATH), np.zeros((0, 4), box_dtype), np.zeros(0, score_dtype),
+                   np.zeros((0, num_classes), score_dtype), none)
+
+    @classmethod
+    def from_paths(cls, paths_per_class: list) -> "PathArrays":
+        """The ``ActionPath`` lists of each class (``finish``'s result), in class then list order (a path's
+        ``found`` may be None: the trimming does not read it)."""
+        flat = [(c, p) for c, paths in enumerate(paths_per_class) for p in paths]
+        if not flat:
+            return cls.empty(len(paths_per_class))
+        found = [np.zeros(0, np.int64) if p.found is None else np.asarray(p.found) for _, p in flat]
+        lengths = np.array([len(p.boxes) for _, p in flat], np.int64)
+        counts = np.array([len(f) for f in found], np.int64)
+        return cls(len(paths_per_class), np.array([c for c, _ in flat], np.int64),
+                   np.array([p.start for _, p in flat], np.int64), segment_starts(lengths), lengths,
+                   segment_starts(counts), counts, *(np.concatenate([getattr(p, k) for _, p in flat])
+                                                     for k in ("boxes", "scores", "all_scores")), np.concatenate(found))
+
+    def take(self, order: np.ndarray) -> "PathArrays":
+        """The paths ``order`` (indices), sharing the row arrays."""
+        return replace(self, **{k: getattr(self, k)[order] for k in self.PER_PATH})
+
+    def paths(self) -> list:
+        """``ActionPath`` of each path, in order (views of the row arrays)."""
+        return [ActionPath(s, self.boxes[r:r + n], self.scores[r:r + n], self.all_scores[r:r + n],
+                           self.found[fr:fr + fc])
+                for s, r, n, fr, fc in zip(*(getattr(self, k).tolist() for k in self.PER_PATH[1:]))]
+
+    def per_class(self) -> list:
+        """``ActionPath`` lists per class, each in order."""
+        out = [[] for _ in range(self.num_classes)]
+        for c, path in zip(self.classes.tolist(), self.paths()):
+            out[c].append(path)
+        return out
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -336,6 +442,46 @@ def _link_step(sbox, stop, sint, n_live, boxes, last_boxes, class_scores, picks,
             rec_pid[:n_rec], rec_row[:n_rec], dead[:n_dead], new_class[:n_new])
 
 
+@numba.njit(cache=True)
+def _grown(a, need):
+    """``a`` (1-D) with room for ``need`` entries (doubled when short), its content kept."""
+    if need <= len(a):
+        return a
+    out = np.empty(max(need, 2 * len(a)), a.dtype)
+    out[:len(a)] = a
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _link_video(sbox, stop, sint, n_live, boxes, class_scores, offsets, picks, bconst, jumpgap, next_pid):
+    """``_link_step`` of every frame (frame f: rows ``offsets[f]:offsets[f + 1]``, its ``picks[f]``) in one loop.
+
+    Returns the final state and live counts, the records (path id, frame, row of ``boxes``) in frame
+    order, the dead path ids and the new paths' classes (ids ``next_pid`` on)."""
+    rec_pid, rec_t, rec_row = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+    dead_all, class_all = np.empty(0, np.int64), np.empty(0, np.int64)
+    n_rec = n_dead = n_new = 0
+    for f in range(len(offsets) - 1):
+        a, b = offsets[f], offsets[f + 1]
+        sbox, stop, sint, n_live, pid, row, dead, new_class = _link_step(
+            sbox, stop, sint, n_live, boxes[a:b], boxes[a:b], class_scores[a:b], picks[f], bconst, jumpgap, next_pid)
+        rec_pid, rec_t, rec_row = (_grown(rec_pid, n_rec + len(pid)), _grown(rec_t, n_rec + len(pid)),
+                                   _grown(rec_row, n_rec + len(pid)))
+        rec_pid[n_rec:n_rec + len(pid)] = pid
+        rec_t[n_rec:n_rec + len(pid)] = f
+        rec_row[n_rec:n_rec + len(pid)] = row + a
+        n_rec += len(pid)
+        dead_all = _grown(dead_all, n_dead + len(dead))
+        dead_all[n_dead:n_dead + len(dead)] = dead
+        n_dead += len(dead)
+        class_all = _grown(class_all, n_new + len(new_class))
+        class_all[n_new:n_new + len(new_class)] = new_class
+        n_new += len(new_class)
+        next_pid += len(new_class)
+    return (sbox, stop, sint, n_live, rec_pid[:n_rec], rec_t[:n_rec], rec_row[:n_rec], dead_all[:n_dead],
+            class_all[:n_new])
+
+
 class OnlineLinker:
     """Incremental linking of one video, all classes (``incremental_linking.m``, cost 'score').
 
@@ -370,6 +516,7 @@ class OnlineLinker:
         self._path_class, self._dead = [], []
         self._rec_pid, self._rec_t, self._rec_row = [], [], []
         self._boxes, self._class_scores = [], []
+        self._whole = None  # link_all's arrays (see _joined)
         self._offset = 0
         # current()'s per-path running state, brought up to date lazily (offline linking never pays for it)
         self._run_frames = self._run_chunks = 0
@@ -413,6 +560,47 @@ class OnlineLinker:
         self._offset += len(boxes)
         self.t += 1
 
+    def link_all(self, boxes: np.ndarray, class_scores: np.ndarray, offsets: np.ndarray, picks: np.ndarray) -> None:
+        """``link`` of a video's frames at once (frame f: rows ``offsets[f]:offsets[f + 1]`` of boxes ``[M, 4]`` and
+        class_scores ``[M, C]``, its picks ``picks[f]`` ``[C, k]``), in one compiled loop; the same state after."""
+        offsets = np.asarray(offsets, np.int64)
+        if len(offsets) < 2:  # no frame
+            return
+        if self.box_dtype is None:
+            self.box_dtype, self.score_dtype = work_dtype(boxes), work_dtype(class_scores)
+            self._sbox, self._stop = self._sbox.astype(self.box_dtype), self._stop.astype(self.score_dtype)
+        boxes = np.ascontiguousarray(boxes, self.box_dtype).reshape(-1, 4)
+        class_scores = np.ascontiguousarray(class_scores, self.score_dtype)
+        bconst = np.array([1, EPS, self.iou_thresh], self.box_dtype)
+        whole = self.t == 0
+        self._sbox, self._stop, self._sint, self.n_live, rec_pid, rec_t, rec_row, dead, new_class = _link_video(
+            self._sbox, self._stop, self._sint, self.n_live, boxes, class_scores, offsets,
+            np.ascontiguousarray(picks, np.int64), bconst, int(self.jumpgap), self._num_paths)
+        # the per-frame layout that link() keeps (current() and _gather read it): a chunk per frame
+        frames = len(offsets) - 1
+        ends = np.searchsorted(rec_t, np.arange(1, frames)).tolist()
+        self._rec_pid += np.split(rec_pid, ends)
+        self._rec_t += np.split(rec_t + self.t, ends)
+        self._rec_row += np.split(rec_row + self._offset, ends)
+        if len(dead):
+            self._dead.append(dead)
+        if len(new_class):
+            self._path_class.append(new_class)
+            self._num_paths += len(new_class)
+        bounds = offsets.tolist()
+        self._boxes += [boxes[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        self._class_scores += [class_scores[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        self._frame_start += (self._offset + offsets[:-1]).tolist()
+        self._offset += len(boxes)
+        self.t += frames
+        self._whole = (boxes, class_scores, self.t) if whole else None
+
+    def _joined(self, k):
+        """Every frame's boxes (``k`` 0) or class scores (1), concatenated: ``link_all``'s array when it linked them all."""
+        if self._whole is not None and self._whole[2] == self.t:
+            return self._whole[k]
+        return np.concatenate((self._boxes, self._class_scores)[k])
+
     def _record(self, pids, box_idx):
         self._rec_pid.append(pids)
         self._rec_t.append(np.full(len(pids), self.t))
@@ -430,25 +618,29 @@ class OnlineLinker:
 
     def _gather(self, pids, min_found):
         """Gap-filled ``ActionPath`` of the given path ids with more than ``min_found`` records (linked
-        detections), and their classes, per-frame scores and lengths; ``_path_frames`` lays out the frames."""
+        detections), and their classes, per-frame scores and lengths (``_gather_arrays``)."""
+        gathered = self._gather_arrays(pids, min_found)
+        return gathered.paths(), gathered.classes, gathered.scores, gathered.lengths
+
+    def _gather_arrays(self, pids, min_found):
+        """``PathArrays`` of the given path ids with more than ``min_found`` records, in that order, rows
+        consecutive; ``_path_frames`` lays out the frames."""
         rec_pid = np.concatenate(self._rec_pid) if self._rec_pid else np.zeros(0, np.int64)
         counts = np.bincount(rec_pid, minlength=self._num_paths)
         pids = pids[counts[pids] > min_found]
         if len(pids) == 0:
-            return [], np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)
+            return PathArrays.empty(self.num_classes, self.box_dtype or np.float64, self.score_dtype or np.float64)
         by_path = np.argsort(rec_pid, kind="stable")  # records are in step order within a path
         n = counts[pids]
         recs = by_path[np.repeat(segment_starts(counts)[pids] - segment_starts(n), n) + np.arange(n.sum())]
         found, rows, boxes, lengths = self._path_frames(n, np.concatenate(self._rec_t)[recs],
                                                         np.concatenate(self._rec_row)[recs])
         classes = np.concatenate(self._path_class)[pids]
-        all_scores = np.concatenate(self._class_scores)[rows]
+        all_scores = self._joined(1)[rows]
         scores = all_scores[np.arange(len(rows)), np.repeat(classes, lengths)]
-        ends, found_ends = np.cumsum(lengths), np.cumsum(n)
-        paths = [ActionPath(int(found[fe - m]), boxes[e - ln:e], scores[e - ln:e], all_scores[e - ln:e],
-                            found[fe - m:fe])
-                 for e, ln, fe, m in zip(ends.tolist(), lengths.tolist(), found_ends.tolist(), n.tolist())]
-        return paths, classes, scores, lengths
+        found_rows = segment_starts(n)
+        return PathArrays(self.num_classes, classes, found[found_rows], segment_starts(lengths), lengths, found_rows,
+                          n, boxes, scores, all_scores, found)
 
     def _path_frames(self, n, t, rows):
         """Paths of ``n`` records each (frames ``t``, box rows ``rows``, in path then frame order) -> each
@@ -457,7 +649,7 @@ class OnlineLinker:
         repeat = np.diff(t, prepend=t[0] - 1)
         repeat[segment_starts(n)] = 1
         rows = np.repeat(rows, repeat)
-        return t, rows, np.concatenate(self._boxes)[rows], np.add.reduceat(repeat, segment_starts(n))
+        return t, rows, self._joined(0)[rows], np.add.reduceat(repeat, segment_starts(n))
 
     def paths(self, class_id: int) -> list:
         """Live paths of one class, gaps filled (short paths included); gathers from the whole video."""
@@ -508,19 +700,19 @@ class OnlineLinker:
 
         sort_paths: stable descending sort by the mean of each path's 20 highest scores.
         """
+        return self.finish_arrays().per_class()
+
+    def finish_arrays(self) -> PathArrays:
+        """``finish``'s paths as ``PathArrays``, in class then sorted order."""
         dead = np.concatenate(self._dead) if self._dead else np.zeros(0, np.int64)
         path_class = np.concatenate(self._path_class) if self._path_class else np.zeros(0, np.int64)
         dead_class = path_class[dead]
         pids = np.concatenate([np.concatenate([self._live_pids(c), dead[dead_class == c]]) for c in range(self.num_classes)])
-        out = [[] for _ in range(self.num_classes)]
-        gathered = self._gather(pids, self.jumpgap)
-        if not gathered[0]:
-            return out
-        paths, classes, scores, lengths = gathered
-        key = topk_means(scores, lengths, 20)
-        for i in np.lexsort((-key, classes)):  # stable: class, then key, then live-then-dead order
-            out[classes[i]].append(paths[i])
-        return out
+        gathered = self._gather_arrays(pids, self.jumpgap)
+        if not len(gathered.classes):
+            return gathered
+        key = topk_means(gathered.scores, gathered.lengths, 20)
+        return gathered.take(np.lexsort((-key, gathered.classes)))  # stable: class, then key, then live-then-dead
 
 
 def _link_boxes_and_scores(frames, frame_size):
@@ -528,8 +720,12 @@ def _link_boxes_and_scores(frames, frame_size):
 
     Boxes keep the precision of ``loc`` and scores that of ``scores`` (float32 when every frame's
     is single, else float64), as the Matlab computes in the precision its files hold. A frame
-    of another precision is converted first (one precision per video).
+    of another precision is converted first (one precision per video). A ``FrameList`` gives its flat
+    arrays as they are.
     """
+    if isinstance(frames, FrameList):
+        loc, scores, offsets = frames.flat
+        return loc_to_link_boxes(loc, frame_size), scores, offsets
     offsets = np.cumsum([0] + [len(loc) for loc, _ in frames])
     locs = [np.asarray(loc) for loc, _ in frames]
     loc_dtype = np.float32 if all(loc.dtype == np.float32 for loc in locs) else np.float64
@@ -546,7 +742,16 @@ def _link_boxes_and_scores(frames, frame_size):
 def link_frames(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SIZE, iou_thresh: float = 0.1,
                 jumpgap: int = 3, extra_filter: FilterConfig | None = None,
                 link_score: float = LINKING_FILTER.score_thresh) -> tuple:
-    """One video's per-frame ``(loc, scores)`` -> ``(paths per class, extra rows)``.
+    """One video's per-frame ``(loc, scores)`` -> ``(paths per class, extra rows)``: ``link_video``'s paths as
+    ``ActionPath`` lists."""
+    paths, rows = link_video(frames, num_classes, frame_size, iou_thresh, jumpgap, extra_filter, link_score)
+    return paths.per_class(), rows
+
+
+def link_video(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SIZE, iou_thresh: float = 0.1,
+               jumpgap: int = 3, extra_filter: FilterConfig | None = None,
+               link_score: float = LINKING_FILTER.score_thresh) -> tuple:
+    """One video's per-frame ``(loc, scores)`` -> ``(PathArrays, extra rows)``.
 
     ``loc`` normalised ``[N, 4]``, ``scores`` ``[N, C+1]`` background first (both formats'
     reader output). With ``extra_filter`` (e.g. frameAp.m's ``dofilter``), the same pass also
@@ -557,26 +762,35 @@ def link_frames(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SI
     linker = OnlineLinker(num_classes, iou_thresh, jumpgap, linking_filter(link_score))
     cfgs = (linker.filter_cfg,) if extra_filter is None else (linker.filter_cfg, extra_filter)
     if not any(len(loc) for loc, _ in frames):  # no video, or no detection in any frame: no paths
-        return linker.finish(), (None if extra_filter is None else np.zeros((0, 7)))
+        return linker.finish_arrays(), (None if extra_filter is None else np.zeros((0, 7)))
     boxes, scores, offsets = _link_boxes_and_scores(frames, frame_size)
     if scores.shape[1] != num_classes + 1:
         raise ValueError(f"scores have {scores.shape[1]} columns, expected {num_classes + 1} (background first)")
-    class_scores = scores[:, 1:]
-    extra = []
-    for f in range(len(frames)):
-        b, s = boxes[offsets[f]:offsets[f + 1]], class_scores[offsets[f]:offsets[f + 1]]
-        picks = filter_frame_padded(b, s, cfgs)
-        linker.link(b, s, picks[0])
-        extra.append(picks[-1])
-    return linker.finish(), None if extra_filter is None else _pick_rows(extra, offsets, boxes, class_scores)
+    class_scores = np.ascontiguousarray(scores[:, 1:])
+    picks = filter_frames_padded(boxes, class_scores, offsets, cfgs)
+    linker.link_all(boxes, class_scores, offsets, picks[0])
+    return linker.finish_arrays(), None if extra_filter is None else _pick_rows(picks[-1], offsets, boxes, class_scores)
 
 
 def _pick_rows(picks, offsets, boxes, class_scores):
-    """Rows ``[frame, class, score, x1, y1, x2, y2]`` of each frame's picks ``[C, k]`` (-1 padded), in
-    the boxes' precision."""
-    f, c, rows = (np.concatenate(a) for a in zip(*[
-        (np.full(len(c), f), c, offsets[f] + p[c, j]) for f, p in enumerate(picks) for c, j in [np.nonzero(p >= 0)]]))
-    return np.column_stack([f, c, class_scores[rows, c], boxes[rows]]).astype(boxes.dtype)
+    """Rows ``[frame, class, score, x1, y1, x2, y2]`` of the frames' picks ``[F, C, k]`` (-1 padded), per frame
+    in class then pick order, in the boxes' precision."""
+    return _pick_rows_compiled(np.ascontiguousarray(picks, np.int64), np.asarray(offsets, np.int64), boxes, class_scores)
+
+
+@numba.njit(cache=True)
+def _pick_rows_compiled(picks, offsets, boxes, class_scores):
+    out = np.empty(((picks >= 0).sum(), 7), boxes.dtype)
+    n = 0
+    for f in range(picks.shape[0]):
+        for c in range(picks.shape[1]):
+            for j in range(picks.shape[2]):
+                if picks[f, c, j] >= 0:
+                    row = offsets[f] + picks[f, c, j]
+                    out[n, 0], out[n, 1], out[n, 2] = f, c, class_scores[row, c]
+                    out[n, 3:] = boxes[row]
+                    n += 1
+    return out
 
 
 def filter_rows(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SIZE,
@@ -589,9 +803,7 @@ def filter_rows(frames: list, num_classes: int, frame_size: tuple = UCF_FRAME_SI
     if scores.shape[1] != num_classes + 1:
         raise ValueError(f"scores have {scores.shape[1]} columns, expected {num_classes + 1} (background first)")
     class_scores = scores[:, 1:]
-    picks = [filter_frame_padded(boxes[offsets[f]:offsets[f + 1]], class_scores[offsets[f]:offsets[f + 1]], (cfg,))[0]
-             for f in range(len(frames))]
-    return _pick_rows(picks, offsets, boxes, class_scores)
+    return _pick_rows(filter_frames_padded(boxes, class_scores, offsets, (cfg,))[0], offsets, boxes, class_scores)
 
 
 class OnlineTubes:

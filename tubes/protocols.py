@@ -64,7 +64,7 @@ def _road_frame_match(gt: VideoGT, rows: np.ndarray | None, num_classes: int, an
 
 
 def _road_frame_ap(merged: FrameAP, class_names: list) -> tuple:
-    return merged.compute()[:2]
+    return merged.compute(curves=False)[:2]
 
 
 def _act_frame_match(gt: VideoGT, rows: np.ndarray | None, num_classes: int, any_class: bool = False) -> FrameAP:

@@ -24,10 +24,10 @@ from .detections import (DET_FORMATS, detection_path, frame_detections, frame_ma
                          read_road_mat_video, read_video_detections)
 from .frame_map import FrameAP
 from .fusion import FUSE_IOU, check_link, first_unaligned, fusion_streams, late_fusion, link_fused, prefused
-from .linking import FRAME_AP_FILTER, LINKING_FILTER, check_jumpgap, filter_rows, link_frames, linking_filter
+from .linking import FRAME_AP_FILTER, LINKING_FILTER, check_jumpgap, filter_rows, link_video, linking_filter
 from .micro import link_micro_tubes, no_windows
 from .protocols import PROTOCOLS, check_protocols
-from .trimming import trim_video
+from .trimming import trim_arrays
 from .tube_files import load_any_tubes
 from .video_map import VIDEO_IOU_THRESHOLDS, VideoGT
 
@@ -310,7 +310,7 @@ def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | N
     With ``cfg.fusion``, the two streams are fused frame by frame before the linking, and the
     frame-AP takes the fused detections the linking consumed (``link_fused``; for a stream that
     test.py fused, ``cfg.prefused``, the linking's filtering of it).
-    Returns ``(video, {alpha: tubes}, FrameAP of the video or None, CPU seconds per stage, error)``:
+    Returns ``(video, {alpha: TubeArrays}, FrameAP of the video or None, CPU seconds per stage, error)``:
     without ``cfg.strict``, a video whose detections cannot be read or linked is counted as a
     video without detections and its error message returned (else None).
     """
@@ -324,8 +324,8 @@ def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | N
             paths = link_micro_tubes(frames, num_classes, cfg.link_iou, cfg.jumpgap, cfg.link_score)
             return paths, None if gt is None else filter_rows(frame_detections(frames), num_classes, frame_size,
                                                               frame_ap_filter)
-        return link_frames(frames, num_classes, frame_size, cfg.link_iou, cfg.jumpgap,
-                           None if gt is None else frame_ap_filter, cfg.link_score)
+        return link_video(frames, num_classes, frame_size, cfg.link_iou, cfg.jumpgap,
+                          None if gt is None else frame_ap_filter, cfg.link_score)
 
     fused = cfg.fusion and not cfg.prefused
 
@@ -344,9 +344,9 @@ def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | N
             raise
         t1 = time.process_time() if t1 == t0 else t1  # a failed read's time counts as reading
         error = str(e)
-        paths, frame_dets = link_frames([], num_classes, cfg.frame_size, extra_filter=None if gt is None else FRAME_AP_FILTER)
+        paths, frame_dets = link_video([], num_classes, cfg.frame_size, extra_filter=None if gt is None else FRAME_AP_FILTER)
     t2 = time.process_time()
-    tubes = trim_video(paths, cfg.alphas)
+    tubes = trim_arrays(paths, cfg.alphas)
     t3 = time.process_time()
     frame_ap = None if gt is None else video_frame_aps(gt, frame_dets, num_classes, cfg.protocols, cfg.frame_ap_any_class)
     t4 = time.process_time()
@@ -391,14 +391,15 @@ def build_all(cfg: TubeConfig, videos: list, num_classes: int, gts: list | None 
     times and ``{video: error}`` of the videos counted as without detections (see ``process_video``).
 
     ``gts``: the videos' ``VideoGT`` in the same order, for frame-mAP; each worker matches its
-    video's frame-AP detections, so only scores and hit flags come back to this process.
+    video's frame-AP detections, so only scores and hit flags come back to this process, and its
+    tubes as a few arrays (``TubeArrays``).
     """
     tubes, frame_aps, times, failed = {}, {}, {}, {}
     args = [(cfg, v, num_classes, None if gts is None else g) for v, g in zip(videos, gts or [None] * len(videos))]
     with ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else nullcontext() as pool:
         results = pool.map(process_video, *zip(*args), chunksize=4) if pool else (process_video(*a) for a in args)
         for video, t, fa, tm, error in tqdm(results, total=len(videos), desc="videos", leave=False):
-            tubes[video] = t
+            tubes[video] = {alpha: packed.tubes() for alpha, packed in t.items()}
             if error is not None:
                 log.error("%s; counted as a video without detections (--strict stops instead)", error)
                 failed[video] = error

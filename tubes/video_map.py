@@ -75,21 +75,23 @@ def video_iou_parts(video: VideoGT, tubes: list, same_class: bool = True) -> tup
     ti, gi = np.nonzero(tcls[:, None] == gcls[None] if same_class else np.ones((len(tcls), len(gcls)), bool))
     if not len(ti):
         return t_out, s_out
-    tdb = np.array([t.start + 1 for t in tubes])[ti]
-    tde = tdb + np.array([len(t.boxes) for t in tubes])[ti] - 1
+    used, slot = np.unique(ti, return_inverse=True)  # the tubes compared (often few of a video's)
+    used_len = np.array([len(tubes[i].boxes) for i in used.tolist()])
+    tdb = np.array([tubes[i].start + 1 for i in used.tolist()])[slot]
+    tde = tdb + used_len[slot] - 1
     tgb, tge = np.array([g.sf for g in video.tubes])[gi], np.array([g.ef for g in video.tubes])[gi]
     t_i = np.maximum(0, np.minimum(tge, tde) - np.maximum(tgb, tdb))
     t_out[ti, gi] = s_out[ti, gi] = 0.0
     ok = t_i > 0  # compute_spatio_temporal_iou.m: one common frame counts as no overlap
-    ti, gi, tdb, tde, tgb, tge, t_i = (x[ok] for x in (ti, gi, tdb, tde, tgb, tge, t_i))
+    ti, gi, slot, tdb, tde, tgb, tge, t_i = (x[ok] for x in (ti, gi, slot, tdb, tde, tgb, tge, t_i))
     if not len(ti):
         return t_out, s_out
     t_iou = (t_i + 1) / (np.maximum(tge, tde) - np.minimum(tgb, tdb) + 1)
     lo, n = np.maximum(tgb, tdb), t_i + 1
     pair = np.repeat(np.arange(len(ti)), n)
     off = np.arange(n.sum()) - np.repeat(segment_starts(n), n)
-    det_boxes = np.concatenate([t.boxes for t in tubes])  # a video's tubes share one precision
-    det_rows = np.repeat(segment_starts(np.array([len(t.boxes) for t in tubes]))[ti] + lo - tdb, n) + off
+    det_boxes = np.concatenate([tubes[i].boxes for i in used.tolist()])  # a video's tubes share one precision
+    det_rows = np.repeat(segment_starts(used_len)[slot] + lo - tdb, n) + off
     gt_boxes = np.concatenate([g.boxes for g in video.tubes]).astype(np.float64)
     gt_rows = np.repeat(segment_starts(np.array([len(g.boxes) for g in video.tubes]))[gi] + lo - tgb, n) + off
     g = gt_boxes[gt_rows]

@@ -63,6 +63,16 @@ def remove_stale_temporaries(path: str | Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+def remove_stale_temporary_files(path: str | Path) -> None:
+    """Remove the temporary files that an interrupted ``atomic_path(path)`` left beside ``path`` (its
+    ``mkstemp`` names: the stem, eight random characters and ``.tmp`` with the suffix)."""
+    path = Path(path)
+    pattern = f".{glob.escape(path.stem)}.{'?' * 8}.tmp{glob.escape(path.suffix)}"
+    for stale in path.parent.glob(pattern) if path.parent.is_dir() else ():
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+
+
 def is_fresh(output: str | Path, *inputs: str | Path) -> bool:
     """``output`` exists and was modified no earlier than every one of ``inputs``."""
     output = Path(output)
