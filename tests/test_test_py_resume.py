@@ -56,7 +56,7 @@ sys.exit(test_script.main(sys.argv[4:]))
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     """4 test videos of 12, 12, 14 and 12 windows (3, 3, 4 and 3 batches); two processes take two each (the
-    test videos are every third of the sorted videos, so they alternate between the shares)."""
+    longest and the last, the middle two: engine.inference.process_share)."""
     root = tmp_path_factory.mktemp("toy12")
     make_toy_dataset(root, ToyConfig(num_videos=12, seed=3, min_frames=24, max_frames=30, flow=False), progress=False)
     return root
@@ -148,20 +148,20 @@ def test_records_of_another_run_are_not_taken(toy, checkpoint, tmp_path):
 
 
 def test_two_processes_each_resume_their_share(toy, checkpoint, tmp_path):
-    """torchrun with 2 gloo processes, the first killed after its first video (the second then stopped by
+    """torchrun with 2 gloo processes, the first killed after its first video's record (the second then stopped by
     torchrun, wherever it was): run again, each process skips its finished videos and the files equal a
     one-process run's (the frame-mAP too, but for the order of equal scores: the shares' are merged in turn)."""
     videos = read_video_list(layout.split_path(toy, "testlist01.txt"))
     common = ["--data_root", str(toy), "--weights", str(checkpoint), *RUN]
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     assert test_script.main([*common, "--det_dir", str(reference)]) == 0
-    driver = tmp_path / "driver.py"  # torchrun runs a file: the first process killed at its 4th forward
+    driver = tmp_path / "driver.py"  # torchrun runs a file: the first process killed after its first record
     driver.write_text(f"import os, sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n"
                       + DRIVER.replace("if counted and", "if os.environ['RANK'] == '0' and counted and"))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                 str(_free_port())]
     argv = [*common, "--det_dir", str(resumed)]
-    killed = subprocess.run([*torchrun, str(driver), "forward", "before", "4", *argv], cwd=REPO_ROOT,
+    killed = subprocess.run([*torchrun, str(driver), "record", "after", "1", *argv], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=300)
     assert killed.returncode != 0
     done = [v for v, (_, recorded) in _state(resumed, videos).items() if recorded]
