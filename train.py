@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from data.dataset import ActionDetection, collate
 from data.sampling import IterationBatchSampler, SeededDataset
 from engine.cli import data_args, data_config, detection_args, device_args, experiment_args, model_args, model_config, \
     path, train_args
 from engine.training import (NonFiniteLossError, TrainingMonitor, VisdomPlots, WeightAverage, autocast_dtype,
-                             build_optimizer, experiment_name, train_step, validate)
+                             build_optimizer, experiment_name, train_step, validate, validation_loader)
 from layers.loss import MultiBoxLoss
 from models import build_model, load_backbone
 from models.config import two_stream
@@ -67,19 +67,6 @@ def initialise(model, args, pretrained):
         model.reset_head_parameters(args.background_prior)
 
 
-def validation_loader(args, data_cfg, annotations):
-    """Windows of the held-out training videos (``--val_fraction``), else of the test videos (the
-    original); None when every class has a single training video, so none can be held out."""
-    split = "val" if data_cfg.val_fraction > 0 else "test"
-    if not annotations.split_videos(split):
-        log.warning("--val_fraction %g: no class has a training video to spare; no validation", data_cfg.val_fraction)
-        return None
-    dataset = ActionDetection(data_cfg, split, annotations=annotations)
-    if len(dataset) > args.val_samples:  # a fixed, evenly spread subset, as the original's ~15k windows
-        dataset = Subset(dataset, np.unique(np.linspace(0, len(dataset) - 1, args.val_samples).astype(int)).tolist())
-    return DataLoader(dataset, args.batch_size, shuffle=False, num_workers=args.num_workers, collate_fn=collate)
-
-
 def resume(args, model, model_cfg, optimizer, scheduler, state, pretrained):
     """The iteration to start from: 0, or ``--resume``'s (its model, optimizer, scheduler and RNG states loaded)."""
     if state is None:
@@ -119,10 +106,7 @@ def run(args):
     start = resume(args, model, model_cfg, optimizer, scheduler, state, pretrained)
     del pretrained
     place_model(model, info.device, args.channels_last)
-    average = WeightAverage(model, args.ema) if args.ema else None
-    if average is not None and state is not None:
-        average.module.load_state_dict(state["model"])
-        average.averaged.n_averaged.fill_(state["ema_updates"])
+    average = WeightAverage(model, args.ema, state) if args.ema else None
     del state
     if info.distributed:
         # The priors are constant buffers: no broadcast, so rank 0 can validate alone.
@@ -138,7 +122,8 @@ def run(args):
     loader = DataLoader(SeededDataset(train_set), batch_sampler=sampler, num_workers=args.num_workers,
                         collate_fn=collate, pin_memory=info.device.type == "cuda")
     validate_fn = None
-    val_loader = validation_loader(args, data_cfg, train_set.annotations) if info.is_main else None
+    val_loader = validation_loader(data_cfg, train_set.annotations, args.val_samples, args.batch_size,
+                                   args.num_workers) if info.is_main else None
     if val_loader is not None:
         validate_fn = partial(validate, loader=val_loader, device=info.device,
                               num_classes=train_set.num_classes, conf_thresh=args.conf_thresh,

@@ -10,8 +10,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from data.annotations import DatasetAnnotations
+from data.dataset import ActionDetection, DataConfig, collate
 from layers.postprocess import detect
 from models.config import two_stream
 from utils.checkpoint import checkpoint_path, record_validation, save_checkpoint
@@ -81,6 +84,21 @@ def build_optimizer(model: torch.nn.Module, lr: float, momentum: float, weight_d
     return optimizer, scheduler
 
 
+def validation_loader(data_cfg: DataConfig, annotations: DatasetAnnotations, val_samples: int, batch_size: int,
+                      num_workers: int) -> DataLoader | None:
+    """Windows of the held-out training videos (``--val_fraction``), else of the test videos (the
+    original), at most ``val_samples`` evenly spread; None when every class has a single training video, so
+    none can be held out."""
+    split = "val" if data_cfg.val_fraction > 0 else "test"
+    if not annotations.split_videos(split):
+        log.warning("--val_fraction %g: no class has a training video to spare; no validation", data_cfg.val_fraction)
+        return None
+    dataset = ActionDetection(data_cfg, split, annotations=annotations)
+    if len(dataset) > val_samples:  # a fixed, evenly spread subset, as the original's ~15k windows
+        dataset = Subset(dataset, np.unique(np.linspace(0, len(dataset) - 1, val_samples).astype(int)).tolist())
+    return DataLoader(dataset, batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+
+
 def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     """The mixed-precision type of ``--amp`` on ``device``: float16 on CUDA (with a gradient scaler), bfloat16
     on the CPU (no scaler: bfloat16 has float32's range), None when off."""
@@ -96,10 +114,15 @@ class WeightAverage:
     ``min(decay, (1 + n) / (10 + n))`` after n updates (so early averages are not dominated by the random start).
     Averaging is done by ``torch.optim.swa_utils.AveragedModel``."""
 
-    def __init__(self, model: torch.nn.Module, decay: float, updates: int = 0):
+    def __init__(self, model: torch.nn.Module, decay: float, resumed: dict | None = None, updates: int = 0):
+        """``resumed``: a checkpoint saved with an average, whose ``model`` (the average) and ``ema_updates``
+        it continues from; else ``updates`` earlier updates are assumed."""
         self.decay = decay
         self.averaged = torch.optim.swa_utils.AveragedModel(getattr(model, "module", model), avg_fn=self._average,
                                                             use_buffers=True)
+        if resumed is not None:
+            self.averaged.module.load_state_dict(resumed["model"])
+            updates = resumed["ema_updates"]
         self.averaged.n_averaged.fill_(updates)
 
     def _average(self, averaged, current, num_averaged):
