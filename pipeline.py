@@ -78,6 +78,8 @@ def get_args_parser():
     group.add_argument("--toy_videos", type=int, default=ToyConfig.num_videos)
     group.add_argument("--late_fusion", default=(), type=late_fusion_list,
                        help="late fusions of the two streams' detections to run (build_tubes.py's, comma-separated)")
+    group.add_argument("--checkpoint", default="best", choices=("best", "last"),
+                       help="the checkpoint to test: best on validation, or the last one")
     group.add_argument("--stages", default=",".join(STAGES), type=name_list(STAGES),
                        help="stages to run (the later ones need the earlier ones' outputs)")
     return add_version_flag(parser)
@@ -110,7 +112,7 @@ def main(argv=None):
     def trained(model_args_, exp_dir):  # the best checkpoint on validation, trained (or resumed) by the train stage
         flags = changed_flags(model_args_, [data_args(), model_args(), train_args(), detection_args(), device_args()])
         argv = ["--data_root", str(root), "--save_root", str(exp_dir.parent), "--exp_name", exp_dir.name] + flags
-        weights = train_stage(train_script, argv, exp_dir, args.max_iter, "train" in args.stages)
+        weights = train_stage(train_script, argv, exp_dir, args.max_iter, "train" in args.stages, args.checkpoint)
         setup_logging(work / "pipeline.log")  # train.py points the log at its experiment folder
         return weights
 

@@ -4,6 +4,7 @@
   python -m bench.bench_sweep --out runs/sweep/toy2 --toy_seed 2  # another toy set: the one to choose a recipe on
   python -m bench.bench_sweep --data_root runs/tracks_s1 --out runs/sweep/tracks1 --threads 2
   python -m bench.bench_sweep --out runs/sweep/ema -- --ema 0.999  # flags after -- go to pipeline.py
+  python -m bench.bench_sweep --checkpoints best,last               # each run tested with both checkpoint choices
 
 Each run is ``pipeline.py --man_seed S`` (stages data, train, detect, tubes) in OUT/s<S>_t<T>, with T torch threads;
 runs with fewer threads than cores share the machine (two one-thread runs at once on 2 cores: the thread count,
@@ -33,14 +34,38 @@ def get_args_parser():
     ap.add_argument("--data_root", default=None, help="a dataset in the UCF24 layout instead of the toy set")
     ap.add_argument("--cores", type=int, default=os.cpu_count(), help="runs share this many cores")
     ap.add_argument("--repo", default=str(REPO), help="the checkout whose pipeline.py runs (a baseline's worktree)")
+    ap.add_argument("--checkpoints", default="best", help="pipeline.py --checkpoint rules to test each run's training "
+                    "with (comma-separated); the runs after the first are in OUT/<run>-<rule>, sharing the training")
     ap.add_argument("pipeline_args", nargs=argparse.REMAINDER, help="-- then flags for pipeline.py")
     return ap
 
 
-def run_argv(args, seed, work, data_root):
+def run_argv(args, seed, work, data_root, rule=None, stages="data,train,detect,tubes"):
     extra = [a for a in args.pipeline_args if a != "--"]
+    rule = rule or args.checkpoints.split(",")[0]
     return [sys.executable, str(Path(args.repo) / "pipeline.py"), "--work_dir", str(work), "--data_root", str(data_root),
-            "--man_seed", str(seed), "--stages", "data,train,detect,tubes", *extra]
+            "--man_seed", str(seed), "--stages", stages, "--checkpoint", rule, *extra]
+
+
+def other_checkpoints(args, out, data_root, results):
+    """Each finished run tested again with the other ``--checkpoints`` rules, in OUT/<run>-<rule> (no training:
+    its train folder links to the run's); a rule that picks the same checkpoint shares the run's numbers."""
+    for rule in args.checkpoints.split(",")[1:]:
+        for name in [n for n in results if "-" not in n]:
+            work, seed, threads = out / f"{name}-{rule}", *map(int, name[1:].split("_t"))
+            done = work / "sweep_run.json"
+            if not done.is_file():
+                work.mkdir(exist_ok=True)
+                if not (work / "train").exists():
+                    (work / "train").symlink_to(out / name / "train", target_is_directory=True)
+                env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+                start = time.monotonic()
+                with open(work / "sweep_run.log", "a") as log:
+                    subprocess.run(run_argv(args, seed, work, data_root, rule, "train,detect,tubes"), cwd=args.repo,
+                                   env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+                done.write_text(json.dumps(result(work, time.monotonic() - start), indent=1))
+            results[work.name] = json.loads(done.read_text())
+    return dict(sorted(results.items()))
 
 
 def toy_data(args, out):
@@ -115,11 +140,14 @@ def main(argv=None):
     out = Path(args.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     data_root = Path(args.data_root).expanduser().resolve() if args.data_root else toy_data(args, out)
-    results = sweep(args, out, data_root)
+    results = other_checkpoints(args, out, data_root, sweep(args, out, data_root))
     if not results:
         raise SystemExit("no run finished")
     (out / "sweep.json").write_text(json.dumps({"argv": sys.argv[1:], "runs": results}, indent=1))
-    print(table(results))
+    for rule in args.checkpoints.split(","):
+        suffix = "" if rule == args.checkpoints.split(",")[0] else f"-{rule}"
+        print(f"checkpoint: {rule}\n" + table({n: r for n, r in results.items() if n.endswith(suffix) and
+                                                 ("-" in n) == bool(suffix)}))
     return 0
 
 

@@ -56,10 +56,11 @@ def name_list(choices: tuple, what: str = "stage") -> Callable:
     return parse
 
 
-def train_stage(script: ModuleType, argv: list, exp_dir: Path, max_iter: int, run: bool = True) -> Path:
+def train_stage(script: ModuleType, argv: list, exp_dir: Path, max_iter: int, run: bool = True,
+                choose: str = "best") -> Path:
     """With ``run``, ``script.main(argv)`` (train.py) into ``exp_dir``, resumed from its latest checkpoint, unless
-    the checkpoint of ``max_iter`` is there. Returns the checkpoint with the best validation frame-mAP (else the
-    latest); FileNotFoundError when ``exp_dir`` has none."""
+    the checkpoint of ``max_iter`` is there. Returns the checkpoint to test: ``choose`` "best", the best validation
+    frame-mAP (else the latest), or "last"; FileNotFoundError when ``exp_dir`` has none."""
     final = checkpoint_path(exp_dir, max_iter)
     if run and final.is_file():
         log.info("stage train: %s exists, not training again", final)
@@ -68,10 +69,10 @@ def train_stage(script: ModuleType, argv: list, exp_dir: Path, max_iter: int, ru
         argv = argv + (["--resume", str(resume)] if resume is not None else [])
         log.info("stage train: python %s.py %s", script.__name__, " ".join(argv))
         script.main(argv)
-    weights = best_checkpoint(exp_dir)
+    weights = best_checkpoint(exp_dir) if choose == "best" else latest_checkpoint(exp_dir)
     if weights is None or not weights.is_file():
         raise FileNotFoundError(f"no trained model in {exp_dir}: run the train stage")
-    log.info("%s: testing %s, the best on validation", exp_dir.name, weights.name)
+    log.info("%s: testing %s, %s", exp_dir.name, weights.name, "the best on validation" if choose == "best" else "the last")
     return weights
 
 
