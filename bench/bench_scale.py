@@ -6,7 +6,8 @@
 Data: real UCF101-24 videos' annotations (the shipped pyannot.pkl: 24 classes, each video's frame count, tubes and
 split), frames rendered at the real 320x240 (each video a noise background, each actor's box filled with its class's
 colour). Scale k takes the first k x BASE test videos and k x BASE x 2.5 training videos (the split's ratio) of one
-seeded shuffle, so each scale holds the smaller ones. Every stage runs as its own process, measured by ``os.wait4``
+seeded shuffle, so each scale holds the smaller ones; the longest test video of the largest scale comes first, so
+every scale holds it (test.py holds one video's detections until it writes them: a peak set by the longest video). Every stage runs as its own process, measured by ``os.wait4``
 (wall seconds, CPU seconds of the process and its children, peak resident memory of the largest of them):
   index     the train and test splits' windows indexed (train.py's and test.py's start-up)
   train     train.py, ITERS iterations (seconds per iteration from its log, after the first print)
@@ -24,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -56,22 +58,25 @@ def get_args_parser():
 
 
 def choose_videos(base: int, seed: int) -> tuple:
-    """(database, test order, train order): the real annotations and each split's videos in one seeded order."""
+    """(database, classes, test split, chosen test videos, chosen training videos): the real annotations and each
+    split's videos in one seeded order."""
     db = load_pyannot(ANNOT)
-    test = sorted(set(read_video_list(ANNOT.with_name("testlist01.txt"))) & set(db))
+    test = all_test = sorted(set(read_video_list(ANNOT.with_name("testlist01.txt"))) & set(db))
     train = sorted(set(db) - set(test))
     classes = sorted({name.split("/")[0] for name in db})  # the class folders: what the readers use
     rng = np.random.default_rng(seed)
     count = base * max(SCALES)
-    return db, classes, [test[i] for i in rng.permutation(len(test))[:count]], \
-        [train[i] for i in rng.permutation(len(train))[:round(count * TRAIN_PER_TEST)]]
+    test = [test[i] for i in rng.permutation(len(test))[:count]]
+    longest = max(range(count), key=lambda i: db[test[i]].num_frames)  # first: every scale holds the longest video,
+    test.insert(0, test.pop(longest))  # so that a peak set by one long video does not pass for growth with the count
+    return db, classes, all_test, test, [train[i] for i in rng.permutation(len(train))[:round(count * TRAIN_PER_TEST)]]
 
 
 def render(video, frames_root: Path, colours: np.ndarray) -> int:
     """Write the video's frames (320x240) unless there; returns its frame count."""
     directory = frames_root / video.name
     if not directory.is_dir():
-        rng = np.random.default_rng(abs(hash(video.name)) % 2**32)
+        rng = np.random.default_rng(zlib.crc32(video.name.encode()))
         background = cv2.GaussianBlur(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8), (7, 7), 0)
         frames = [background.copy() for _ in range(video.num_frames)]
         for tube in video.tubes:
@@ -83,8 +88,9 @@ def render(video, frames_root: Path, colours: np.ndarray) -> int:
 
 
 def make_data(args, out: Path) -> dict:
-    """OUT/data_<k>x for every scale, sharing OUT/frames; returns {k: {"root", "test frames", ...}}."""
-    db, classes, test, train = choose_videos(args.base, args.seed)
+    """OUT/data_<k>x for every scale, sharing OUT/frames, and OUT/data_full (annotations only); returns
+    {"<k>x" or "full": {"root", "test videos", "train videos", "test frames", "train frames"}}."""
+    db, classes, all_test, test, train = choose_videos(args.base, args.seed)
     frames_root = out / "frames" / "rgb-images"
     colours = np.random.default_rng(1).integers(40, 256, (len(classes), 3))
     from tqdm import tqdm
@@ -98,9 +104,14 @@ def make_data(args, out: Path) -> dict:
         if not (root / "rgb-images").exists():
             (root / "rgb-images").symlink_to(frames_root, target_is_directory=True)
         write_splits(root, videos, test[:n_test], classes)
-        scales[k] = {"root": str(root), "test videos": n_test, "train videos": n_train,
+        scales[f"{k}x"] = {"root": str(root), "test videos": n_test, "train videos": n_train,
                      "test frames": sum(lengths[n] for n in test[:n_test]),
                      "train frames": sum(lengths[n] for n in train[:n_train])}
+    full = out / "data_full"  # the whole annotation set, no frames: what indexing at UCF101-24's size costs
+    write_splits(full, db, all_test, classes)
+    scales["full"] = {"root": str(full), "test videos": len(all_test), "train videos": len(db) - len(all_test),
+                      "test frames": sum(db[v].num_frames for v in all_test),
+                      "train frames": sum(v.num_frames for n, v in db.items() if n not in set(all_test))}
     return scales
 
 
@@ -150,11 +161,11 @@ def seconds_per_iteration(log: Path) -> float | None:
 def table(results: dict, scales: dict) -> str:
     lines = ["| stage | scale | test videos | frames | wall s | CPU s | peak MiB | note |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for stage in STAGES:
-        for k in SCALES:
-            r = results.get(f"{stage}_{k}x")
+        for label in scales:
+            r = results.get(f"{stage}_{label}")
             if r:
-                frames = scales[str(k)]["train frames" if stage == "train" else "test frames"]
-                lines.append(f"| {stage} | {k}x | {scales[str(k)]['test videos']} | {frames} | {r['wall s']:.1f} | "
+                frames = scales[label]["train frames" if stage == "train" else "test frames"]
+                lines.append(f"| {stage} | {label} | {scales[label]['test videos']} | {frames} | {r['wall s']:.1f} | "
                              f"{r['cpu s']:.1f} | {r['peak MiB']:.0f} | {r.get('note', '')} |")
     return "\n".join(lines)
 
@@ -165,10 +176,10 @@ def plot(results: dict, scales: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for stage in STAGES:
-        ks = [k for k in SCALES if f"{stage}_{k}x" in results]
-        frames = [scales[str(k)]["train frames" if stage == "train" else "test frames"] for k in ks]
+        labels = [f"{k}x" for k in SCALES if f"{stage}_{k}x" in results]
+        frames = [scales[label]["train frames" if stage == "train" else "test frames"] for label in labels]
         for ax, key in zip(axes, ("wall s", "peak MiB")):
-            ax.plot(frames, [results[f"{stage}_{k}x"][key] for k in ks], "o-", label=stage)
+            ax.plot(frames, [results[f"{stage}_{label}"][key] for label in labels], "o-", label=stage)
     for ax, label in zip(axes, ("wall seconds", "peak resident memory (MiB)")):
         ax.set(xscale="log", yscale="log", xlabel="frames (test split; train: training split)", ylabel=label)
         ax.grid(True, which="both", alpha=0.3)
@@ -183,13 +194,13 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     record = out / "scale.json"
     saved = json.loads(record.read_text()) if record.is_file() else {}
-    scales = saved.get("scales") or {str(k): v for k, v in make_data(args, out).items()}
+    scales = saved.get("scales") or make_data(args, out)
     results = saved.get("results", {})
-    for k in SCALES:
-        root, work = Path(scales[str(k)]["root"]), out / f"work_{k}x"
+    for label in scales:
+        root, work = Path(scales[label]["root"]), out / f"work_{label}"
         work.mkdir(exist_ok=True)
-        for stage in [s for s in STAGES if s in args.stages.split(",")]:
-            key = f"{stage}_{k}x"
+        for stage in [s for s in STAGES if s in args.stages.split(",") and (label != "full" or s == "index")]:
+            key = f"{stage}_{label}"
             if key in results:
                 continue
             print(f"{key} ...", flush=True)

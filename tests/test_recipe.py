@@ -136,3 +136,14 @@ def test_background_prior_flag_takes_a_probability_or_none():
     for bad in ("1", "0", "x"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--background_prior", bad])
+
+
+def test_train_stage_tests_the_best_or_the_last_checkpoint(tmp_path):
+    from engine.stages import train_stage
+    for it, score in ((100, 0.4), (200, 0.7), (300, 0.6)):
+        checkpoint_path(tmp_path, it).write_bytes(b"x")
+        record_validation(tmp_path, it, score)
+    assert train_stage(None, [], tmp_path, 300, run=False) == checkpoint_path(tmp_path, 200)
+    assert train_stage(None, [], tmp_path, 300, run=False, choose="last") == checkpoint_path(tmp_path, 300)
+    with pytest.raises(FileNotFoundError, match="no trained model"):
+        train_stage(None, [], tmp_path / "empty", 300, run=False, choose="last")
