@@ -34,7 +34,7 @@ def get_args_parser():
     ap.add_argument("--data_root", default=None, help="a dataset in the UCF24 layout instead of the toy set")
     ap.add_argument("--cores", type=int, default=os.cpu_count(), help="runs share this many cores")
     ap.add_argument("--repo", default=str(REPO), help="the checkout whose pipeline.py runs (a baseline's worktree)")
-    ap.add_argument("--checkpoints", default="best", help="pipeline.py --checkpoint rules to test each run's training "
+    ap.add_argument("--checkpoints", default="last,best", help="pipeline.py --checkpoint rules to test each run's training "
                     "with (comma-separated); the runs after the first are in OUT/<run>-<rule>, sharing the training")
     ap.add_argument("pipeline_args", nargs=argparse.REMAINDER, help="-- then flags for pipeline.py")
     return ap

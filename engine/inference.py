@@ -20,7 +20,7 @@ from tubes.frame_map import FrameAP
 from tubes.fusion import LATE_FUSIONS, ONE_STREAM_OUTPUTS, fusion_streams
 from models.amtnet import ANCHORS_PER_CELL
 from utils.checkpoint import CheckpointError
-from utils.io import atomic_path, remove_stale_temporary_files
+from utils.io import atomic_path, release_free_memory, remove_stale_temporary_files
 
 from .frame_cache import FeatureMapCache
 
@@ -251,6 +251,7 @@ class VideoResults:
         if self.records is not None:
             self.records.save(video, entry)
         self.finished[video] = entry
+        release_free_memory()  # the video's arrays are gone: so that memory does not grow with the videos seen
 
     def totals(self, seq_len: int) -> tuple:
         """``({stream: FrameAP}, stats)`` over every video (a resumed run's share: those run earlier too)."""

@@ -99,6 +99,12 @@ def validation_loader(data_cfg: DataConfig, annotations: DatasetAnnotations, val
     return DataLoader(dataset, batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
 
 
+def native_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), where bfloat16 autocast makes a
+    training step about twice as fast (BENCHMARKS.md, "Training throughput"); elsewhere it is emulated."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     """The mixed-precision type of ``--amp`` on ``device``: float16 on CUDA (with a gradient scaler), bfloat16
     on the CPU (no scaler: bfloat16 has float32's range), None when off."""

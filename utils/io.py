@@ -1,5 +1,8 @@
 """Atomic file and directory writes: outputs appear whole or not at all."""
+import ctypes
+import ctypes.util
 import contextlib
+import functools
 import glob
 import os
 import shutil
@@ -77,3 +80,23 @@ def is_fresh(output: str | Path, *inputs: str | Path) -> bool:
     """``output`` exists and was modified no earlier than every one of ``inputs``."""
     output = Path(output)
     return output.exists() and all(output.stat().st_mtime >= Path(i).stat().st_mtime for i in inputs)
+
+
+@functools.cache
+def _libc_malloc_trim():
+    """glibc's ``malloc_trim``, or None on another C library (macOS, musl) or where it cannot be loaded."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc ``malloc_trim(0)``; nothing elsewhere).
+
+    A long run that allocates and frees large arrays of varying sizes (one video's detections after another)
+    otherwise keeps the freed pages resident: its memory would grow with the number of videos it has seen."""
+    trim = _libc_malloc_trim()
+    if trim is not None:
+        trim(0)
