@@ -174,14 +174,19 @@ def plot(results: dict, scales: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for stage in STAGES:
         labels = [f"{k}x" for k in SCALES if f"{stage}_{k}x" in results]
         frames = [scales[label]["train frames" if stage == "train" else "test frames"] for label in labels]
         for ax, key in zip(axes, ("wall s", "peak MiB")):
             ax.plot(frames, [results[f"{stage}_{label}"][key] for label in labels], "o-", label=stage)
+    if "test_1x" in results:  # what linear growth looks like, through test.py's first point
+        x0, y0 = scales["1x"]["test frames"], results["test_1x"]["wall s"]
+        axes[0].plot([x0, 10 * x0], [y0, 10 * y0], "k:", label="linear")
     for ax, label in zip(axes, ("wall seconds", "peak resident memory (MiB)")):
         ax.set(xscale="log", yscale="log", xlabel="frames (test split; train: training split)", ylabel=label)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
