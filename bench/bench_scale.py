@@ -7,9 +7,11 @@ Data: real UCF101-24 videos' annotations (the shipped pyannot.pkl: 24 classes, e
 split), frames rendered at the real 320x240 (each video a noise background, each actor's box filled with its class's
 colour). Scale k takes the first k x BASE test videos and k x BASE x 2.5 training videos (the split's ratio) of one
 seeded shuffle, so each scale holds the smaller ones; the longest test video of the largest scale comes first, so
-every scale holds it (test.py holds one video's detections until it writes them: a peak set by the longest video). Every stage runs as its own process, measured by ``os.wait4``
-(wall seconds, CPU seconds of the process and its children, peak resident memory of the largest of them):
-  index     the train and test splits' windows indexed (train.py's and test.py's start-up)
+every scale holds it (test.py holds one video's detections until it writes them: a peak set by the longest video).
+Every stage runs as its own process, measured by ``os.wait4`` (wall seconds, CPU seconds of the process and its
+children, peak resident memory of the largest of them):
+  index     the train and test splits' windows indexed (train.py's and test.py's start-up); also on OUT/data_full,
+            the whole annotation set without frames
   train     train.py, ITERS iterations (seconds per iteration from its log, after the first print)
   test      test.py with the 1x checkpoint at every scale (barely trained: the detections are noise, but as many
             per frame as a real model's at its score threshold or more)
@@ -30,14 +32,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
+
+from data import layout
+from data.annotations import load_pyannot, read_video_list
+from data.prepare import write_frames
+from data.toy import write_splits
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from data import layout  # noqa: E402
-from data.annotations import load_pyannot, read_video_list  # noqa: E402
-from data.prepare import write_frames  # noqa: E402
-from data.toy import write_splits  # noqa: E402
-
 ANNOT = layout.UCF24_ANNOT_DIR / layout.ANNOT_FILE
 SCALES = (1, 3, 10)
 OUTPUTS = {"train": ("train",), "test": ("det",), "tubes": ("tubes",), "online": ("online",), "video_ap": ("eval",),
@@ -93,7 +95,6 @@ def make_data(args, out: Path) -> dict:
     db, classes, all_test, test, train = choose_videos(args.base, args.seed)
     frames_root = out / "frames" / "rgb-images"
     colours = np.random.default_rng(1).integers(40, 256, (len(classes), 3))
-    from tqdm import tqdm
     lengths = {name: render(db[name], frames_root, colours) for name in tqdm(test + train, desc="frames", unit="video")}
     scales = {}
     for k in SCALES:
