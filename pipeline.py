@@ -40,8 +40,8 @@ from data.annotations import check_dataset, read_video_list
 from data.toy import ToyConfig, make_toy_dataset
 from engine.cli import (changed_flags, data_args, data_config, detection_args, device_args, model_args, one_stream_args,
                         train_args)
-from engine.training import native_bfloat16
 from engine.stages import detect_stage, eval_argv, name_list, run_stage, train_stage, training_iterations, tube_argv, tubes_stage
+from engine.training import native_bfloat16
 from models.config import two_stream
 from tubes.cli import late_fusion_list, tube_args
 from tubes.fusion import late_fusion
@@ -109,7 +109,7 @@ def main(argv=None):
     width, base, extra, table = f"w{args.width_mult:g}", args.input_type_base, args.input_type_extra, ResultsTable(args.alphas[0])
     annot, videos = layout.split_path(root, layout.ANNOT_FILE), read_video_list(layout.split_path(root, TEST_LIST))
 
-    def trained(model_args_, exp_dir):  # the best checkpoint on validation, trained (or resumed) by the train stage
+    def trained(model_args_, exp_dir):  # the checkpoint to test (--checkpoint), trained (or resumed) by the train stage
         flags = changed_flags(model_args_, [data_args(), model_args(), train_args(), detection_args(), device_args()])
         argv = ["--data_root", str(root), "--save_root", str(exp_dir.parent), "--exp_name", exp_dir.name] + flags
         weights = train_stage(train_script, argv, exp_dir, args.max_iter, "train" in args.stages, args.checkpoint)

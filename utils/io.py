@@ -1,4 +1,4 @@
-"""Atomic file and directory writes: outputs appear whole or not at all."""
+"""Atomic file and directory writes: outputs appear whole or not at all; freed memory handed back to the system."""
 import ctypes
 import ctypes.util
 import contextlib
