@@ -72,20 +72,20 @@ def test_demo_finds_the_toy_actors(demo):
     # test.py's frame-mAP (post-processing on the model's outputs) and ours on its saved
     # detections agree up to the linking-candidate cut; both must be far above chance.
     # Chance is about 0.001. The bounds are below the minimum of the seed x thread sweep (bench/bench_sweep.py,
-    # BENCHMARKS.md "Over seeds and thread counts": 6 runs, VOC frame-mAP 0.63 to 0.72, the weakest class's AP at
-    # least 0.40, video-mAP@0.2 and @0.5 at least 0.52), with margin for other CPUs' rounding.
+    # BENCHMARKS.md "Over seeds and thread counts": VOC frame-mAP at least 0.78, video-mAP@0.2 and @0.5 at least
+    # 0.76), with margin for other CPUs' rounding and for CPUs without bfloat16, which train in float32.
     assert summary["frame_map_voc"] == pytest.approx(trained, abs=0.05)
     assert chance < 0.02, chance
-    assert summary["frame_map_voc"] > 0.5 and summary["frame_map_voc"] > 20 * chance, (summary["frame_map_voc"], chance)
-    assert sum(ap > 0.3 for ap in summary["frame_ap_voc"].values()) >= 3, summary["frame_ap_voc"]
+    assert summary["frame_map_voc"] > 0.6 and summary["frame_map_voc"] > 20 * chance, (summary["frame_map_voc"], chance)
+    assert sum(ap > 0.4 for ap in summary["frame_ap_voc"].values()) >= 3, summary["frame_ap_voc"]
     # the linked, trimmed tubes find actors too, and end where they do (video-mAP at ST-IoU 0.2 and
-    # 0.5, alpha 3; the sweep's minimum 0.52 at both; 0.175 at 0.5 before --link_score 0.1)
+    # 0.5, alpha 3; 0.175 at 0.5 before --link_score 0.1)
     vmap = {(r["alpha"], round(r["iou"], 2)): r["mAP"] for r in summary["video_map"]}
-    assert vmap[(3.0, 0.2)] > 0.4, vmap
-    assert vmap[(3.0, 0.5)] > 0.4, vmap
-    # the checkpoint tested is the one the held-out training videos chose
+    assert vmap[(3.0, 0.2)] > 0.5, vmap
+    assert vmap[(3.0, 0.5)] > 0.5, vmap
+    # the checkpoint tested is the last one (pipeline.py --checkpoint last), and the held-out videos were validated
     scores = json.loads((Path(summary["weights"]).parent / "validation.json").read_text())
-    assert Path(summary["weights"]).stem == f"AMTNet_{max(scores, key=lambda it: (scores[it], int(it)))}"
+    assert Path(summary["weights"]).stem == f"AMTNet_{max(int(it) for it in scores)}" and len(scores) == 4, scores
 
 
 def test_demo_outputs_and_rerun_skips_finished_stages(demo):
