@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from utils.checkpoint import best_checkpoint, latest_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ("VOC frame-mAP", "frameAp", "mAP@0.2", "mAP@0.5", "mAP@0.75", "accuracy")
 
@@ -54,7 +56,12 @@ def other_checkpoints(args, out, data_root, results):
         for name in [n for n in results if "-" not in n]:
             work, seed, threads = out / f"{name}-{rule}", *map(int, name[1:].split("_t"))
             done = work / "sweep_run.json"
-            if not done.is_file():
+            exp_dir = next((out / name / "train").iterdir())  # the run's one-stream experiment
+            picked = (best_checkpoint if rule == "best" else latest_checkpoint)(exp_dir)
+            if not done.is_file() and picked is not None and picked.name == results[name]["checkpoint"]:
+                work.mkdir(exist_ok=True)
+                done.write_text(json.dumps({**results[name], "seconds": 0.0}, indent=1))
+            elif not done.is_file():
                 work.mkdir(exist_ok=True)
                 if not (work / "train").exists():
                     (work / "train").symlink_to(out / name / "train", target_is_directory=True)
