@@ -14,8 +14,6 @@ from tubes import runner as tr
 from tubes.cli import annotation_args, build_args, class_args, protocol_args, tube_args, tube_config, with_protocols
 from tubes.protocols import PROTOCOLS
 from tubes.results_table import table
-from tubes.tube_files import save_tubes, tube_file
-from tubes.video_map import gt_from_annotation
 from utils.errors import exits_on_input_errors
 from utils.version import add_version_flag
 
@@ -41,19 +39,13 @@ def main(argv=None):
     num_classes = tr.num_classes_of(cfg, videos, annotations)
     names = tr.class_names_from(annotations, num_classes, args.classes)
     t1 = time.perf_counter()
-    gts = None if args.no_frame_map else [gt_from_annotation(annotations[v]) for v in videos]
-    tubes, frame_aps, times, failed = tr.build_all(cfg, videos, num_classes, gts)
-    t2 = time.perf_counter()
-    by_alpha = {a: {v: tubes[v][a] for v in videos} for a in cfg.alphas}
-    results, _ = tr.evaluate(annotations, videos, by_alpha, num_classes, names, None if args.no_frame_map else frame_aps,
-                             cfg.protocols)
-    t3 = time.perf_counter()
-    for a in cfg.alphas:
-        save_tubes(tube_file(args.out_dir, a), videos, tubes, a)
-    results["timing_s"] = {"annotations": t1 - t0, "videos_wall": t2 - t1, **{f"{k}_cpu": v for k, v in times.items()},
-                           "evaluation": t3 - t2}
-    results["failed_videos"] = failed
-    results["videos_without_detections"] = tr.videos_without_detections(cfg, videos, failed)
+    # each video's tubes go to the tube files as they come; only their matching is kept for the evaluation
+    results, run = tr.build_and_evaluate(cfg, annotations, videos, num_classes, names, args.out_dir, not args.no_frame_map)
+    times, videos_wall = run.times, time.perf_counter() - t1 - run.evaluation
+    results["timing_s"] = {"annotations": t1 - t0, "videos_wall": videos_wall, **{f"{k}_cpu": v for k, v in times.items()},
+                           "evaluation": run.evaluation}
+    results["failed_videos"] = run.failed
+    results["videos_without_detections"] = tr.videos_without_detections(cfg, videos, run.failed)
     results["linking"] = {"mode": cfg.link, "iou": cfg.link_iou, "jumpgap": cfg.jumpgap, "min_score": cfg.link_score}
     if cfg.fusion:
         results["fusion"] = tr.fusion_summary(cfg)
@@ -61,8 +53,9 @@ def main(argv=None):
             results[key]["detections"] = "fused (the linking's input: top 10 per class and frame)"
     tr.write_json(tr.results_path(args.out_dir), results)
     print(table(results))
-    print(f"{len(videos)} videos, {cfg.link}-level linking; time: annotations {t1 - t0:.2f}s, read+link+trim {t2 - t1:.2f}s "
-          f"(cpu: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items()) + f"), evaluation {t3 - t2:.2f}s")
+    print(f"{len(videos)} videos, {cfg.link}-level linking; time: annotations {t1 - t0:.2f}s, read+link+trim+match "
+          f"{videos_wall:.2f}s (cpu: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items())
+          + f"), evaluation {run.evaluation:.2f}s")
     if line := tr.without_detections_line(results, len(videos), tr.results_path(args.out_dir)):
         print(line)
     return results

@@ -159,14 +159,28 @@ def class_tubes(tubes: list, class_id: int) -> tuple:
     return np.array(mine, np.int64)[keep], [rows[i] for i in keep]
 
 
-def _video_candidates(annotation, tubes, num_classes):
-    """Per class: the video's tubes after ``tube_nms`` (kept order), their scores, and their ``[K, N]``
-    ST-IoU with the class's GT tubes (threshold-independent, computed once)."""
+@dataclass
+class ActVideoParts:
+    """What ``videoAP`` needs of one video, for ``combine_video_ap``: its GT tubes per class ``num_gt [C]`` and, per
+    class, the tubes it evaluates after ``tube_nms`` (their scores, kept order) and per threshold which of them
+    match (``hits [T, K]``). A few numbers per tube, not its boxes."""
+    num_gt: np.ndarray
+    classes: list  # per class: (scores [K], hits [T, K])
+
+
+def video_parts(annotation, tubes: list, num_classes: int, iou_thresholds: tuple) -> ActVideoParts:
+    """One video's ``ActVideoParts``: per class, its tubes after ``tube_nms``, each (in the kept order, by score)
+    to the best GT tube of its class not yet taken, at ST-IoU ``>=`` the threshold (``greedy_match``)."""
     out = []
     for c in range(num_classes):
         kept, rows = class_tubes(tubes, c)
-        out.append((np.array([tubes[i].score for i in kept], np.float64), st_iou_matrix(rows, _gt_rows(annotation, c))))
-    return out
+        iou = st_iou_matrix(rows, _gt_rows(annotation, c))
+        hits = np.zeros((len(iou_thresholds), len(kept)), bool)
+        for t, th in enumerate(iou_thresholds):
+            hits[t] = greedy_match(iou, th, inclusive=True) >= 0
+        out.append((np.array([tubes[i].score for i in kept], np.float64), hits))
+    return ActVideoParts(np.bincount(np.array([t.class_id for t in annotation.tubes], np.int64), minlength=num_classes),
+                         out)
 
 
 def video_ap(annotations: list, detections: dict, num_classes: int, iou_thresholds: tuple,
@@ -176,30 +190,28 @@ def video_ap(annotations: list, detections: dict, num_classes: int, iou_threshol
     annotations: the test videos' ``VideoAnnotation`` in the list's order; detections:
     ``{video: [ActionTube]}`` (a missing video has no tubes; ACT.py stops at it instead).
     """
+    parts = [video_parts(a, detections.get(a.name, []), num_classes, iou_thresholds) for a in annotations]
+    return combine_video_ap(parts, num_classes, iou_thresholds, class_names)
+
+
+def combine_video_ap(parts: list, num_classes: int, iou_thresholds: tuple, class_names: list | None = None) -> list:
+    """``videoAP``'s results from the videos' ``ActVideoParts`` in the list's order. ACT.py ranks each class's tubes
+    of all videos by score (stable here) and walks them; a video's tubes come in its kept order (by score), and
+    videos do not interact, so matching each video on its own (``video_parts``) gives the same true positives."""
     names = class_names or [str(c) for c in range(num_classes)]
-    per_video = [_video_candidates(a, detections.get(a.name, []), num_classes) for a in annotations]
-    num_gt = np.bincount([t.class_id for a in annotations for t in a.tubes], minlength=num_classes)
-    ranked = []  # per class, in rank order: each tube's video, its row there and its best ST-IoU with any GT
+    num_gt = np.zeros(num_classes, np.int64)
+    for part in parts:
+        num_gt += part.num_gt
+    ranked = []  # per class: the match flags [T, K] of all videos' tubes in rank order
     for c in range(num_classes):
-        scores = np.concatenate([np.zeros(0)] + [v[c][0] for v in per_video])
-        owner = np.repeat(np.arange(len(per_video)), [len(v[c][0]) for v in per_video])
-        row = np.concatenate([np.zeros(0, np.int64)] + [np.arange(len(v[c][0])) for v in per_video])
-        best = np.concatenate([np.zeros(0)] + [v[c][1].max(1) if v[c][1].shape[1] else np.full(len(v[c][1]), -np.inf)
-                                               for v in per_video])
-        order = np.argsort(-scores, kind="stable")
-        ranked.append((owner[order], row[order], best[order]))
+        scores = np.concatenate([np.zeros(0)] + [p.classes[c][0] for p in parts])
+        hits = np.concatenate([np.zeros((len(iou_thresholds), 0), bool)] + [p.classes[c][1] for p in parts], 1)
+        ranked.append(hits[:, np.argsort(-scores, kind="stable")])
     results = []
-    for th in iou_thresholds:
+    for t, th in enumerate(iou_thresholds):
         ap, curves = np.zeros(num_classes), []
-        for c, (owner, row, best) in enumerate(ranked):
-            hits = np.zeros(len(owner), bool)
-            ranks = np.flatnonzero(best >= th)  # the others match no GT tube at all: false positives
-            # ACT.py walks the ranks over all videos; a video's tubes come in its kept order (by score), and
-            # videos do not interact, so matching each video on its own gives the same true positives.
-            for k in np.unique(owner[ranks]):
-                mine = ranks[owner[ranks] == k]
-                hits[mine] = greedy_match(per_video[k][c][1], th, inclusive=True)[row[mine]] >= 0
-            ap[c], recall, precision = pr_to_ap(hits, int(num_gt[c]), names[c])
+        for c, hits in enumerate(ranked):
+            ap[c], recall, precision = pr_to_ap(hits[t], int(num_gt[c]), names[c])
             curves.append((recall, precision))
         results.append(ActAPResult(th, float(ap.mean()), ap, curves))
     return results

@@ -24,16 +24,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from data.annotations import VideoAnnotation
-from utils.io import atomic_path
+from utils.io import atomic_path, release_free_memory
 
 from .ap import save_figure
 from .linking import OnlineLinker, _link_boxes_and_scores, filter_frame_padded, linking_filter
 from .micro import MicroTubeLinker, windows_in_order
-from .protocols import PROTOCOLS
-from .runner import alpha_label, evaluate, read_frames, videos_without_detections
+from .runner import VideoMaps, alpha_label, read_frames, video_parts, videos_without_detections
 from .trimming import trim_video
+from .video_map import VIDEO_IOU_THRESHOLDS
 
 log = logging.getLogger(__name__)
 
@@ -118,18 +119,31 @@ def restrict(video: VideoAnnotation, num_frames: int) -> VideoAnnotation:
     return VideoAnnotation(video.name, num_frames, video.class_id, tubes)
 
 
-def _worker(cfg, video, num_frames, num_classes, fractions, early_label):
-    """One video's curves; as build_tubes.py, unreadable detections count as none (logged) unless ``cfg.strict``."""
+def _worker(cfg, annotation, num_classes, fractions, early_label, thresholds):
+    """One video's labels and, per fraction, its tubes' video-AP matching against the ground truth cut there
+    (``runner.video_parts``: a few numbers per tube, not the tubes); as build_tubes.py, unreadable detections
+    count as none (logged) unless ``cfg.strict``."""
+    video, num_frames, error = annotation.name, annotation.num_frames, None
     try:
         frames, frame_size = read_frames(cfg, video, micro=cfg.link == "micro")
-        result = online_video(frames, frame_size, num_frames, num_classes, cfg.alphas, fractions, cfg.link_iou,
-                              cfg.jumpgap, cfg.link_score, early_label, cfg.link)
+        labels, tubes = online_video(frames, frame_size, num_frames, num_classes, cfg.alphas, fractions, cfg.link_iou,
+                                     cfg.jumpgap, cfg.link_score, early_label, cfg.link)
     except ValueError as e:  # DetectionError included
         if cfg.strict:
             raise ValueError(f"{video}: {e}") from e
         log.error("%s: %s; counted as a video without detections (--strict stops instead)", video, e)
-        return video, online_video([], cfg.frame_size, num_frames, num_classes, cfg.alphas, fractions), str(e)
-    return video, result, None
+        error = str(e)
+        labels, tubes = online_video([], cfg.frame_size, num_frames, num_classes, cfg.alphas, fractions)
+    parts = [video_parts(restrict(annotation, observed_frames(x, num_frames)), tubes[i], num_classes, cfg.protocols,
+                         thresholds) for i, x in enumerate(fractions)]
+    release_free_memory()  # as build_tubes.py's workers
+    return video, labels, parts, error
+
+
+def online_thresholds(ious: tuple) -> tuple:
+    """The ST-IoU thresholds of ``ious``: build_tubes.py's (``VIDEO_IOU_THRESHOLDS``, 0.8500000000000001) where
+    one is within 1e-9, else the value given."""
+    return tuple(next((t for t in VIDEO_IOU_THRESHOLDS if abs(t - x) < 1e-9), x) for x in ious)
 
 
 def online_curves(cfg, annotations: dict, videos: list, num_classes: int, class_names: list,
@@ -138,27 +152,31 @@ def online_curves(cfg, annotations: dict, videos: list, num_classes: int, class_
     ``{"fractions", "accuracy": [...], "protocol", "video_map": [{"protocol", "alpha", "iou", "mAP": [...]}],
     "failed_videos": {video: error}, "videos_without_detections": [...]}``, video-mAP for each of
     ``cfg.protocols``, alpha and ST-IoU threshold in ``ious``; a video without detections (none found, or
-    unreadable: ``failed_videos``) has no paths, so no label and no tubes."""
-    args = [(cfg, v, annotations[v].num_frames, num_classes, fractions, early_label) for v in videos]
-    per_video, failed = {}, {}
+    unreadable: ``failed_videos``) has no paths, so no label and no tubes. Each worker returns a video's
+    labels and matching (``_worker``), so memory does not grow with the tubes of all videos."""
+    thresholds = online_thresholds(ious)
+    args = [(cfg, annotations[v], num_classes, fractions, early_label, thresholds) for v in videos]
+    maps = [VideoMaps(cfg.protocols, cfg.alphas, num_classes, thresholds) for _ in fractions]
+    labels, failed = [], {}
     with ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else nullcontext() as pool:
-        for video, result, error in (pool.map(_worker, *zip(*args)) if pool else (_worker(*a) for a in args)):
-            per_video[video] = result
+        results = pool.map(_worker, *zip(*args)) if pool and args else (_worker(*a) for a in args)
+        for video, video_labels, parts, error in tqdm(results, total=len(videos), desc="videos", leave=False):
+            labels.append(video_labels)
+            for fraction_maps, fraction_parts in zip(maps, parts):
+                fraction_maps.add(fraction_parts)
             if error is not None:
                 failed[video] = error
     truth = np.array([annotations[v].class_id for v in videos])
     out = {"protocol": "+".join(cfg.protocols), "fractions": list(fractions), "early_label": early_label,
-           "accuracy": [float(np.mean(np.array([per_video[v][0][i] for v in videos]) == truth)) for i in range(len(fractions))],
+           "accuracy": [float(np.mean(np.array([v[i] for v in labels]) == truth)) for i in range(len(fractions))],
            "video_map": []}
     curves = {}
-    for i, x in enumerate(fractions):
-        cut = {v: restrict(annotations[v], observed_frames(x, annotations[v].num_frames)) for v in videos}
-        by_alpha = {a: {v: per_video[v][1][i][a] for v in videos} for a in cfg.alphas}
-        res, _ = evaluate(cut, videos, by_alpha, num_classes, class_names, protocols=cfg.protocols)
+    for fraction_maps in maps:
+        _, results = fraction_maps.results(class_names)  # {protocol: {alpha: [result per threshold]}}
         for p in cfg.protocols:
-            for e in res[PROTOCOLS[p].video_key]:
-                if any(abs(e["iou"] - t) < 1e-9 for t in ious):
-                    curves.setdefault((p, e["alpha"], e["iou"]), []).append(e["mAP"])
+            for a in cfg.alphas:
+                for x, r in zip(ious, results[p][a]):
+                    curves.setdefault((p, a, x), []).append(r.mAP)
     out["video_map"] = [{"protocol": p, "alpha": alpha_label(a), "iou": t, "mAP": m} for (p, a, t), m in curves.items()]
     out["failed_videos"] = failed
     out["videos_without_detections"] = videos_without_detections(cfg, videos, failed)

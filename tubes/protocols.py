@@ -12,17 +12,19 @@ import numpy as np
 from . import act
 from .ap import descending_order
 from .frame_map import FrameAP, video_frame_ap
-from .video_map import VideoGT, gt_from_annotation, ranked_ap, video_iou_parts
-from .video_map import video_ap as road_video_ap
+from .video_map import RoadVideoParts, VideoGT, gt_from_annotation, ranked_ap, road_video_parts, video_iou_parts
+from .video_map import combine_video_ap as road_combine
 
 
 @dataclass(frozen=True)
 class Protocol:
     """One evaluation protocol.
 
-    ``video_ap(annotations, tubes, num_classes, iou_thresholds, class_names)``: ``annotations`` the
-    videos' ``VideoAnnotation`` in order, ``tubes`` ``{video: [ActionTube]}``; one result per threshold
-    with ``iou``, ``mAP``, ``ap [C]`` and ``curves`` (and the ``entry_fields`` it also reports).
+    The video-mAP in two steps, so that an evaluation keeps a few numbers per tube, not the tubes:
+    ``video_parts(annotation, tubes, num_classes, iou_thresholds)`` matches one video's ``[ActionTube]``
+    against its ``VideoAnnotation`` at each threshold; ``combine(parts in the videos' order, num_classes,
+    iou_thresholds, class_names)`` ranks and averages them: one result per threshold with ``iou``, ``mAP``,
+    ``ap [C]`` and ``curves`` (and the ``entry_fields`` it also reports). ``video_ap`` does both.
     ``frame_match(gt: VideoGT, rows, num_classes, any_class) -> FrameAP``: one video's frame-AP matching
     of the frame-AP rows ``[frame, class, score, x1, y1, x2, y2]``; ``frame_ap(merged FrameAP,
     class_names) -> (mAP, ap [C])``. ``video_key``, ``frame_key``: its results.json keys.
@@ -38,7 +40,8 @@ class Protocol:
     match: str             # the ST-IoU a match needs, in plot titles: ">" or ">="
     file_prefix: str       # of its PR plots (eval_video_ap.py)
     line_style: str        # of its lines in the mAP-against-IoU plot
-    video_ap: Callable
+    video_parts: Callable
+    combine: Callable
     frame_match: Callable
     frame_ap: Callable
     entry_fields: tuple = ()  # result attributes its results.json video-mAP entries add
@@ -54,9 +57,20 @@ class Protocol:
     def passes(self, x, iou: float):
         return x >= iou if self.inclusive else x > iou
 
+    def video_ap(self, annotations: list, tubes: dict, num_classes: int, iou_thresholds: tuple,
+                 class_names: list | None = None) -> list:
+        """The video-mAP of ``tubes`` ``{video: [ActionTube]}`` (a missing video has none) on ``annotations``
+        (``VideoAnnotation`` in the videos' order) at each threshold."""
+        parts = [self.video_parts(a, tubes.get(a.name, []), num_classes, iou_thresholds) for a in annotations]
+        return self.combine(parts, num_classes, iou_thresholds, class_names)
 
-def _road_video_ap(annotations: list, tubes: dict, num_classes: int, iou_thresholds: tuple, class_names: list) -> list:
-    return road_video_ap([gt_from_annotation(a) for a in annotations], tubes, num_classes, iou_thresholds)
+
+def _road_video_parts(annotation, tubes: list, num_classes: int, iou_thresholds: tuple) -> RoadVideoParts:
+    return road_video_parts(gt_from_annotation(annotation), tubes, num_classes, iou_thresholds)
+
+
+def _road_combine(parts: list, num_classes: int, iou_thresholds: tuple, class_names: list | None = None) -> list:
+    return road_combine(parts, num_classes, iou_thresholds)
 
 
 def _road_frame_match(gt: VideoGT, rows: np.ndarray | None, num_classes: int, any_class: bool = False) -> FrameAP:
@@ -96,11 +110,13 @@ def _act_ap(hits, num_gt):
 
 PROTOCOLS = {p.name: p for p in (
     Protocol("road", "ROAD (get_PR_curve.m: VOC AP, ST-IoU > t)", "frameAp.m", "video_map", "frame_map_frameap",
-             ">", "", "-", _road_video_ap, _road_frame_match, _road_frame_ap, entry_fields=("mean_iou", "accuracy"),
+             ">", "", "-", _road_video_parts, _road_combine, _road_frame_match, _road_frame_ap,
+             entry_fields=("mean_iou", "accuracy"),
              error_tubes=_road_error_tubes, rank=lambda s: descending_order(np.asarray(s, np.float32)),
              class_ap=lambda hits, n: ranked_ap(hits, n)[0]),
     Protocol("act", "ACT/MOC (ACT.py videoAP: tube NMS 0.3, trapezoid AP, ST-IoU >= t)", "ACT.py frameAP",
-             "video_map_act", "frame_map_act", ">=", "act_", "--", act.video_ap, _act_frame_match, act.frame_ap,
+             "video_map_act", "frame_map_act", ">=", "act_", "--", act.video_parts, act.combine_video_ap,
+             _act_frame_match, act.frame_ap,
              error_tubes=_act_error_tubes, rank=lambda s: np.argsort(-np.asarray(s, np.float64), kind="stable"),
              class_ap=_act_ap),
 )}

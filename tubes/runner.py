@@ -1,24 +1,25 @@
 """What build_tubes.py and eval_video_ap.py run: detections -> tubes -> video/frame mAP.
 
-Videos are processed in parallel (each worker reads one video's detections once,
-links, trims and filters its frames for frame-mAP); the evaluation runs in the main
-process, in the video list's order, as the Matlab does.
+Videos are processed in parallel (each worker reads one video's detections once, links,
+trims, filters its frames for frame-mAP and matches its tubes and frames with the ground
+truth); the main process writes each video's tubes as they come and keeps only the matching
+(a few numbers per tube), then ranks and averages over the video list, as the Matlab does.
 """
 import json
 import logging
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from data.act_annots import is_act_file, parse_act_gt
-from data.annotations import UCF_FRAME_SIZE, load_pickle, load_pyannot, read_video_list
+from data.annotations import UCF_FRAME_SIZE, VideoAnnotation, load_pickle, load_pyannot, read_video_list
 from data.matlab_annots import load_final_annots
-from utils.io import atomic_path
+from utils.io import atomic_path, release_free_memory
 
 from .detections import (DET_FORMATS, detection_path, frame_detections, frame_map_path, has_detections,
                          read_road_mat_video, read_video_detections)
@@ -28,8 +29,8 @@ from .linking import FRAME_AP_FILTER, LINKING_FILTER, check_jumpgap, filter_rows
 from .micro import link_micro_tubes, no_windows
 from .protocols import PROTOCOLS, check_protocols
 from .trimming import trim_arrays
-from .tube_files import load_any_tubes
-from .video_map import VIDEO_IOU_THRESHOLDS, VideoGT
+from .tube_files import TubeFileWriter, load_any_tubes, tube_file
+from .video_map import VIDEO_IOU_THRESHOLDS, VideoGT, gt_from_annotation
 
 log = logging.getLogger(__name__)
 
@@ -304,13 +305,16 @@ def read_fuse_stream(cfg: TubeConfig, video: str, base: list, size: tuple) -> li
     return top
 
 
-def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | None = None) -> tuple:
-    """Worker: read, link + trim one video and, given its ``VideoGT``, its frame-AP matching.
+def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | None = None,
+                  annotation: VideoAnnotation | None = None) -> tuple:
+    """Worker: read, link + trim one video and, given its ``VideoGT``, its frame-AP matching; given its
+    ``VideoAnnotation``, its tubes' video-AP matching too (``video_parts``).
 
     With ``cfg.fusion``, the two streams are fused frame by frame before the linking, and the
     frame-AP takes the fused detections the linking consumed (``link_fused``; for a stream that
     test.py fused, ``cfg.prefused``, the linking's filtering of it).
-    Returns ``(video, {alpha: TubeArrays}, FrameAP of the video or None, CPU seconds per stage, error)``:
+    Returns ``(video, {alpha: TubeArrays}, FrameAP of the video or None, CPU seconds per stage, error,
+    {(protocol, alpha): parts} or None)``:
     without ``cfg.strict``, a video whose detections cannot be read or linked is counted as a
     video without detections and its error message returned (else None).
     """
@@ -350,8 +354,13 @@ def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | N
     t3 = time.process_time()
     frame_ap = None if gt is None else video_frame_aps(gt, frame_dets, num_classes, cfg.protocols, cfg.frame_ap_any_class)
     t4 = time.process_time()
+    parts = None if annotation is None else video_parts(annotation, {a: t.tubes() for a, t in tubes.items()},
+                                                       num_classes, cfg.protocols)
     times = {"read": t1 - t0, "link+filter": t2 - t1, "trim": t3 - t2, "frame-AP matching": t4 - t3}
-    return video, tubes, frame_ap, times, error
+    if annotation is not None:
+        times["video-AP matching"] = time.process_time() - t4
+    release_free_memory()  # the video's arrays, freed: else a worker's memory grows with the videos it has seen
+    return video, tubes, frame_ap, times, error, parts
 
 
 def video_frame_aps(gt: VideoGT, frame_dets, num_classes: int, protocols: tuple = ("road",),
@@ -386,28 +395,123 @@ def num_classes_of(cfg: TubeConfig, videos: list, annotations: dict | None = Non
                      + (f" (first error: {first_error})" if first_error else ""))
 
 
+@dataclass
+class VideoRun:
+    """What ``run_videos`` gathers besides each video's output: the stage CPU seconds summed over the videos and
+    ``{video: error}`` of those counted as without detections (``process_video``); ``build_and_evaluate``'s
+    wall seconds of the evaluation after the last video (``evaluation``)."""
+    times: dict = field(default_factory=dict)
+    failed: dict = field(default_factory=dict)
+    evaluation: float = 0.0
+
+
+def run_videos(cfg: TubeConfig, videos: list, num_classes: int, gts: list | None = None,
+               annotations: list | None = None, run: VideoRun | None = None):
+    """``process_video`` of each video, in ``cfg.workers`` processes: yields ``(video, {alpha: TubeArrays}, FrameAP or
+    None, parts or None)`` in the videos' order, one video at a time. ``gts``, ``annotations``: the videos' ``VideoGT``
+    (frame-AP) and ``VideoAnnotation`` (video-AP matching) in the same order, or None; ``run`` gathers the times and
+    the failed videos (logged)."""
+    run = run if run is not None else VideoRun()
+    args = [(cfg, v, num_classes, g, a) for v, g, a in zip(videos, gts or [None] * len(videos),
+                                                           annotations or [None] * len(videos))]
+    with ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else nullcontext() as pool:
+        results = pool.map(process_video, *zip(*args), chunksize=4) if pool and args else (process_video(*a) for a in args)
+        for video, tubes, frame_ap, times, error, parts in tqdm(results, total=len(videos), desc="videos", leave=False):
+            if error is not None:
+                log.error("%s; counted as a video without detections (--strict stops instead)", error)
+                run.failed[video] = error
+            for k, v in times.items():
+                run.times[k] = run.times.get(k, 0.0) + v
+            yield video, tubes, frame_ap, parts
+            if pool:
+                release_free_memory()
+
+
 def build_all(cfg: TubeConfig, videos: list, num_classes: int, gts: list | None = None) -> tuple:
     """``{video: {alpha: [ActionTube]}}``, ``{video: FrameAP}`` (empty without ``gts``), summed stage
-    times and ``{video: error}`` of the videos counted as without detections (see ``process_video``).
+    times and ``{video: error}`` of the videos counted as without detections (see ``process_video``): every
+    video's tubes in memory (``build_and_evaluate`` keeps a few numbers per tube instead).
 
     ``gts``: the videos' ``VideoGT`` in the same order, for frame-mAP; each worker matches its
     video's frame-AP detections, so only scores and hit flags come back to this process, and its
     tubes as a few arrays (``TubeArrays``).
     """
-    tubes, frame_aps, times, failed = {}, {}, {}, {}
-    args = [(cfg, v, num_classes, None if gts is None else g) for v, g in zip(videos, gts or [None] * len(videos))]
-    with ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else nullcontext() as pool:
-        results = pool.map(process_video, *zip(*args), chunksize=4) if pool else (process_video(*a) for a in args)
-        for video, t, fa, tm, error in tqdm(results, total=len(videos), desc="videos", leave=False):
-            tubes[video] = {alpha: packed.tubes() for alpha, packed in t.items()}
-            if error is not None:
-                log.error("%s; counted as a video without detections (--strict stops instead)", error)
-                failed[video] = error
-            if fa is not None:
-                frame_aps[video] = fa
-            for k, v in tm.items():
-                times[k] = times.get(k, 0.0) + v
-    return tubes, frame_aps, times, failed
+    tubes, frame_aps, run = {}, {}, VideoRun()
+    for video, packed, frame_ap, _ in run_videos(cfg, videos, num_classes, gts, run=run):
+        tubes[video] = {alpha: t.tubes() for alpha, t in packed.items()}
+        if frame_ap is not None:
+            frame_aps[video] = frame_ap
+    return tubes, frame_aps, run.times, run.failed
+
+
+def build_and_evaluate(cfg: TubeConfig, annotations: dict, videos: list, num_classes: int, class_names: list,
+                       out_dir: Path, frame_map: bool = True) -> tuple:
+    """build_tubes.py's work: each video linked, trimmed and matched in a worker; its tubes written to
+    ``out_dir``'s tube files (``tube_file``, one per alpha) as it comes back, and only its matching kept
+    (``VideoMaps``, the frame-AP's scores and flags), so memory does not grow with the tubes of all videos.
+    Returns ``(results.json content, VideoRun)`` (``evaluate``'s content, the same numbers)."""
+    ordered = [annotations[v] for v in videos]
+    gts = [gt_from_annotation(a) for a in ordered] if frame_map else None
+    maps, frame_aps, run = VideoMaps(cfg.protocols, cfg.alphas, num_classes), [], VideoRun()
+    with ExitStack() as stack:
+        writers = {a: stack.enter_context(TubeFileWriter(tube_file(out_dir, a), videos, a)) for a in cfg.alphas}
+        for i, (_, tubes, frame_ap, parts) in enumerate(run_videos(cfg, videos, num_classes, gts, ordered, run)):
+            for alpha, writer in writers.items():
+                writer.add(i, tubes[alpha])
+            maps.add(parts)
+            frame_aps.append(frame_ap)
+    start = time.perf_counter()
+    results = maps.results(class_names, frame_aps if frame_map else None)[0]
+    run.evaluation = time.perf_counter() - start
+    return results, run
+
+
+def video_parts(annotation: VideoAnnotation, tubes_by_label: dict, num_classes: int, protocols: tuple,
+                iou_thresholds: tuple = VIDEO_IOU_THRESHOLDS) -> dict:
+    """One video's video-AP matching, ``{(protocol, label): parts}`` (``Protocol.video_parts``), of its tubes
+    ``{label (alpha or a tube file's name): [ActionTube]}``."""
+    return {(p, label): PROTOCOLS[p].video_parts(annotation, tubes, num_classes, iou_thresholds)
+            for p in protocols for label, tubes in tubes_by_label.items()}
+
+
+class VideoMaps:
+    """Video-mAP of one or more tube sets (an alpha or a tube file's name each), for each protocol, from the videos'
+    matching given one video at a time (``add``, in the videos' order): a few numbers per tube are kept, not the
+    tubes (``Protocol.video_parts``, ``Protocol.combine``)."""
+
+    def __init__(self, protocols: tuple, labels, num_classes: int, iou_thresholds: tuple = VIDEO_IOU_THRESHOLDS):
+        self.protocols, self.labels = check_protocols(protocols), list(labels)
+        self.num_classes, self.iou_thresholds = num_classes, tuple(iou_thresholds)
+        self.parts = {(p, label): [] for p in self.protocols for label in self.labels}
+
+    def add(self, parts: dict) -> None:
+        """The next video's ``video_parts`` (with the same protocols, labels and thresholds)."""
+        for key, found in self.parts.items():
+            found.append(parts[key])
+
+    def results(self, class_names: list, frame_aps: list | None = None) -> tuple:
+        """results.json content (values as fractions) and the PR curves ``{protocol: {label: [result per IoU]}}``.
+
+        ``frame_aps``: each video's ``{protocol: FrameAP}`` from ``process_video``, in the videos' order, merged.
+        Each protocol has its own keys (``video_key``, ``frame_key``) and every entry names its protocol.
+        """
+        out = {"protocol": "+".join(self.protocols)}
+        curves = {p: {} for p in self.protocols}
+        for p in self.protocols:
+            protocol = PROTOCOLS[p]
+            out[protocol.video_key] = []
+            for label in self.labels:
+                curves[p][label] = res = protocol.combine(self.parts[p, label], self.num_classes, self.iou_thresholds,
+                                                          class_names)
+                out[protocol.video_key] += [{"protocol": p, "alpha": alpha_label(label), "iou": round(r.iou, 4),
+                                             "mAP": r.mAP, **{k: getattr(r, k) for k in protocol.entry_fields},
+                                             "ap": dict(zip(class_names, r.ap.tolist()))} for r in res]
+        if frame_aps is not None:
+            for p in self.protocols:
+                fmap, fap = PROTOCOLS[p].frame_ap(FrameAP.merge([f[p] for f in frame_aps]), class_names)
+                out[PROTOCOLS[p].frame_key] = {"protocol": p, "iou": 0.5, "mAP": fmap,
+                                               "ap": dict(zip(class_names, fap.tolist()))}
+        return out, curves
 
 
 def alpha_label(alpha):
@@ -418,30 +522,19 @@ def alpha_label(alpha):
 
 
 def evaluate(annotations: dict, videos: list, tubes_by_alpha: dict, num_classes: int, class_names: list,
-             frame_aps: dict | None = None, protocols: tuple = ("road",)) -> tuple:
-    """results.json content (values as fractions) and the PR curves ``{protocol: {alpha: [result per IoU]}}``.
+             frame_aps: dict | None = None, protocols: tuple = ("road",),
+             iou_thresholds: tuple = VIDEO_IOU_THRESHOLDS) -> tuple:
+    """results.json content (values as fractions) and the PR curves ``{protocol: {alpha: [result per IoU]}}``
+    (``VideoMaps.results``) of tubes in memory.
 
     ``tubes_by_alpha``: ``{alpha (or a tube file's name): {video: [ActionTube]}}``. ``frame_aps``:
-    ``{video: {protocol: FrameAP}}`` from ``build_all``, merged in the videos' order. Each protocol
-    has its own keys (``VIDEO_MAP_KEY``, ``FRAME_MAP_KEY``) and every entry names its protocol.
+    ``{video: {protocol: FrameAP}}`` from ``build_all``, merged in the videos' order.
     """
-    protocols = check_protocols(protocols)
-    out = {"protocol": "+".join(protocols)}
-    curves = {p: {} for p in protocols}
-    ordered = [annotations[v] for v in videos]
-    for p in protocols:
-        protocol = PROTOCOLS[p]
-        out[protocol.video_key] = []
-        for alpha, tubes in tubes_by_alpha.items():
-            curves[p][alpha] = res = protocol.video_ap(ordered, tubes, num_classes, VIDEO_IOU_THRESHOLDS, class_names)
-            out[protocol.video_key] += [{"protocol": p, "alpha": alpha_label(alpha), "iou": round(r.iou, 4), "mAP": r.mAP,
-                                         **{k: getattr(r, k) for k in protocol.entry_fields},
-                                         "ap": dict(zip(class_names, r.ap.tolist()))} for r in res]
-    if frame_aps is not None:
-        for p in protocols:
-            fmap, fap = PROTOCOLS[p].frame_ap(FrameAP.merge([frame_aps[v][p] for v in videos]), class_names)
-            out[PROTOCOLS[p].frame_key] = {"protocol": p, "iou": 0.5, "mAP": fmap, "ap": dict(zip(class_names, fap.tolist()))}
-    return out, curves
+    maps = VideoMaps(protocols, tubes_by_alpha, num_classes, iou_thresholds)
+    for v in videos:
+        maps.add(video_parts(annotations[v], {a: t.get(v, []) for a, t in tubes_by_alpha.items()}, num_classes,
+                             maps.protocols, iou_thresholds))
+    return maps.results(class_names, None if frame_aps is None else [frame_aps[v] for v in videos])
 
 
 def fusion_summary(cfg: TubeConfig) -> dict | None:

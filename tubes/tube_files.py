@@ -6,13 +6,16 @@ Arrays: ``videos`` (names), ``alpha``, per tube ``video`` (index into ``videos``
 x1, y1, x2, y2 in 0-based pixels (the link boxes minus 1, stored in double: exact), and
 ``box_dtype``, the precision the link boxes had, in which the evaluation computes.
 """
+import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from utils.io import atomic_path
 
-from .trimming import ActionTube
+from .trimming import ActionTube, TubeArrays
 
 
 def tube_file(out_dir: Path, alpha: float) -> Path:
@@ -21,16 +24,72 @@ def tube_file(out_dir: Path, alpha: float) -> Path:
 
 
 def save_tubes(path: Path, videos: list, tubes: dict, alpha: float) -> None:
-    """Tubes of one alpha: boxes in this project's 0-based pixels (link boxes - 1, in double: exact),
-    and the precision the link boxes had (``box_dtype``), which the evaluation computes in."""
-    flat = [(i, t) for i, v in enumerate(videos) for t in tubes.get(v, {}).get(alpha, [])]
-    boxes = np.concatenate([t.boxes.astype(np.float64) - 1 for _, t in flat]) if flat else np.zeros((0, 4))
-    box_dtype = "float32" if flat and all(t.boxes.dtype == np.float32 for _, t in flat) else "float64"
-    with atomic_path(path) as tmp:
-        np.savez(tmp, videos=np.asarray(videos), alpha=np.float64(alpha),
-                 video=np.array([i for i, _ in flat], np.int32), class_id=np.array([t.class_id for _, t in flat], np.int32),
-                 score=np.array([t.score for _, t in flat], np.float64), start=np.array([t.start for _, t in flat], np.int32),
-                 length=np.array([len(t.boxes) for _, t in flat], np.int32), boxes=boxes, box_dtype=box_dtype)
+    """Tubes of one alpha (``{video: {alpha: [ActionTube]}}``): boxes in this project's 0-based pixels (link boxes - 1,
+    in double: exact), and the precision the link boxes had (``box_dtype``), which the evaluation computes in."""
+    with TubeFileWriter(path, videos, alpha) as writer:
+        for i, v in enumerate(videos):
+            writer.add(i, tubes.get(v, {}).get(alpha, []))
+
+
+class TubeFileWriter:
+    """``save_tubes`` one video at a time: ``add`` each video's tubes (in the videos' order); their boxes go to a
+    temporary file beside ``path`` as they come, so memory does not grow with them. A context manager: ``path``
+    appears, whole, when the block ends without an error (else nothing is written)."""
+
+    def __init__(self, path: Path, videos: list, alpha: float):
+        self.path, self.videos, self.alpha = Path(path), list(videos), alpha
+        self.fields = {k: [] for k in ("video", "class_id", "score", "start", "length")}
+        self.rows, self.all_single = 0, True
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._spill = tempfile.TemporaryFile(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".boxes")
+        return self
+
+    def add(self, index: int, tubes) -> None:
+        """Video ``videos[index]``'s tubes: a list of ``ActionTube`` or a ``TubeArrays``."""
+        if isinstance(tubes, TubeArrays):
+            classes, scores, starts, lengths, boxes = (tubes.classes, tubes.scores, tubes.starts, tubes.lengths,
+                                                       tubes.boxes)
+            single = not len(classes) or boxes.dtype == np.float32
+        else:
+            classes, scores, starts = ([getattr(t, k) for t in tubes] for k in ("class_id", "score", "start"))
+            lengths = [len(t.boxes) for t in tubes]
+            boxes = np.concatenate([np.asarray(t.boxes, np.float64).reshape(-1, 4) for t in tubes]) if tubes else None
+            single = all(t.boxes.dtype == np.float32 for t in tubes)
+        self.all_single &= bool(single)
+        for key, values, dtype in (("video", [index] * len(classes), np.int32), ("class_id", classes, np.int32),
+                                   ("score", scores, np.float64), ("start", starts, np.int32),
+                                   ("length", lengths, np.int32)):
+            self.fields[key].append(np.asarray(values, dtype).reshape(-1))
+        if boxes is not None and len(boxes):
+            (np.asarray(boxes, np.float64) - 1).astype("<f8").tofile(self._spill)
+            self.rows += len(boxes)
+
+    def __exit__(self, kind, value, traceback):
+        try:
+            if kind is None:
+                self._write()
+        finally:
+            self._spill.close()
+
+    def _write(self):
+        arrays = {k: np.concatenate(v) if v else np.zeros(0, np.float64 if k == "score" else np.int32)
+                  for k, v in self.fields.items()}
+        arrays.update(videos=np.asarray(self.videos), alpha=np.float64(self.alpha),
+                      box_dtype="float32" if len(arrays["video"]) and self.all_single else "float64")
+        self._spill.flush()
+        self._spill.seek(0)
+        with atomic_path(self.path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+            for name in ("videos", "alpha", "video", "class_id", "score", "start", "length"):  # np.savez's layout
+                with z.open(f"{name}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asanyarray(arrays[name]), allow_pickle=False)
+            with z.open("boxes.npy", "w", force_zip64=True) as f:  # streamed from the spill file
+                header = {"descr": "<f8", "fortran_order": False, "shape": (self.rows, 4)}
+                np.lib.format.write_array_header_1_0(f, header)
+                shutil.copyfileobj(self._spill, f, 1 << 20)
+            with z.open("box_dtype.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(arrays["box_dtype"]), allow_pickle=False)
 
 
 def load_tubes(path: Path) -> tuple:

@@ -146,49 +146,76 @@ def ranked_ap(hits: np.ndarray, num_gt: float) -> tuple:
     return (0.0 if np.isnan(ap) else ap), recall, precision
 
 
+@dataclass
+class RoadVideoParts:
+    """What ``get_PR_curve.m`` needs of one video, for ``combine_video_ap``: its label (the class of its last GT
+    tube, else the video's) and prediction (the class of its best tube, -1 without tubes), its GT tubes per class
+    ``num_gt [C]``, its tubes' ``scores`` (descending, stable) and ``classes``, and per threshold the tubes that
+    match (``matches[t]``: their indices and ST-IoUs). A few numbers per tube, not its boxes."""
+    label: int
+    pred: int
+    num_gt: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    matches: list
+
+
+def road_video_parts(video: VideoGT, tubes: list, num_classes: int,
+                     iou_thresholds: tuple = VIDEO_IOU_THRESHOLDS) -> RoadVideoParts:
+    """One video's ``RoadVideoParts``: its tubes in descending score (stable), each to the best uncovered GT
+    tube of its class (``greedy_match``, IoU > threshold). The ST-IoUs do not depend on the threshold and are
+    computed once; a threshold that no tube's best IoU passes has no matches."""
+    scores = np.array([t.score for t in tubes], np.float64)
+    order = np.argsort(-scores, kind="stable")
+    tubes = [tubes[i] for i in order]
+    iou = _video_st_iou(video, tubes)
+    best = iou.max(1) if iou.shape[1] else np.full(len(iou), -np.inf)
+    matches = []
+    for th in iou_thresholds:
+        matched = greedy_match(iou, th) if (best > th).any() else np.full(len(tubes), -1)
+        i = np.flatnonzero(matched >= 0)
+        matches.append((i, iou[i, matched[i]]))
+    # get_PR_curve.m: gts(vid) is the class of the last GT tube (the video's class without tubes).
+    return RoadVideoParts(video.tubes[-1].class_id if video.tubes else video.class_id,
+                          tubes[0].class_id if tubes else -1,
+                          np.bincount(np.array([g.class_id for g in video.tubes], np.int64), minlength=num_classes),
+                          scores[order], np.array([t.class_id for t in tubes], np.int64), matches)
+
+
 def video_ap(gts: list, detections: dict, num_classes: int, iou_thresholds: tuple = VIDEO_IOU_THRESHOLDS) -> list:
     """``get_PR_curve.m`` at several thresholds; one ``VideoAPResult`` per threshold.
 
     gts: list of ``VideoGT`` in the test list's order; detections: ``{name: [ActionTube]}``
-    (a missing video has no detections). Per video, tubes in descending score (stable),
-    each to the best uncovered GT tube of its class; a match needs IoU > threshold.
-    The ST-IoUs do not depend on the threshold and are computed once; at each threshold
-    only the tubes with some IoU above it can match, and only those are walked in order.
+    (a missing video has no detections). Each video is matched on its own (``road_video_parts``),
+    then ranked and averaged over all (``combine_video_ap``).
     """
+    return combine_video_ap([road_video_parts(v, detections.get(v.name, []), num_classes, iou_thresholds) for v in gts],
+                            num_classes, iou_thresholds)
+
+
+def combine_video_ap(parts: list, num_classes: int, iou_thresholds: tuple = VIDEO_IOU_THRESHOLDS) -> list:
+    """``get_PR_curve.m``'s results from the videos' ``RoadVideoParts`` in the test list's order: each class's tubes
+    of all videos ranked (scores as single, stable), VOC AP of the match flags; the mean ST-IoU of the matches
+    summed video after video, as the Matlab. A tube's match depends only on the higher-scored tubes of its video, so
+    matching each video on its own gives the Matlab's flags."""
     total_gt = np.zeros(num_classes)
-    preds, labels, per_video = [], [], []
-    all_scores, all_classes = [], []
-    for video in gts:
-        tubes = detections.get(video.name, [])
-        scores = np.array([t.score for t in tubes], np.float64)
-        order = np.argsort(-scores, kind="stable")
-        tubes = [tubes[i] for i in order]
-        for g in video.tubes:
-            total_gt[g.class_id] += 1
-        # get_PR_curve.m: gts(vid) is the class of the last GT tube (the video's class without tubes).
-        labels.append(video.tubes[-1].class_id if video.tubes else video.class_id)
-        preds.append(tubes[0].class_id if tubes else -1)
-        per_video.append(_video_st_iou(video, tubes))
-        all_scores.append(scores[order])
-        all_classes.append(np.array([t.class_id for t in tubes], np.int64))
-    accuracy = float(np.mean(np.asarray(preds) == np.asarray(labels))) if gts else 0.0
-    offsets = segment_starts(np.array([len(s) for s in all_scores], np.int64))
-    scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
-    classes = np.concatenate(all_classes) if all_classes else np.zeros(0, np.int64)
-    best = np.concatenate([iou.max(1) if iou.shape[1] else np.full(len(iou), -np.inf) for iou in per_video]) \
-        if per_video else np.zeros(0)
+    for part in parts:
+        total_gt += part.num_gt
+    accuracy = float(np.mean([p.pred == p.label for p in parts])) if parts else 0.0
+    offsets = segment_starts(np.array([len(p.scores) for p in parts], np.int64))
+    scores = np.concatenate([np.zeros(0)] + [p.scores for p in parts])
+    classes = np.concatenate([np.zeros(0, np.int64)] + [p.classes for p in parts])
     # Each class's tubes in rank order (scores as single, stable), once for all thresholds.
     ranked = [np.flatnonzero(classes == c) for c in range(num_classes)]
     ranked = [idx[descending_order(scores[idx].astype(np.float32))] for idx in ranked]
     results = []
-    for th in iou_thresholds:
+    for t, th in enumerate(iou_thresholds):
         hit = np.zeros(len(scores), bool)
         iou_sum = np.zeros(num_classes)
-        for k in np.unique(np.searchsorted(offsets, np.flatnonzero(best > th), side="right") - 1):
-            matched = greedy_match(per_video[k], th)
-            i = np.flatnonzero(matched >= 0)
+        for k, part in enumerate(parts):
+            i, iou = part.matches[t]
             hit[offsets[k] + i] = True
-            np.add.at(iou_sum, classes[offsets[k] + i], per_video[k][i, matched[i]])
+            np.add.at(iou_sum, part.classes[i], iou)
         ap, class_iou, curves = np.zeros(num_classes), np.zeros(num_classes), []
         for c, idx in enumerate(ranked):
             ap[c], recall, precision = ranked_ap(hit[idx], total_gt[c])
