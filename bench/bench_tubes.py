@@ -5,7 +5,7 @@ C classes, ``--boxes`` boxes per frame around the ground-truth actors and clutte
 (realistic overlap: several jittered boxes per actor), softmax-like scores peaked on
 the video's class. Writes them in the npz format (and road_mat for ``--road_mat_videos``
 videos, which are also timed), then times reading, linking + trimming, frame-AP
-filtering and the evaluation separately, and the whole run with ``--workers``.
+filtering, matching and the evaluation separately, and the whole run (build_tubes.py's) with ``--workers``.
 
 On a machine shared with other jobs the wall times mean little; the CPU times do: the workers'
 (``getrusage`` of the finished child processes), the main process's while they run, and the
@@ -25,9 +25,7 @@ import numpy as np
 from data.annotations import load_pyannot, read_video_list
 from tubes import runner as tr
 from tubes.detections import write_road_mat_frame, write_video_detections
-from tubes.frame_map import FrameAP
 from tubes.results_table import table
-from tubes.video_map import gt_from_annotation, video_ap
 from data.layout import UCF24_ANNOT_DIR
 
 SHARED = UCF24_ANNOT_DIR  # the shipped UCF101-24 annotations
@@ -100,38 +98,23 @@ def main():
         nf = sum(annots[v].num_frames for v in vids)
         rows.append((f"read {fmt} (cpu)", time.process_time() - t, nf))
     cfg = tr.TubeConfig(work / args.format, args.format, (3.0, 5.0), workers=args.workers)
-    gts = [gt_from_annotation(annots[v]) for v in names]
+    class_names = tr.class_names_from(annots, 24)
     t, main_cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
-    tubes, frame_aps, cpu, _ = tr.build_all(cfg, names, 24, gts)
+    # build_tubes.py's run: workers read, link, trim and match each video; the main process writes its tubes
+    results, run = tr.build_and_evaluate(cfg, annots, names, 24, class_names, work / "tubes")
     wall = time.perf_counter() - t
     main_cpu, workers_cpu = time.process_time() - main_cpu, _children_cpu() - children
-    for k, v in cpu.items():
+    for k, v in run.times.items():
         rows.append((f"{k} (cpu, summed over workers)", v, frames))
-    rows.append((f"read+link+filter+trim+frame-AP matching wall, {args.workers} workers", wall, frames))
     if args.workers > 1:
         rows.append(("workers' cpu (getrusage of the finished workers)", workers_cpu, frames))
-    rows.append(("main process cpu while the workers run", main_cpu, frames))
-    class_names = tr.class_names_from(annots, 24)
-    t = time.process_time()
-    for a in cfg.alphas:
-        video_ap(gts, {v: tubes[v][a] for v in names}, 24)
-    vt = time.process_time() - t
-    rows.append((f"video-mAP (cpu), {len(cfg.alphas)} alphas x 11 thresholds; "
-                 f"{1000 * vt / (11 * len(cfg.alphas)):.1f} ms per threshold", vt, frames))
-    t = time.process_time()
-    FrameAP.merge([frame_aps[v]["road"] for v in names]).compute(curves=False)
-    rows.append(("frame-mAP from the workers' matches (cpu; the APs from the hits' ranks)", time.process_time() - t,
-                 frames))
-    t, ev_cpu = time.perf_counter(), time.process_time()
-    by_alpha = {a: {v: tubes[v][a] for v in names} for a in cfg.alphas}
-    results, _ = tr.evaluate(annots, names, by_alpha, 24, class_names, frame_aps)
-    ev, ev_cpu = time.perf_counter() - t, time.process_time() - ev_cpu
-    rows.append(("evaluation wall (video-mAP + frame-mAP, main process)", ev, frames))
-    rows.append(("evaluation cpu", ev_cpu, frames))
-    rows.append(("total wall (detections -> results table)", wall + ev, frames))
+    rows.append(("main process cpu while the workers run (their results, the tube files)",
+                 main_cpu - run.evaluation_cpu, frames))
+    rows.append(("evaluation after the last video (main process cpu: ranking, AP)", run.evaluation_cpu, frames))
+    rows.append((f"total wall (detections -> results table and tube files), {args.workers} workers", wall, frames))
     if args.workers > 1:
         rows.append((f"idle {args.workers}-core wall from the cpu times: (workers + main) / {args.workers} + evaluation",
-                     (workers_cpu + main_cpu) / args.workers + ev_cpu, frames))
+                     (workers_cpu + main_cpu - run.evaluation_cpu) / args.workers + run.evaluation_cpu, frames))
     print("| stage | seconds | frames | ms/frame |\n|---|---|---|---|")
     for name, s, nf in rows:
         print(f"| {name} | {s:.2f} | {nf} | {1000 * s / nf:.3f} |")
