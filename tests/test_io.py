@@ -73,3 +73,14 @@ def test_release_free_memory_hands_freed_heap_pages_back():
     before = _resident_mib()
     io.release_free_memory()
     assert before - _resident_mib() > 20, (before, _resident_mib())
+
+
+def test_release_free_memory_every_nth_call(monkeypatch):
+    trims = []
+    monkeypatch.setattr(io, "_libc_malloc_trim", lambda: trims.append)
+    monkeypatch.setattr(io, "_RELEASE_CALLS", [0])
+    for _ in range(7):
+        io.release_free_memory(every=3)
+    assert trims == [0, 0]  # calls 3 and 6, each malloc_trim(0)
+    io.release_free_memory()
+    assert trims == [0, 0, 0]

@@ -136,7 +136,7 @@ def _worker(cfg, annotation, num_classes, fractions, early_label, thresholds):
         labels, tubes = online_video([], cfg.frame_size, num_frames, num_classes, cfg.alphas, fractions)
     parts = [video_parts(restrict(annotation, observed_frames(x, num_frames)), tubes[i], num_classes, cfg.protocols,
                          thresholds) for i, x in enumerate(fractions)]
-    release_free_memory()  # as build_tubes.py's workers
+    release_free_memory(every=8)  # as build_tubes.py's workers
     return video, labels, parts, error
 
 

@@ -359,7 +359,7 @@ def process_video(cfg: TubeConfig, video: str, num_classes: int, gt: VideoGT | N
     times = {"read": t1 - t0, "link+filter": t2 - t1, "trim": t3 - t2, "frame-AP matching": t4 - t3}
     if annotation is not None:
         times["video-AP matching"] = time.process_time() - t4
-    release_free_memory()  # the video's arrays, freed: else a worker's memory grows with the videos it has seen
+    release_free_memory(every=8)  # videos' arrays, freed: else a worker's memory grows with the videos it has seen
     return video, tubes, frame_ap, times, error, parts
 
 
@@ -425,7 +425,7 @@ def run_videos(cfg: TubeConfig, videos: list, num_classes: int, gts: list | None
                 run.times[k] = run.times.get(k, 0.0) + v
             yield video, tubes, frame_ap, parts
             if pool:
-                release_free_memory()
+                release_free_memory(every=8)
 
 
 def build_all(cfg: TubeConfig, videos: list, num_classes: int, gts: list | None = None) -> tuple:

@@ -92,11 +92,17 @@ def _libc_malloc_trim():
         return None
 
 
-def release_free_memory() -> None:
+_RELEASE_CALLS = [0]  # this process's calls of release_free_memory
+
+
+def release_free_memory(every: int = 1) -> None:
     """Hand the C heap's free pages back to the system (glibc ``malloc_trim(0)``; nothing elsewhere).
 
     A long run that allocates and frees large arrays of varying sizes (one video's detections after another)
-    otherwise keeps the freed pages resident: its memory would grow with the number of videos it has seen."""
-    trim = _libc_malloc_trim()
+    otherwise keeps the freed pages resident: its memory would grow with the number of videos it has seen.
+    ``every``: only every n-th call in this process trims (a trim walks the heap, about a millisecond: short
+    videos need not pay it each)."""
+    _RELEASE_CALLS[0] += 1
+    trim = _libc_malloc_trim() if _RELEASE_CALLS[0] % every == 0 else None
     if trim is not None:
         trim(0)
