@@ -15,6 +15,7 @@ evaluation's after them, which give the wall time on an idle machine with ``--wo
 python -m bench.bench_tubes [--videos 910] [--workers 2] [--boxes 40] [--work DIR] [--format npz|road_mat]
 """
 import argparse
+import json
 import resource
 import tempfile
 import time
@@ -76,19 +77,24 @@ def main():
     annots = load_pyannot(SHARED / "pyannot.pkl")
     names = read_video_list(SHARED / "testlist01.txt")[:args.videos]
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_tubes_"))
-    rng = np.random.default_rng(0)
     t0 = time.perf_counter()
-    for i, name in enumerate(names):
-        loc, scores = synth_video(annots[name], 24, args.boxes, rng)
-        n = annots[name].num_frames
-        write_video_detections(work / "npz" / f"{name}.npz", np.arange(n)[:, None], loc.reshape(-1, 1, 4),
-                               scores.reshape(-1, 25), np.repeat(np.arange(n), args.boxes), n)
-        if i < args.road_mat_videos:
-            for f in range(n):
-                write_road_mat_frame(work / "road_mat" / name / f"{f + 1:05d}.mat", loc[f], scores[f])
+    made = work / "detections.json"  # what the detections in WORK were drawn with: the same are not drawn again
+    drawn = {"videos": args.videos, "boxes": args.boxes, "road_mat_videos": args.road_mat_videos}
+    if not made.is_file() or json.loads(made.read_text()) != drawn:
+        made.unlink(missing_ok=True)
+        rng = np.random.default_rng(0)
+        for i, name in enumerate(names):
+            loc, scores = synth_video(annots[name], 24, args.boxes, rng)
+            n = annots[name].num_frames
+            write_video_detections(work / "npz" / f"{name}.npz", np.arange(n)[:, None], loc.reshape(-1, 1, 4),
+                                   scores.reshape(-1, 25), np.repeat(np.arange(n), args.boxes), n)
+            if i < args.road_mat_videos:
+                for f in range(n):
+                    write_road_mat_frame(work / "road_mat" / name / f"{f + 1:05d}.mat", loc[f], scores[f])
+        made.write_text(json.dumps(drawn))
     frames = sum(annots[n].num_frames for n in names)
     print(f"synthetic detections for {len(names)} videos, {frames} frames, {args.boxes} boxes/frame: "
-          f"{time.perf_counter() - t0:.1f}s (not timed below)")
+          f"{time.perf_counter() - t0:.1f}s (not timed below; kept in {work} for the next run with --work)")
     rows = []
     for fmt, vids in (("road_mat", names[:args.road_mat_videos]), ("npz", names)):
         cfg = tr.TubeConfig(work / fmt, fmt, (3.0, 5.0), workers=1)
