@@ -2,6 +2,8 @@
 time equal np.savez's of all the tubes, and the evaluation from each video's matching equals the evaluation of all the
 tubes at once (the Octave-checked ``evaluate``), under both protocols."""
 import json
+import os
+import time
 
 import numpy as np
 import pytest
@@ -124,3 +126,35 @@ def test_online_curves_equal_evaluating_each_fractions_tubes(tmp_path):
     truth = np.array([annotations[v].class_id for v in names])
     assert got["accuracy"] == [float(np.mean([per_video[v][0][i] for v in names] == truth)) for i in range(3)]
     assert max(e["mAP"][-1] for e in got["video_map"]) > 0
+
+
+
+CALLS = {}
+
+
+def counted_process_video(*args):
+    """tr.process_video that leaves a file per call in CALLS["dir"] (the workers are forked: they see CALLS)."""
+    (CALLS["dir"] / f"{os.getpid()}-{time.monotonic_ns()}").touch()
+    return CALLS["real"](*args)
+
+
+def test_an_error_while_writing_cancels_the_videos_not_started(tmp_path, monkeypatch):
+    """A failure in the main process (a full disk while writing the tube files) cancels the videos not started
+    instead of waiting for the workers to build them all, and leaves no tube file."""
+    _, names, flags = octave_case_files(tmp_path)
+    annotations = tr.load_annotations(flags[flags.index("--annot") + 1])
+    videos = names * 30  # far more work than the few videos the workers have begun when the error comes
+    cfg = tr.TubeConfig(det_dir=tmp_path / "dets", alphas=(3.0,), workers=2)
+
+    def full_disk(self, index, tubes):
+        if index == 1:
+            raise OSError("No space left on device")
+    (tmp_path / "calls").mkdir()
+    monkeypatch.setitem(CALLS, "dir", tmp_path / "calls")
+    monkeypatch.setitem(CALLS, "real", tr.process_video)
+    monkeypatch.setattr(tr, "process_video", counted_process_video)
+    monkeypatch.setattr(TubeFileWriter, "add", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        tr.build_and_evaluate(cfg, annotations, videos, 3, ["a", "b", "c"], tmp_path / "out")
+    assert len(list((tmp_path / "calls").iterdir())) < len(videos) / 2
+    assert not list((tmp_path / "out").iterdir())  # no tube file, no spilled boxes

@@ -417,15 +417,18 @@ def run_videos(cfg: TubeConfig, videos: list, num_classes: int, gts: list | None
                                                            annotations or [None] * len(videos))]
     with ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else nullcontext() as pool:
         results = pool.map(process_video, *zip(*args), chunksize=4) if pool and args else (process_video(*a) for a in args)
-        for video, tubes, frame_ap, times, error, parts in tqdm(results, total=len(videos), desc="videos", leave=False):
-            if error is not None:
-                log.error("%s; counted as a video without detections (--strict stops instead)", error)
-                run.failed[video] = error
-            for k, v in times.items():
-                run.times[k] = run.times.get(k, 0.0) + v
-            yield video, tubes, frame_ap, parts
-            if pool:
-                release_free_memory(every=8)
+        try:
+            for video, tubes, frame_ap, times, error, parts in tqdm(results, total=len(videos), desc="videos", leave=False):
+                if error is not None:
+                    log.error("%s; counted as a video without detections (--strict stops instead)", error)
+                    run.failed[video] = error
+                for k, v in times.items():
+                    run.times[k] = run.times.get(k, 0.0) + v
+                yield video, tubes, frame_ap, parts
+                if pool:
+                    release_free_memory(every=8)
+        finally:  # an error while the caller handles a video: the videos not started are cancelled, not run
+            results.close()
 
 
 def build_all(cfg: TubeConfig, videos: list, num_classes: int, gts: list | None = None) -> tuple:
