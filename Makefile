@@ -1,7 +1,8 @@
 # Quick start: `make demo` runs the whole pipeline on the toy dataset,
 # `make test` runs the test suite. Both create .venv on first use; the tests
 # also install the optional ONNX packages (requirements-onnx.txt), so that the
-# export and the onnxruntime backend are tested.
+# export and the onnxruntime backend are tested. The test run ends with its 15
+# slowest steps, so a slower suite shows where the time went.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -27,7 +28,7 @@ demo: $(STAMP)
 	$(PY) pipeline.py
 
 test: $(ONNX_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) runs

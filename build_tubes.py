@@ -46,7 +46,7 @@ def main(argv=None):
                            "evaluation": run.evaluation}
     results["failed_videos"] = run.failed
     results["videos_without_detections"] = tr.videos_without_detections(cfg, videos, run.failed)
-    results["linking"] = {"mode": cfg.link, "iou": cfg.link_iou, "jumpgap": cfg.jumpgap, "min_score": cfg.link_score}
+    results["linking"] = cfg.linking()
     if cfg.fusion:
         results["fusion"] = tr.fusion_summary(cfg)
         for key in (PROTOCOLS[p].frame_key for p in cfg.protocols if PROTOCOLS[p].frame_key in results):

@@ -59,11 +59,11 @@ TEST_LIST = layout.split_list_name("test", 1)
 # The default recipe (BENCHMARKS.md, "Training recipe", says what each part buys): a narrow backbone with batch norm
 # trained from scratch by Adam with a warm-up and a cosine decay, background scores started at 0.99, the original's
 # augmentation without its zoom-out (the toy actors would be smaller than any prior) or colour permutation (colour is a
-# cue), 15% of each class's training videos held out for validation, linking detections scoring 0.1 or more; channels-
-# last and, where the CPU has it, bfloat16 autocast: twice the steps per second, so 7 epochs in the time of 3.5.
+# cue), 15% of each class's training videos held out for validation, whole micro-tubes scoring 0.1 or more linked
+# (AMTNet's linking); channels-last and bfloat16 autocast where the CPU has it: 7 epochs in the time of 3.5.
 TOY_RECIPE = dict(width_mult=0.125, max_iter=None, optimizer="adam", lr=0.003, batch_size=8, max_expand=1.0,
                   norm="batch", lr_schedule="cosine", warmup_iters=40, background_prior=0.99, val_fraction=0.15,
-                  link_score=0.1, input_type_extra="fastOF", channel_swap=False, channels_last=True,
+                  link_score=0.1, link="micro", input_type_extra="fastOF", channel_swap=False, channels_last=True,
                   amp=native_bfloat16() or None, epochs=7.0)
 
 

@@ -109,6 +109,8 @@ def test_eval_online_script_at_full_video_equals_build_tubes(tmp_path, capsys):
     online = eval_online.main(common + ["--out_dir", str(tmp_path / "online"), "--fractions", "0.5,1"])
     built = build_tubes.main(common + ["--out_dir", str(tmp_path / "built"), "--no_frame_map"])
     assert json.loads((tmp_path / "online" / "online.json").read_text()) == online
+    # the linking's settings are recorded as build_tubes.py records them
+    assert online["linking"] == built["linking"] == {"mode": "frame", "iou": 0.1, "jumpgap": 3, "min_score": 0.001}
     for e in online["video_map"]:
         key = "video_map" if e["protocol"] == "road" else "video_map_act"
         want = next(r["mAP"] for r in built[key] if r["iou"] == round(e["iou"], 4))

@@ -83,6 +83,9 @@ def test_demo_finds_the_toy_actors(demo):
     vmap = {(r["alpha"], round(r["iou"], 2)): r["mAP"] for r in summary["video_map"]}
     assert vmap[(3.0, 0.2)] > 0.5, vmap
     assert vmap[(3.0, 0.5)] > 0.5, vmap
+    # AMTNet's linking of whole micro-tubes is the recipe's, in the tubes and the online stages
+    assert json.loads((demo / "tubes" / "results.json").read_text())["linking"]["mode"] == "micro"
+    assert json.loads((demo / "online" / "online.json").read_text())["linking"]["mode"] == "micro"
     # the checkpoint tested is the last one (pipeline.py --checkpoint last), and the held-out videos were validated
     scores = json.loads((Path(summary["weights"]).parent / "validation.json").read_text())
     assert Path(summary["weights"]).stem == f"AMTNet_{max(int(it) for it in scores)}" and len(scores) == 4, scores

@@ -149,7 +149,7 @@ def online_thresholds(ious: tuple) -> tuple:
 def online_curves(cfg, annotations: dict, videos: list, num_classes: int, class_names: list,
                   fractions: tuple = FRACTIONS, ious: tuple = ONLINE_IOUS, early_label: str = "live") -> dict:
     """Both curves for the videos' detections (``cfg``: a ``tubes.runner.TubeConfig``), as fractions:
-    ``{"fractions", "accuracy": [...], "protocol", "video_map": [{"protocol", "alpha", "iou", "mAP": [...]}],
+    ``{"fractions", "accuracy": [...], "protocol", "linking", "video_map": [{"protocol", "alpha", "iou", "mAP": [...]}],
     "failed_videos": {video: error}, "videos_without_detections": [...]}``, video-mAP for each of
     ``cfg.protocols``, alpha and ST-IoU threshold in ``ious``; a video without detections (none found, or
     unreadable: ``failed_videos``) has no paths, so no label and no tubes. Each worker returns a video's
@@ -167,7 +167,8 @@ def online_curves(cfg, annotations: dict, videos: list, num_classes: int, class_
             if error is not None:
                 failed[video] = error
     truth = np.array([annotations[v].class_id for v in videos])
-    out = {"protocol": "+".join(cfg.protocols), "fractions": list(fractions), "early_label": early_label,
+    out = {"protocol": "+".join(cfg.protocols), "linking": cfg.linking(), "fractions": list(fractions),
+           "early_label": early_label,
            "accuracy": [float(np.mean(np.array([v[i] for v in labels]) == truth)) for i in range(len(fractions))],
            "video_map": []}
     curves = {}

@@ -91,6 +91,10 @@ class TubeConfig:
             raise ValueError(f"alphas must be one or more numbers >= 0, got {self.alphas!r}")
         check_protocols(self.protocols)
 
+    def linking(self) -> dict:
+        """The linking's settings as the results files record them (``results.json``, ``online.json``)."""
+        return {"mode": self.link, "iou": self.link_iou, "jumpgap": self.jumpgap, "min_score": self.link_score}
+
 
 # frame: ROAD's linking of per-frame detections; micro: AMTNet's linking of micro-tubes (tubes/micro.py)
 LINK_MODES = ("frame", "micro")
