@@ -37,7 +37,7 @@ import test as test_script
 import train as train_script
 from data import layout
 from data.annotations import check_dataset, read_video_list
-from data.toy import ToyConfig, make_toy_dataset
+from data.toy import EXTRA_TEST_VIDEOS, ToyConfig, make_toy_dataset
 from engine.cli import (changed_flags, data_args, data_config, detection_args, device_args, model_args, one_stream_args,
                         train_args)
 from engine.stages import detect_stage, eval_argv, name_list, run_stage, train_stage, training_iterations, tube_argv, tubes_stage
@@ -57,14 +57,13 @@ log = logging.getLogger("pipeline")
 STAGES = ("data", "train", "detect", "tubes", "plots", "online", "video", "report")
 TEST_LIST = layout.split_list_name("test", 1)
 # The default recipe (BENCHMARKS.md, "Training recipe", says what each part buys): a narrow backbone with batch norm
-# trained from scratch by Adam with a warm-up and a cosine decay, background scores started at 0.99, the original's
-# augmentation without its zoom-out (the toy actors would be smaller than any prior) or colour permutation (colour is a
-# cue), 15% of each class's training videos held out for validation, whole micro-tubes scoring 0.1 or more linked
-# (AMTNet's linking); channels-last and bfloat16 autocast where the CPU has it: 7 epochs in the time of 3.5.
+# trained from scratch by Adam, warm-up and cosine decay, background scores started at 0.99, the original's augmentation
+# without zoom-out (toy actors would be smaller than any prior) or colour permutation (colour is a cue), 15% of each
+# class's training videos held out for validation, whole micro-tubes scoring 0.1 or more linked (AMTNet's linking).
 TOY_RECIPE = dict(width_mult=0.125, max_iter=None, optimizer="adam", lr=0.003, batch_size=8, max_expand=1.0,
                   norm="batch", lr_schedule="cosine", warmup_iters=40, background_prior=0.99, val_fraction=0.15,
                   link_score=0.1, link="micro", input_type_extra="fastOF", channel_swap=False, channels_last=True,
-                  amp=native_bfloat16() or None, epochs=7.0)
+                  amp=native_bfloat16() or None, epochs=7.0)  # channels-last, bfloat16: 7 epochs in the time of 3.5
 
 
 def get_args_parser():
@@ -76,7 +75,8 @@ def get_args_parser():
     group.add_argument("--epochs", type=float, help="passes over the training windows, without --max_iter")
     group.add_argument("--work_dir", default="runs/pipeline", help="where the toy data and all outputs go")
     group.add_argument("--seed", type=int, default=0, help="toy dataset seed")
-    group.add_argument("--toy_videos", type=int, default=ToyConfig.num_videos)
+    group.add_argument("--toy_videos", type=int, default=ToyConfig.num_videos, help="toy videos, a quarter of them test")
+    group.add_argument("--toy_test_videos", type=int, default=EXTRA_TEST_VIDEOS, help="more toy videos, all test")
     group.add_argument("--late_fusion", default=(), type=late_fusion_list,
                        help="late fusions of the two streams' detections to run (build_tubes.py's, comma-separated)")
     group.add_argument("--checkpoint", default="last", choices=("best", "last"), help="test the last or the best on validation")
@@ -96,7 +96,7 @@ def main(argv=None):
     root = Path(args.data_root).expanduser() if args.data_root else work / "toy_data"
     if args.data_root is None and not layout.split_path(root, layout.ANNOT_FILE).is_file():
         log.info("stage data: rendering the toy dataset into %s", root)
-        make_toy_dataset(root, ToyConfig(num_videos=args.toy_videos, seed=args.seed))
+        make_toy_dataset(root, ToyConfig(num_videos=args.toy_videos, seed=args.seed, test_videos=args.toy_test_videos))
     two_streams = bool(args.late_fusion) or two_stream(args.fusion_type)
     types = {"rgb", args.input_type_base} | ({args.input_type_extra} if two_streams else set())
     check_dataset(root, sorted(types | ({"fastOF"} if args.data_root is None else set())))

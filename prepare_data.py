@@ -14,7 +14,7 @@ from pathlib import Path
 
 from data.flow import FLOW_METHODS
 from data.prepare import PrepareConfig, prepare_videos
-from data.toy import ToyConfig, make_toy_dataset
+from data.toy import EXTRA_TEST_VIDEOS, ToyConfig, make_toy_dataset
 from data.toy_tracks import TracksConfig, make_tracks_dataset
 from utils.errors import exits_on_input_errors
 from utils.version import add_version_flag
@@ -34,6 +34,8 @@ def get_args_parser():
     toy = commands.add_parser("toy", help="render the toy dataset")
     toy.add_argument("--out", default="runs/toy_data", help="dataset root to create")
     toy.add_argument("--videos", type=int, default=ToyConfig.num_videos, help="number of videos (spread over the classes)")
+    toy.add_argument("--test_videos", type=int, default=EXTRA_TEST_VIDEOS,
+                     help="more videos, all in the test split (the first --videos and their split stay the same)")
     toy.add_argument("--seed", type=int, default=ToyConfig.seed)
     toy.add_argument("--min_frames", type=int, default=ToyConfig.min_frames)
     toy.add_argument("--max_frames", type=int, default=ToyConfig.max_frames)
@@ -67,8 +69,9 @@ def main(argv=None):
     if args.command in ("toy", "tracks"):
         try:  # the configs check their values
             if args.command == "toy":
-                cfg = ToyConfig(num_videos=args.videos, seed=args.seed, min_frames=args.min_frames,
-                                max_frames=args.max_frames, flow=not args.no_flow, frame_size=args.frame_size)
+                cfg = ToyConfig(num_videos=args.videos, test_videos=args.test_videos, seed=args.seed,
+                                min_frames=args.min_frames, max_frames=args.max_frames, flow=not args.no_flow,
+                                frame_size=args.frame_size)
             else:
                 cfg = TracksConfig(num_videos=args.videos, seed=args.seed, max_frames=args.max_frames, annot=args.annot,
                                    workers=args.workers, flow=not args.no_flow)

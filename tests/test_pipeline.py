@@ -16,6 +16,7 @@ from torchvision.ops import batched_nms
 import pipeline
 from data import layout
 from data.annotations import load_pyannot, read_video_list
+from data.toy import EXTRA_TEST_VIDEOS
 from tubes.detections import frame_detections, read_video_detections
 from tubes.frame_map import FrameAP
 from tubes.results_table import summary_row
@@ -58,6 +59,7 @@ def test_demo_finds_the_toy_actors(demo):
     summary = json.loads((demo / "summary.json").read_text())
     root = demo / "toy_data"
     videos = read_video_list(layout.split_path(root, "testlist01.txt"))
+    assert len(videos) == 8 + EXTRA_TEST_VIDEOS  # a quarter of the 32 videos and the extra test videos
     det_dir = demo / "detections"
     # Chance: the same detections scored against the ground truth of another video's frame
     # (a detector that ignores the image, with this detector's output statistics).
@@ -137,8 +139,8 @@ def test_a_stage_runs_again_when_its_flags_change(tmp_path):
 
 
 def test_interrupted_training_resumes_from_the_latest_checkpoint(tmp_path):
-    small = ["--work_dir", str(tmp_path), "--toy_videos", "8", "--width_mult", "0.0625", "--batch_size", "2",
-             "--num_workers", "0", "--stages", "data,train"]
+    small = ["--work_dir", str(tmp_path), "--toy_videos", "8", "--toy_test_videos", "0", "--width_mult", "0.0625",
+             "--batch_size", "2", "--num_workers", "0", "--stages", "data,train"]
     assert pipeline.main(small + ["--max_iter", "2"]) == 0  # as if stopped after its checkpoint at 2
     exp = tmp_path / "train" / "rgb_w0.0625"
     assert (exp / "AMTNet_2.pth").is_file()
@@ -150,8 +152,8 @@ def test_interrupted_training_resumes_from_the_latest_checkpoint(tmp_path):
 def test_two_stream_rows(tmp_path):
     """--late_fusion and --fusion_type: a flow model beside the RGB one, the late fusions of their detections
     and the two-stream network initialised from both, one row each in the results table."""
-    argv = ["--work_dir", str(tmp_path), "--toy_videos", "8", "--width_mult", "0.0625", "--batch_size", "2",
-            "--num_workers", "0", "--max_iter", "2", "--late_fusion", "boost,mean", "--fusion_type", "sum",
+    argv = ["--work_dir", str(tmp_path), "--toy_videos", "8", "--toy_test_videos", "0", "--width_mult", "0.0625",
+            "--batch_size", "2", "--num_workers", "0", "--max_iter", "2", "--late_fusion", "boost,mean", "--fusion_type", "sum",
             "--stages", "data,train,detect,tubes"]
     assert pipeline.main(argv) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -8,7 +8,7 @@ import pytest
 
 import data.toy as toy
 from data import layout
-from data.annotations import check_dataset, load_pyannot, xywh1_to_xyxy0
+from data.annotations import check_dataset, load_pyannot, read_video_list, xywh1_to_xyxy0
 from data.toy import ToyConfig, make_toy_dataset, render_video
 
 # Small frames and short videos keep the sweep fast; the actors keep their size in pixels, so in
@@ -25,7 +25,7 @@ def check_toy_dataset(root, cfg, caplog):
     """What every rendered toy dataset must satisfy; returns the number of tubes."""
     assert root.is_dir() and not list(root.parent.glob(f".{root.name}.*")), "temporaries left beside the dataset"
     summary = check_dataset(root, ["rgb"] + (["fastOF"] if cfg.flow else []))
-    assert summary["videos"] == cfg.num_videos
+    assert summary["videos"] == cfg.num_videos + cfg.test_videos
     width, height = cfg.frame_size
     raw = pickle.load(open(layout.split_path(root, layout.ANNOT_FILE), "rb"), encoding="latin1")
     for name, entry in raw.items():
@@ -112,10 +112,36 @@ def test_long_videos_keep_whole_frames():
 @pytest.mark.parametrize("field, value, message", [
     ("num_videos", 7, "at least 8 videos"), ("min_frames", 15, "16 <= min_frames <= max_frames"),
     ("max_frames", 20, "min_frames=48, max_frames=20"), ("test_fraction", 1.0, "test_fraction"),
-    ("frame_size", (31, 240), "frame_size must be at least 32x32")])
+    ("frame_size", (31, 240), "frame_size must be at least 32x32"), ("test_videos", -1, "test_videos must be >= 0")])
 def test_config_errors_name_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
         ToyConfig(**{field: value})
+
+
+def test_more_test_videos_leave_the_first_videos_and_the_training_split_as_they_were(tmp_path, caplog):
+    """``test_videos`` adds videos after the first ``num_videos``, all in the test split: the first videos' frames,
+    annotations and split are the same as without them (test sets of different sizes stay comparable)."""
+    small = dict(num_videos=8, seed=6, min_frames=16, max_frames=18, frame_size=(64, 48))
+    plain, more = ToyConfig(**small), ToyConfig(**small, test_videos=5)
+    first = make_toy_dataset(tmp_path / "a", plain, progress=False)
+    second = make_toy_dataset(tmp_path / "b", more, progress=False)
+    check_toy_dataset(tmp_path / "b", more, caplog)
+    assert list(second)[:8] == list(first) and len(second) == 13
+    for name in first:
+        for kind in ("rgb", "fastOF"):
+            folders = [layout.video_dir(tmp_path / d, kind, name) for d in ("a", "b")]
+            assert _digest(folders[0]) == _digest(folders[1]), (kind, name)
+    annots = [load_pyannot(layout.split_path(tmp_path / d, layout.ANNOT_FILE)) for d in ("a", "b")]
+    for name in first:
+        assert [(t.start, t.end, t.boxes.tolist()) for t in annots[0][name].tubes] == \
+            [(t.start, t.end, t.boxes.tolist()) for t in annots[1][name].tubes], name
+    lists = [{split: read_video_list(layout.split_path(tmp_path / d, layout.split_list_name(split, 1)))
+              for split in ("train", "test")} for d in ("a", "b")]
+    assert lists[1]["train"] == lists[0]["train"] and len(lists[0]["test"]) == 4
+    assert sorted(lists[1]["test"]) == sorted(lists[0]["test"] + list(second)[8:])
+    # the new videos cycle through the classes as the first ones do, numbered after them
+    assert [second[n].class_id for n in list(second)[8:]] == [0, 1, 2, 3, 0]
+    assert list(second)[8] == toy.video_name(0, 2)
 
 
 def test_an_interrupted_render_leaves_the_previous_dataset_and_a_rerun_completes(tmp_path, caplog, monkeypatch):
@@ -154,3 +180,15 @@ def test_refuses_to_overwrite_a_folder_that_is_not_a_toy_dataset(tmp_path):
         make_toy_dataset(tmp_path / "mine", ToyConfig(num_videos=8, min_frames=16, max_frames=16), progress=False)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_prepare_data_toy_renders_the_default_test_videos_and_takes_other_counts(tmp_path, capsys):
+    import prepare_data
+    assert prepare_data.get_args_parser().parse_args(["toy"]).test_videos == toy.EXTRA_TEST_VIDEOS == 24
+    small = ["--quiet", "toy", "--videos", "8", "--min_frames", "16", "--max_frames", "16", "--frame_size", "64x48",
+             "--no_flow"]
+    assert prepare_data.main(small + ["--out", str(tmp_path / "t"), "--test_videos", "2"]) == 0
+    assert len(read_video_list(layout.split_path(tmp_path / "t", layout.split_list_name("test", 1)))) == 4 + 2
+    with pytest.raises(SystemExit) as stop:
+        prepare_data.main(small + ["--out", str(tmp_path / "u"), "--test_videos", "-1"])
+    assert stop.value.code == "prepare_data.py toy: test_videos must be >= 0, got -1"
