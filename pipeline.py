@@ -37,7 +37,7 @@ import test as test_script
 import train as train_script
 from data import layout
 from data.annotations import check_dataset, read_video_list
-from data.toy import EXTRA_TEST_VIDEOS, ToyConfig, make_toy_dataset
+from data.toy import EXTRA_TEST_VIDEOS, ToyConfig, has_toy_dataset, make_toy_dataset
 from engine.cli import (changed_flags, data_args, data_config, detection_args, device_args, model_args, one_stream_args,
                         train_args)
 from engine.stages import detect_stage, eval_argv, name_list, run_stage, train_stage, training_iterations, tube_argv, tubes_stage
@@ -90,13 +90,13 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     if args.basenet:
         read_weights(args.basenet)  # a bad file stops the run here, not after the data stage
-    work = Path(args.work_dir).expanduser()
-    work.mkdir(parents=True, exist_ok=True)
+    (work := Path(args.work_dir).expanduser()).mkdir(parents=True, exist_ok=True)
     setup_logging(work / "pipeline.log")
     root = Path(args.data_root).expanduser() if args.data_root else work / "toy_data"
-    if args.data_root is None and not layout.split_path(root, layout.ANNOT_FILE).is_file():
+    toy = ToyConfig(num_videos=args.toy_videos, seed=args.seed, test_videos=args.toy_test_videos)
+    if args.data_root is None and not has_toy_dataset(root, toy):  # none there, or with other videos: rendered again
         log.info("stage data: rendering the toy dataset into %s", root)
-        make_toy_dataset(root, ToyConfig(num_videos=args.toy_videos, seed=args.seed, test_videos=args.toy_test_videos))
+        make_toy_dataset(root, toy)
     two_streams = bool(args.late_fusion) or two_stream(args.fusion_type)
     types = {"rgb", args.input_type_base} | ({args.input_type_extra} if two_streams else set())
     check_dataset(root, sorted(types | ({"fastOF"} if args.data_root is None else set())))

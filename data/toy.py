@@ -250,6 +250,33 @@ def video_name(class_index, index):
     return f"{name}/v_{name}_g{index // 4 + 1:02d}_c{index % 4 + 1:02d}"
 
 
+def video_names(cfg):
+    """The videos ``cfg`` renders, in order: the classes in turn, each numbered on."""
+    return [video_name(v % len(CLASSES), v // len(CLASSES)) for v in range(cfg.num_videos + cfg.test_videos)]
+
+
+def has_toy_dataset(root, cfg):
+    """Whether ``root`` holds a toy dataset with the videos and the test split ``cfg`` renders (a set rendered
+    with another number of videos or test videos does not; one of another seed does)."""
+    test_list = layout.split_path(root, layout.split_list_name("test", 1))
+    if not (layout.split_path(root, layout.ANNOT_FILE).is_file() and test_list.is_file()):
+        return False
+    names = video_names(cfg)
+    per_class = [names[c:cfg.num_videos:len(CLASSES)] for c in range(len(CLASSES))]
+    test = [n for c in per_class for n in c[len(c) - _test_count(cfg, len(c)):]] + names[cfg.num_videos:]
+    try:
+        annotated = sorted(load_pickle(layout.split_path(root, layout.ANNOT_FILE)))
+    except AnnotationError:
+        return False
+    return annotated == sorted(names) and sorted(test_list.read_text().split()) == sorted(test)
+
+
+def _test_count(cfg, class_videos):
+    """How many of a class's first videos are test videos: the last ceil(test_fraction * n), and at least one
+    stays for training."""
+    return max(1, min(class_videos - 1, int(math.ceil(cfg.test_fraction * class_videos))))
+
+
 def make_toy_dataset(root, cfg=ToyConfig(), progress=True):
     """Render the toy dataset into ``root`` (UCF24 layout). Returns ``{name: VideoAnnotation}``.
 
@@ -297,7 +324,7 @@ def _render_dataset(root, cfg, progress):
     first = list(videos.values())[:cfg.num_videos]
     for c in range(num_classes):
         names = [a.name for a in first if a.class_id == c]
-        test_videos += names[len(names) - max(1, min(len(names) - 1, int(math.ceil(cfg.test_fraction * len(names))))):]
+        test_videos += names[len(names) - _test_count(cfg, len(names)):]
     test_videos += list(videos)[cfg.num_videos:]
     write_splits(root, videos, test_videos, [c.name for c in CLASSES])
     return videos

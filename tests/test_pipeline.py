@@ -2,6 +2,7 @@
 trains a model that finds the toy actors, and every stage leaves its outputs.
 
 This is the suite's one long test (the README's iterations on 2 CPU cores)."""
+import dataclasses
 import json
 import os
 import types
@@ -16,7 +17,7 @@ from torchvision.ops import batched_nms
 import pipeline
 from data import layout
 from data.annotations import load_pyannot, read_video_list
-from data.toy import EXTRA_TEST_VIDEOS
+from data.toy import EXTRA_TEST_VIDEOS, make_toy_dataset
 from tubes.detections import frame_detections, read_video_detections
 from tubes.frame_map import FrameAP
 from tubes.results_table import summary_row
@@ -147,6 +148,24 @@ def test_interrupted_training_resumes_from_the_latest_checkpoint(tmp_path):
     assert pipeline.main(small + ["--max_iter", "4"]) == 0
     assert (exp / "AMTNet_4.pth").is_file()
     assert f"resumed from {exp / 'AMTNet_2.pth'} at iteration 2" in (exp / "training.log").read_text()
+
+
+def test_a_toy_set_with_other_videos_is_rendered_again(tmp_path, monkeypatch):
+    """An existing toy set (a run of an older version, or other --toy_videos / --toy_test_videos) is replaced by
+    the one the flags ask for; the one they ask for is kept as it is. (Rendered in small frames: the same videos.)"""
+    def small(root, cfg):
+        return make_toy_dataset(root, dataclasses.replace(cfg, min_frames=16, max_frames=16, frame_size=(64, 48)),
+                                progress=False)
+    monkeypatch.setattr(pipeline, "make_toy_dataset", small)
+    argv = ["--work_dir", str(tmp_path), "--toy_videos", "8", "--stages", "data"]
+    test_list = layout.split_path(tmp_path / "toy_data", "testlist01.txt")
+    assert pipeline.main(argv + ["--toy_test_videos", "0"]) == 0
+    assert len(read_video_list(test_list)) == 4
+    assert pipeline.main(argv + ["--toy_test_videos", "2"]) == 0
+    assert len(read_video_list(test_list)) == 6
+    stamp = os.stat(test_list).st_mtime_ns
+    assert pipeline.main(argv + ["--toy_test_videos", "2"]) == 0
+    assert os.stat(test_list).st_mtime_ns == stamp
 
 
 def test_two_stream_rows(tmp_path, toy_root):

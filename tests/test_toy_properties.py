@@ -141,7 +141,13 @@ def test_more_test_videos_leave_the_first_videos_and_the_training_split_as_they_
     assert sorted(lists[1]["test"]) == sorted(lists[0]["test"] + list(second)[8:])
     # the new videos cycle through the classes as the first ones do, numbered after them
     assert [second[n].class_id for n in list(second)[8:]] == [0, 1, 2, 3, 0]
-    assert list(second)[8] == toy.video_name(0, 2)
+    assert list(second)[8] == toy.video_name(0, 2) and toy.video_names(more) == list(second)
+    # pipeline.py renders again where the set at hand is not the one its flags ask for
+    assert toy.has_toy_dataset(tmp_path / "a", plain) and toy.has_toy_dataset(tmp_path / "b", more)
+    assert not toy.has_toy_dataset(tmp_path / "a", more) and not toy.has_toy_dataset(tmp_path / "b", plain)
+    assert not toy.has_toy_dataset(tmp_path / "none", plain)
+    layout.split_path(tmp_path / "a", layout.split_list_name("test", 1)).write_text("\n".join(lists[0]["test"][:-1]) + "\n")
+    assert not toy.has_toy_dataset(tmp_path / "a", plain)  # another split of the same videos
 
 
 def test_an_interrupted_render_leaves_the_previous_dataset_and_a_rerun_completes(tmp_path, caplog, monkeypatch):
