@@ -9,6 +9,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
 ONNX_STAMP := $(VENV)/.installed-onnx
+# Test worker processes; each test file runs whole in one of them (module fixtures are built once).
+TEST_WORKERS ?= 2
 
 .PHONY: demo test install clean
 
@@ -28,7 +30,7 @@ demo: $(STAMP)
 	$(PY) pipeline.py
 
 test: $(ONNX_STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 clean:
 	rm -rf $(VENV) runs

@@ -11,6 +11,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ["AMTNET_BACKEND"] = "torch"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+LONG_FIRST = "tests/test_pipeline.py"  # the suite's one long test (make demo's whole pipeline)
+
+
+def pytest_collection_modifyitems(items):
+    """The long file first: under `make test`'s two workers (pytest-xdist, whole files per worker) it runs
+    beside all the others instead of after them; a plain pytest run only starts with it."""
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_FIRST))
 
 
 def optional(available: bool, what: str):
